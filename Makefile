@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make demo` and `make test` (both set up .venv first).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lab bench clean
+
+setup: $(STAMP)
+
+# Re-install when the dependency list changes; an editable install picks up code edits by itself.
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+# The main job: every notebook, in order, on the demo profile, executed into build/notebooks/.
+demo: setup
+	OCCFAU_PROFILE=$${OCCFAU_PROFILE:-demo} HF_HUB_OFFLINE=1 $(PY) -m occfau_lib.notebooks notebooks build/notebooks
+
+test: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+lab: setup
+	HF_HUB_OFFLINE=1 $(VENV)/bin/jupyter lab notebooks
+
+bench: setup
+	$(PY) benchmarks/bench_render.py
+	$(PY) benchmarks/pixel_baseline.py
+
+clean:
+	rm -rf build data/cache data/synthfacs-*

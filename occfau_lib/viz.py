@@ -1,0 +1,339 @@
+"""Plotting functions for the notebooks: faces, action units, labels and their statistics.
+
+Every function takes data (arrays, datasets, dicts), draws a new matplotlib Figure (or onto
+``ax=`` where it accepts one) and returns it. A notebook cell that ends with the call shows the
+figure, and ``ipywidgets.interact(viz.face_explorer, au12=(0, 5, 0.5))`` redraws it whenever a
+slider moves; every default draws a meaningful figure by itself.
+
+The functions are pure: the same arguments give the same figure, and pyplot keeps no reference
+to the figures made here (each is detached from pyplot as soon as it is created). So a figure is
+shown exactly once when returned (not once more by the inline backend), widget redraws do not
+pile figures up, and nothing needs closing. In a script, save one with ``fig.savefig(path)``.
+
+Each docstring names the notebook that uses the function (00 = "FACS and the SynthFACS world").
+"""
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.patches import Rectangle
+
+from . import synthfacs
+from .aus import ALL_AUS, AUS, au_labels, au_set
+
+#: What each SynthFACS look-alike quirk (``synthfacs.LOOKALIKES``) imitates at rest.
+LOOKS_LIKE = {
+    "low_close_brows": "AU4",
+    "upturned_mouth": "AU12",
+    "downturned_mouth": "AU15",
+    "narrow_eyes": "AU7",
+    "aged": "AU1/2 lines",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+def _figure(width: float, height: float):
+    """A new constrained-layout Figure (inches) that pyplot does not track."""
+    fig = plt.figure(figsize=(width, height), layout="constrained")
+    plt.close(fig)  # detach from pyplot only; the figure stays fully usable
+    return fig
+
+
+def _panel_grid(n: int, ncols: int, panel: float, label_width: float = 0.0):
+    """A figure of ``n`` square panels of ``panel`` inches, ``ncols`` per row, plus ``label_width``
+    inches for row labels: (fig, list of n Axes)."""
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig = _figure(ncols * panel + label_width, nrows * panel * 1.15)  # the extra height holds captions
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.remove()
+    return fig, list(axes[:n])
+
+
+def _show_image(ax, image, caption: str | None = None, **imshow_kw):
+    """Draw one image without ticks or frame, ``caption`` underneath; returns the AxesImage.
+
+    Accepts (S, S, 3) uint8 or float arrays, (S, S) maps (grey unless ``cmap`` is given) and
+    channel-first (3, S, S) arrays or tensors such as ``ds[i]["image"]``.
+    """
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[0] == 3 and image.shape[-1] != 3:
+        image = image.transpose(1, 2, 0)
+    if image.ndim == 2:
+        imshow_kw.setdefault("cmap", "gray")
+    im = ax.imshow(image, **imshow_kw)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.spines[:].set_visible(False)
+    if caption:
+        ax.set_xlabel(caption, fontsize=8)
+    return im
+
+
+def _render_frontal(identities: np.ndarray, intensities: np.ndarray, size: int) -> np.ndarray:
+    """Frontal studio renders (B, size, size, 3) of identities (B, P) or (P,) with AU intensities
+    (B, 15): pixel-identical to ``synthfacs.render_face`` with its default pose and lighting."""
+    n = len(intensities)
+    identities = np.array(np.broadcast_to(identities, (n, len(synthfacs.IDENTITY_PARAMS))))  # writable copy
+    nuisances = np.repeat(synthfacs.make_nuisance()[None], n, axis=0)
+    return synthfacs.render_faces(identities, intensities, nuisances, np.zeros(n, np.int64), size)
+
+
+# --------------------------------------------------------------------------------------------
+# Faces
+# --------------------------------------------------------------------------------------------
+def show_faces(images, titles=None, ncols: int = 8, size: float = 1.6):
+    """A grid of face images with an optional caption under each; returns the Figure.
+
+    ``images``: (N, S, S, 3) uint8 or float in [0, 1] (e.g. ``ds.images[:16]``), or a sequence
+    of images, channel-first tensors included. ``size``: inches per panel. Used throughout,
+    first in notebook 00 to look at SynthFACS samples.
+    """
+    images = list(images)
+    if not images:
+        raise ValueError("show_faces: no images to show")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"show_faces: {len(titles)} titles for {len(images)} images")
+    fig, axes = _panel_grid(len(images), ncols, size)
+    for i, ax in enumerate(axes):
+        _show_image(ax, images[i], None if titles is None else titles[i])
+    return fig
+
+
+def au_gallery(identity=None, aus=ALL_AUS, intensities=(1, 2, 3, 4, 5), size: int = 64,
+               show_difference: bool = False):
+    """Each AU at increasing intensity on one face: rows = AUs, columns = neutral, then each
+    intensity; returns the Figure.
+
+    Every cell is ``synthfacs.render_face(identity, {au: intensity}, size=size)`` (frontal,
+    studio light); ``identity=None`` is the average face. With ``show_difference`` a last column
+    shows |strongest - neutral| averaged over colour channels, each row on its own colour scale,
+    so even the subtle cues (AU14, AU23) show where they are. Notebook 00.
+    """
+    aus = au_set(aus)
+    levels = tuple(intensities)
+    if not levels:
+        raise ValueError("au_gallery: give at least one intensity")
+    identity = synthfacs.neutral_identity() if identity is None else np.asarray(identity, np.float32)
+    vectors = [synthfacs.au_vector()] + [synthfacs.au_vector({au: level}) for au in aus for level in levels]
+    faces = _render_frontal(identity, np.stack(vectors), size)
+    neutral, expressive = faces[0], faces[1:].reshape(len(aus), len(levels), *faces.shape[1:])
+    apex = int(np.argmax(levels))
+
+    ncols = 1 + len(levels) + int(show_difference)
+    fig, axes = _panel_grid(len(aus) * ncols, ncols, 1.1, label_width=1.4)
+    for row, au, au_faces in zip(np.reshape(axes, (len(aus), ncols)), aus, expressive):
+        _show_image(row[0], neutral)
+        row[0].set_ylabel(f"AU{au} {AUS[au].name}", rotation=0, ha="right", va="center", fontsize=8)
+        for ax, face in zip(row[1:], au_faces):
+            _show_image(ax, face)
+        if show_difference:
+            diff = np.abs(au_faces[apex].astype(np.float32) - neutral).mean(axis=-1) / 255
+            _show_image(row[-1], diff, cmap="magma")
+    column_titles = ["neutral"] + [f"{level:g}" for level in levels]
+    if show_difference:
+        column_titles.append(f"|{levels[apex]:g} - neutral|")
+    for ax, title in zip(axes, column_titles):
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
+def face_explorer(au1=0.0, au2=0.0, au4=0.0, au6=0.0, au7=0.0, au9=0.0, au10=0.0, au12=0.0, au14=0.0,
+                  au15=0.0, au17=0.0, au23=0.0, au24=0.0, au25=0.0, au26=0.0, identity_seed: int = 0,
+                  roll=0.0, yaw=0.0, pitch=0.0, light_x=-0.3, light_y=-0.4, light_strength=0.6,
+                  size: int = 128):
+    """One SynthFACS face from AU intensity sliders, beside a bar chart of those intensities;
+    returns the Figure. The slider widget of notebook 00 wraps it::
+
+        interact(viz.face_explorer, au12=(0, 5, 0.5), identity_seed=(0, 20), roll=(-20, 20), ...)
+
+    ``au<n>``: intensity 0-5 of AU n. ``identity_seed``: 0 is the average face; k > 0 is the
+    fixed random identity ``synthfacs.sample_identities(1, np.random.default_rng(k))`` (about
+    30% carry a look-alike quirk, named in the title). ``roll`` in degrees, ``yaw``/``pitch``
+    and the light direction ``light_x``/``light_y`` in [-1, 1]. One render: fast enough to
+    follow a slider.
+    """
+    intensities = {1: au1, 2: au2, 4: au4, 6: au6, 7: au7, 9: au9, 10: au10, 12: au12, 14: au14,
+                   15: au15, 17: au17, 23: au23, 24: au24, 25: au25, 26: au26}
+    if identity_seed == 0:
+        identity, title = synthfacs.neutral_identity(), "average identity"
+    else:
+        ids, quirks = synthfacs.sample_identities(1, np.random.default_rng(identity_seed))
+        identity, title = ids[0], f"identity {identity_seed}"
+        if quirks[0]:
+            title += f" (looks like {LOOKS_LIKE[quirks[0]]})"
+    face = synthfacs.render_face(identity, intensities, pose=(roll, yaw, pitch),
+                                 lighting=(light_x, light_y, light_strength), size=size)
+
+    fig = _figure(7.0, 3.8)
+    ax_face, ax_bars = fig.subplots(1, 2, width_ratios=(3, 2))
+    _show_image(ax_face, face)
+    ax_face.set_title(title, fontsize=10)
+    values = [float(intensities[au]) for au in ALL_AUS]
+    present = [v >= synthfacs.PRESENCE_THRESHOLD for v in values]
+    ax_bars.barh(range(len(ALL_AUS)), values, color=["tab:orange" if p else "tab:gray" for p in present])
+    ax_bars.axvline(synthfacs.PRESENCE_THRESHOLD, color="0.4", ls=":", lw=1)
+    ax_bars.set_yticks(range(len(ALL_AUS)), au_labels(ALL_AUS), fontsize=8)
+    ax_bars.invert_yaxis()
+    ax_bars.set(xlim=(0, 5), xlabel="intensity (orange: present, >= 1)", title="AU intensities")
+    return fig
+
+
+def identity_gallery(n: int = 16, seed: int = 0, size: int = 64, show_quirks: bool = True):
+    """``n`` random SynthFACS identities (``synthfacs.sample_identities``), neutral and frontal;
+    returns the Figure.
+
+    With ``show_quirks`` each look-alike identity is captioned with the AU it imitates at rest
+    ("looks like AU4" for low close brows, ...): the reason evaluation must be subject-exclusive.
+    Draw it first with ``show_quirks=False`` and ask which faces look expressive. Notebook 00.
+    """
+    ids, quirks = synthfacs.sample_identities(n, np.random.default_rng(seed))
+    faces = _render_frontal(ids, np.zeros((n, len(ALL_AUS)), np.float32), size)
+    titles = [f"looks like {LOOKS_LIKE[q]}" if q else "" for q in quirks] if show_quirks else None
+    return show_faces(faces, titles)
+
+
+def region_maps(maps: dict[int, np.ndarray], face=None, ncols: int = 5, boxes: bool = True):
+    """Where each AU changes pixels: one panel per AU of ``maps`` (from
+    ``synthfacs.au_region_maps``); returns the Figure.
+
+    Each map is a heat map on its own colour scale; given a neutral ``face`` image (any size,
+    e.g. ``synthfacs.render_face(size=64)``) it is overlaid on the face, transparent where the
+    AU changes nothing. With ``boxes`` the AU's ``synthfacs.AU_BOXES`` rectangle, which must
+    contain every change, is outlined. Notebook 00; later notebooks compare occlusion
+    sensitivity maps with these.
+    """
+    fig, axes = _panel_grid(len(maps), ncols, 1.6)
+    for ax, (au, heat) in zip(axes, maps.items()):
+        heat = np.asarray(heat, np.float32)
+        size = heat.shape[0]
+        extent = (0, size, size, 0)  # map pixel coordinates, whatever the face's resolution
+        if face is None:
+            _show_image(ax, heat, cmap="inferno", extent=extent)
+        else:
+            _show_image(ax, face, extent=extent)
+            alpha = 0.85 * heat / max(float(heat.max()), 1e-12)
+            ax.imshow(heat, cmap="inferno", alpha=alpha, extent=extent)
+        ax.set_title(f"AU{au} ({AUS[au].region})", fontsize=9)
+        if boxes:
+            u0, u1, v0, v1 = (size * (c + 1) / 2 for c in synthfacs.AU_BOXES[au])  # canonical -> pixel
+            ax.add_patch(Rectangle((u0, v0), u1 - u0, v1 - v0, fill=False, edgecolor="cyan", lw=1))
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Labels
+# --------------------------------------------------------------------------------------------
+def cooccurrence(labels, kind: str = "conditional") -> np.ndarray:
+    """AU co-occurrence matrix (n_au, n_au) from labels (N, n_au) of 1/0/-1.
+
+    Each pair (i, j) uses only the rows where both labels are known (-1 is masked pairwise).
+    ``kind="conditional"``: entry [i, j] = P(AU j present | AU i present), nan if AU i is never
+    present. ``kind="correlation"``: the phi coefficient (Pearson correlation of the 0/1
+    labels), nan where either AU is constant. Notebook 00.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"cooccurrence: labels must be (N, n_au), got shape {labels.shape}")
+    known = (labels >= 0).astype(np.float64)
+    present = (labels == 1).astype(np.float64)
+    both = present.T @ present  # [i, j]: rows where i and j are present
+    i_present_j_known = present.T @ known
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if kind == "conditional":
+            return both / i_present_j_known
+        if kind == "correlation":
+            n = known.T @ known  # rows where both are known
+            mean_i = i_present_j_known / n
+            mean_j = mean_i.T
+            cov = both / n - mean_i * mean_j
+            return cov / np.sqrt(mean_i * (1 - mean_i) * mean_j * (1 - mean_j))
+    raise ValueError(f"cooccurrence: kind must be 'conditional' or 'correlation', got {kind!r}")
+
+
+_COOCCURRENCE_STYLE = {  # kind -> (colour map, value range, title)
+    "conditional": ("viridis", (0.0, 1.0), "P(column AU present | row AU present)"),
+    "correlation": ("RdBu_r", (-1.0, 1.0), "phi correlation of AU labels"),
+}
+
+
+def cooccurrence_heatmap(labels, aus, ax=None, kind: str = "conditional"):
+    """Heat map of :func:`cooccurrence` (row AU i, column AU j) with a colour bar, values written
+    in the cells for up to 15 AUs; returns the Figure (that of ``ax`` when given).
+
+    ``labels``: (N, len(aus)) of 1/0/-1, e.g. ``ds.labels`` with ``ds.aus``. Shows that AUs
+    come in groups (6 with 12, 1 with 2, ...), which later notebooks exploit. Notebook 00.
+    """
+    aus = tuple(aus)
+    matrix = cooccurrence(labels, kind)
+    if len(matrix) != len(aus):
+        raise ValueError(f"cooccurrence_heatmap: labels have {len(matrix)} AU columns, aus names {len(aus)}")
+    cmap, (vmin, vmax), title = _COOCCURRENCE_STYLE[kind]
+    n = len(aus)
+    if ax is None:
+        ax = _figure(max(4.0, 0.45 * n + 2.0), max(3.2, 0.45 * n + 1.2)).add_subplot()
+    im = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax)
+    ax.set_xticks(range(n), au_labels(aus), rotation=90, fontsize=8)
+    ax.set_yticks(range(n), au_labels(aus), fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.figure.colorbar(im, ax=ax, shrink=0.8)
+    if n <= 15:
+        for (i, j), value in np.ndenumerate(matrix):
+            if np.isfinite(value):
+                r, g, b, _ = im.cmap(im.norm(value))
+                color = "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black"
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6, color=color)
+    return ax.figure
+
+
+def label_stats(ds, ax=None):
+    """Positive rate of each AU of a dataset (over its known labels), with the number of unknown
+    (-1) labels written above each AU that has any; returns the Figure (that of ``ax`` when
+    given). Shows how rare most AUs are (class imbalance). Notebook 00.
+    """
+    rate = ds.positive_rate()
+    unknown = ds.unknown_count()
+    x = np.arange(len(ds.aus))
+    if ax is None:
+        ax = _figure(max(4.0, 0.45 * len(x) + 1.5), 3.2).add_subplot()
+    ax.bar(x, np.nan_to_num(rate), color="tab:blue")
+    for i in np.flatnonzero(unknown):
+        ax.text(x[i], np.nan_to_num(rate[i]) + 0.02, f"{unknown[i]}?", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, au_labels(ds.aus), fontsize=8)
+    ax.set(ylim=(0, 1.1), ylabel="positive rate (known labels)")
+    unknown_note = f"{unknown.sum()} unknown labels (n? above bars)" if unknown.any() else "no unknown labels"
+    ax.set_title(f"{ds.name}: {len(ds)} images, {len(np.unique(ds.subjects))} subjects; {unknown_note}",
+                 fontsize=9)
+    return ax.figure
+
+
+def sequence_plot(intensities, aus=ALL_AUS, frames=None, ax=None):
+    """AU intensity over the frames of one task: a curve per AU that is active (max > 0), rising
+    from onset to apex and falling at offset, and the presence threshold (intensity 1); returns
+    the Figure (that of ``ax`` when given).
+
+    ``intensities``: (F, len(aus)) with columns in ``aus`` order, e.g. the rows of one task of
+    ``ds.meta["intensities"]`` (``ALL_AUS`` order). ``frames``: x values (default 0..F-1).
+    Each AU keeps its colour from figure to figure. Notebook 00.
+    """
+    intensities = np.asarray(intensities, np.float32)
+    aus = tuple(aus)
+    if intensities.ndim != 2 or intensities.shape[1] != len(aus):
+        raise ValueError(f"sequence_plot: intensities must be (frames, {len(aus)}), got {intensities.shape}")
+    frames = np.arange(len(intensities)) if frames is None else np.asarray(frames)
+    if ax is None:
+        ax = _figure(7.0, 3.2).add_subplot()
+    colors = colormaps["tab20"]
+    for column, au in enumerate(aus):
+        if intensities[:, column].max() > 0:
+            ax.plot(frames, intensities[:, column], color=colors(ALL_AUS.index(au)), label=f"AU{au} {AUS[au].name}")
+    ax.axhline(synthfacs.PRESENCE_THRESHOLD, color="0.5", ls="--", lw=1, label="presence threshold")
+    ax.set(xlabel="frame", ylabel="intensity (0-5)", ylim=(0, 5.2))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax.figure

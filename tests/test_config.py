@@ -1,0 +1,77 @@
+"""Profiles, AU metadata and the artefact cache."""
+import dataclasses
+import json
+
+import pytest
+
+from occfau_lib import aus, cache, config
+
+
+def test_profiles_and_env_selection(monkeypatch):
+    assert set(config.PROFILES) == {"smoke", "demo", "paper"}
+    monkeypatch.delenv("OCCFAU_PROFILE", raising=False)
+    assert config.get_profile().name == "demo"
+    monkeypatch.setenv("OCCFAU_PROFILE", "smoke")
+    assert config.get_profile().name == "smoke"
+    assert config.get_profile("paper").data.img_size == 224
+    assert config.get_profile("smoke", batch_size=3).batch_size == 3
+    smoke, demo = config.PROFILES["smoke"].data, config.PROFILES["demo"].data
+    assert smoke.n_images < demo.n_images < config.PROFILES["paper"].data.n_images
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        config.get_profile("huge")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.PROFILES["demo"].batch_size = 1
+
+
+def test_au_metadata():
+    assert aus.ALL_AUS == (1, 2, 4, 6, 7, 9, 10, 12, 14, 15, 17, 23, 24, 25, 26)
+    assert len(aus.BP4D_AUS) == 12 and len(aus.DISFA_AUS) == 8
+    assert set(aus.BP4D_AUS) <= set(aus.ALL_AUS) and set(aus.DISFA_AUS) <= set(aus.ALL_AUS)
+    assert aus.AUS[12].name == "Lip corner puller" and aus.AUS[12].muscle.startswith("zygomaticus")
+    assert all(au.region in aus.REGIONS for au in aus.AUS.values())
+    assert aus.au_set("BP4D") == aus.BP4D_AUS and aus.au_set([12, 1]) == (12, 1)
+    assert aus.parse_au_label("AU012") == 12 and aus.au_labels((1, 2)) == ["AU1", "AU2"]
+    with pytest.raises(ValueError, match="unknown AU number"):
+        aus.au_set([3])
+    with pytest.raises(ValueError, match="unknown AU set"):
+        aus.au_set("ck+")
+    with pytest.raises(ValueError, match="not an AU label"):
+        aus.parse_au_label("AUx")
+
+
+def test_config_hash_is_stable_and_sensitive():
+    a = config.DataConfig()
+    assert cache.config_hash(a) == cache.config_hash(config.DataConfig())
+    assert cache.config_hash(a) != cache.config_hash(config.DataConfig(seed=1))
+    assert cache.config_hash({"b": 1, "a": 2}) == cache.config_hash({"a": 2, "b": 1})
+
+
+def test_load_or_build_reuses_rebuilds_and_writes_atomically(tmp_path):
+    calls = []
+
+    def build():
+        calls.append(1)
+        return {"value": len(calls)}
+
+    def save(obj, cfg, path):
+        path.write_text(json.dumps({"obj": obj, "config": cfg}))
+
+    def load(path):
+        d = json.loads(path.read_text())
+        return d["obj"], d["config"]
+
+    path = tmp_path / "art.json"
+    assert cache.load_or_build(path, {"x": 1}, build, save, load) == {"value": 1}
+    assert cache.load_or_build(path, {"x": 1}, build, save, load) == {"value": 1}
+    assert len(calls) == 1
+    with pytest.warns(UserWarning, match="different config"):
+        assert cache.load_or_build(path, {"x": 2}, build, save, load) == {"value": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["art.json"]  # no temporary left behind
+
+    def failing_save(obj, cfg, path):
+        path.write_text("partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        cache.load_or_build(tmp_path / "new.json", {"x": 3}, build, failing_save, load)
+    assert [p.name for p in tmp_path.iterdir()] == ["art.json"]  # the failed write left nothing

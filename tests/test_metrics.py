@@ -1,0 +1,148 @@
+"""Tests for occfau_lib.metrics: expected numbers are worked out by hand in the comments."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from occfau_lib.metrics import (
+    aggregate_folds,
+    auc_per_au,
+    average_f1,
+    evaluate,
+    f1_per_au,
+    format_csv,
+    format_table,
+)
+
+# Two AUs, five frames.
+LABELS = np.array([[1, 0], [1, 1], [0, 0], [0, 1], [1, 0]])
+PROBS = np.array([[0.9, 0.2], [0.4, 0.8], [0.6, 0.7], [0.1, 0.9], [0.5, 0.3]])
+# AU a: pred (>=0.5) = 1,0,1,0,1 vs 1,1,0,0,1 -> TP=2 FP=1 FN=1 -> F1 = 2*2/(2*2+1+1) = 2/3
+# AU b: pred          = 0,1,1,1,0 vs 0,1,0,1,0 -> TP=2 FP=1 FN=0 -> F1 = 4/5
+F1_BY_HAND = [2 / 3, 0.8]
+
+
+def test_f1_hand_computed():
+    np.testing.assert_allclose(f1_per_au(LABELS, PROBS), F1_BY_HAND)
+    assert average_f1(LABELS, PROBS) == pytest.approx((2 / 3 + 0.8) / 2)
+
+
+def test_f1_threshold_and_binary_predictions():
+    # 0/1 predictions give the same F1 as the probabilities they came from.
+    np.testing.assert_allclose(f1_per_au(LABELS, (PROBS >= 0.5).astype(int)), F1_BY_HAND)
+    # Threshold 0.65: AU a pred = 1,0,0,0,0 -> TP=1 FN=2 -> F1 = 2/(2+2) = 0.5; AU b unchanged.
+    np.testing.assert_allclose(f1_per_au(LABELS, PROBS, threshold=0.65), [0.5, 0.8])
+
+
+def test_unknown_labels_are_masked_not_negative():
+    labels = np.array([[1], [-1], [-1], [0], [1]])
+    probs = np.array([[0.9], [0.8], [0.7], [0.2], [0.6]])
+    # Kept rows 0,3,4: pred 1,0,1 vs 1,0,1 -> F1 = 1.0.
+    assert f1_per_au(labels, probs)[0] == pytest.approx(1.0)
+    # Reading -1 as 0 would add two false positives: TP=2 FP=2 -> F1 = 4/6.
+    assert f1_per_au(np.where(labels < 0, 0, labels), probs)[0] == pytest.approx(2 / 3)
+    # AUC is masked too: kept rows separate perfectly; as negatives, 0.8 and 0.7 outrank 0.6.
+    assert auc_per_au(labels, probs)[0] == pytest.approx(1.0)
+    assert auc_per_au(np.where(labels < 0, 0, labels), probs)[0] == pytest.approx(4 / 6)
+
+
+def test_zero_division_and_all_unknown():
+    labels = np.array([[0, -1, 1], [0, -1, 1], [0, -1, 0]])
+    probs = np.array([[0.1, 0.9, 0.2], [0.2, 0.9, 0.3], [0.3, 0.9, 0.9]])
+    f1 = f1_per_au(labels, probs)
+    assert f1[0] == 0.0  # no positives, none predicted: 0, as the literature reports it
+    assert math.isnan(f1[1])  # every entry unknown: no score
+    assert f1[2] == 0.0  # positives all missed (TP=0)
+    # The average skips the nan AU: (0 + 0) / 2.
+    assert average_f1(labels, probs) == 0.0
+
+
+def test_auc_hand_computed_and_single_class_is_nan():
+    labels = np.array([[0, 1, 0], [0, 1, -1], [1, 1, -1], [1, 1, 1]])
+    probs = np.array([[0.1, 0.5, 0.3], [0.4, 0.6, 0.2], [0.35, 0.7, 0.9], [0.8, 0.8, 0.4]])
+    # AU a: positive/negative pairs (0.35,0.1) yes, (0.35,0.4) no, (0.8,*) yes twice -> 3/4.
+    auc = auc_per_au(labels, probs)
+    assert auc[0] == pytest.approx(0.75)
+    assert math.isnan(auc[1])  # only positives
+    assert auc[2] == pytest.approx(1.0)  # rows 0 and 3 kept: 0.4 > 0.3
+
+
+def test_torch_input_matches_numpy():
+    labels = torch.tensor(LABELS, dtype=torch.float32)
+    probs = torch.tensor(PROBS, dtype=torch.float32, requires_grad=True)
+    np.testing.assert_allclose(f1_per_au(labels, probs), F1_BY_HAND)
+    np.testing.assert_allclose(auc_per_au(labels, probs), auc_per_au(LABELS, PROBS))
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="unknown code 9"):
+        f1_per_au(np.array([[1], [9]]), np.array([[0.5], [0.5]]))
+    with pytest.raises(ValueError, match="shape"):
+        f1_per_au(LABELS, PROBS[:, :1])
+    with pytest.raises(ValueError, match="AUs given"):
+        evaluate(LABELS, PROBS, aus=(1, 2, 4))
+
+
+def test_evaluate_is_keyed_by_au_and_json_serialisable():
+    labels = LABELS.copy()
+    labels[2, 1] = -1  # AU2 row 2 was a false positive; masked: TP=2 FP=0 FN=0 -> F1 = 1
+    res = evaluate(labels, PROBS, aus=(1, 2))
+    assert res["f1"] == pytest.approx({1: 2 / 3, 2: 1.0})
+    assert res["avg_f1"] == pytest.approx((2 / 3 + 1.0) / 2)
+    assert res["n"] == 5 and res["n_unknown"] == {1: 0, 2: 1}
+    assert set(res["auc"]) == {1, 2} and isinstance(res["avg_auc"], float)
+    json.dumps(res)  # plain Python types only
+
+
+def test_aggregate_folds_mean_std_by_hand():
+    folds = [
+        {"f1": {1: 0.5, 2: 0.2}, "auc": {1: 0.7, 2: float("nan")}},
+        {"f1": {1: 0.6, 2: 0.4}, "auc": {1: 0.8, 2: 0.6}},
+        {"f1": {1: 0.7, 2: 0.9}, "auc": {1: 0.9, 2: 0.8}},
+    ]
+    folds[2] = json.loads(json.dumps(folds[2]))  # keys "1", "2" after a JSON round trip
+    agg = aggregate_folds(folds)
+    # AU1: mean 0.6; deviations -0.1, 0, 0.1 -> population std sqrt(0.02/3)
+    # AU2: mean 0.5; deviations -0.3, -0.1, 0.4 -> population std sqrt(0.26/3)
+    assert agg["f1"] == pytest.approx({1: 0.6, 2: 0.5})
+    assert agg["f1_std"] == pytest.approx({1: math.sqrt(0.02 / 3), 2: math.sqrt(0.26 / 3)})
+    assert agg["avg_f1"] == pytest.approx(0.55)
+    # AUC of AU2 is nan in fold 1, so it averages the other two: 0.7, std 0.1.
+    assert agg["auc"] == pytest.approx({1: 0.8, 2: 0.7})
+    assert agg["auc_std"][2] == pytest.approx(0.1)
+    assert agg["avg_auc"] == pytest.approx(0.75)
+    assert agg["n_folds"] == 3
+    with pytest.raises(ValueError, match="disagree"):
+        aggregate_folds([{"f1": {1: 0.5}, "auc": {1: 0.5}}, {"f1": {2: 0.5}, "auc": {2: 0.5}}])
+
+
+ROWS = {"baseline": {1: 0.5, 2: 0.25}, "ours": {1: 0.6667, 2: float("nan")}}
+
+
+def test_format_table_exact():
+    expected = (
+        "| Method | AU1 | AU2 | Avg |\n"
+        "|:---|---:|---:|---:|\n"
+        "| baseline | 50.0 | 25.0 | 37.5 |\n"
+        "| ours | 66.7 | – | 66.7 |"
+    )
+    assert format_table(ROWS, (1, 2)) == expected
+    assert format_table(ROWS, (2,), digits=2, scale=1, average=False) == (
+        "| Method | AU2 |\n|:---|---:|\n| baseline | 0.25 |\n| ours | – |"
+    )
+
+
+def test_format_csv_round_trip():
+    text = format_csv(ROWS, (1, 2))
+    assert text.splitlines()[0] == "method,AU1,AU2,Avg"
+    read = list(csv.DictReader(io.StringIO(text)))
+    assert [r["method"] for r in read] == ["baseline", "ours"]
+    assert [float(read[0][k]) for k in ("AU1", "AU2", "Avg")] == [0.5, 0.25, 0.375]
+    assert float(read[1]["AU1"]) == 0.6667 and float(read[1]["Avg"]) == 0.6667
+    assert math.isnan(float(read[1]["AU2"]))

@@ -1,0 +1,39 @@
+"""Smoke execution of every notebook on the smoke profile (the way `make demo` runs them)."""
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from occfau_lib.notebooks import run_notebook
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_committed_clean_and_teaches(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "commit notebooks without outputs"
+    text = "\n".join(c.source for c in nb.cells)
+    assert "sys.path" not in text
+    assert "import *" not in text
+    first, last = nb.cells[0].source, "\n".join(c.source for c in nb.cells[-3:] if c.cell_type == "markdown")
+    assert "You will learn" in first and "Runtime" in first
+    assert "Summary" in last and "Exercises" in last
+    assert max(len(c.source.splitlines()) for c in code) <= 25, "long code belongs in occfau_lib"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_executes_on_smoke_profile(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("OCCFAU_PROFILE", "smoke")
+    nb = run_notebook(path, tmp_path / path.name, timeout=600)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert images, "the notebook should draw its figures"

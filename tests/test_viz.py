@@ -1,0 +1,313 @@
+"""Tests for occfau_lib.viz: every plotting function draws what its data says, purely."""
+from __future__ import annotations
+
+import inspect
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from occfau_lib import synthfacs, viz  # noqa: E402
+from occfau_lib.aus import ALL_AUS  # noqa: E402
+from occfau_lib.data import ArrayDataset  # noqa: E402
+
+S = 32  # render size of every face in these tests
+
+
+@pytest.fixture(autouse=True)
+def no_pyplot_figures_left():
+    """viz functions keep no global state: pyplot tracks none of the figures they create."""
+    before = plt.get_fignums()
+    yield
+    assert plt.get_fignums() == before
+
+
+def image_data(ax, k: int = 0) -> np.ndarray:
+    return np.asarray(ax.images[k].get_array())
+
+
+def texts(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def toy_dataset(labels: np.ndarray, aus=(1, 2, 12)) -> ArrayDataset:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (len(labels), 8, 8, 3), dtype=np.uint8)
+    subjects = [f"s{i % 3}" for i in range(len(labels))]
+    return ArrayDataset(images, labels, subjects, aus, "toy")
+
+
+# ----- show_faces -----
+
+
+def test_show_faces_grid_captions_and_pixels():
+    images = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    fig = viz.show_faces(images, titles=list("abcde"), ncols=3)
+    assert len(fig.axes) == 5  # 2 rows of 3, the unused panel removed
+    assert [ax.get_xlabel() for ax in fig.axes] == list("abcde")
+    for ax, image in zip(fig.axes, images):
+        np.testing.assert_array_equal(image_data(ax), image)
+    plt.close(fig)
+
+
+def test_show_faces_accepts_channel_first_tensors():
+    image = torch.rand(3, 8, 8)
+    fig = viz.show_faces([image])
+    np.testing.assert_allclose(image_data(fig.axes[0]), image.permute(1, 2, 0).numpy())
+    plt.close(fig)
+
+
+def test_show_faces_rejects_bad_input():
+    with pytest.raises(ValueError, match="no images"):
+        viz.show_faces(np.zeros((0, 8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="2 titles for 3 images"):
+        viz.show_faces(np.zeros((3, 8, 8, 3), np.uint8), titles=["a", "b"])
+
+
+# ----- au_gallery -----
+
+
+def test_au_gallery_layout_labels_and_cells():
+    identity = synthfacs.make_identity(brow_height=1.0, mouth_width=-1.0)
+    fig = viz.au_gallery(identity, aus=(1, 12, 26), size=S)
+    axes = np.reshape(fig.axes, (3, 6))
+    assert [ax.get_title() for ax in axes[0]] == ["neutral", "1", "2", "3", "4", "5"]
+    assert [row[0].get_ylabel() for row in axes] == ["AU1 Inner brow raiser", "AU12 Lip corner puller", "AU26 Jaw drop"]
+    np.testing.assert_array_equal(image_data(axes[1, 0]), synthfacs.render_face(identity, size=S))
+    np.testing.assert_array_equal(image_data(axes[1, 3]), synthfacs.render_face(identity, {12: 3}, size=S))
+    np.testing.assert_array_equal(image_data(axes[2, 5]), synthfacs.render_face(identity, {26: 5}, size=S))
+    plt.close(fig)
+
+
+def test_au_gallery_difference_column():
+    fig = viz.au_gallery(aus=(4, 12), intensities=(2, 4), size=S, show_difference=True)
+    axes = np.reshape(fig.axes, (2, 4))
+    assert axes[0, -1].get_title() == "|4 - neutral|"
+    neutral = synthfacs.render_face(size=S).astype(np.float32)
+    apex = synthfacs.render_face(aus={12: 4}, size=S).astype(np.float32)
+    np.testing.assert_allclose(image_data(axes[1, -1]), np.abs(apex - neutral).mean(-1) / 255, atol=1e-6)
+    plt.close(fig)
+
+
+def test_au_gallery_validates_aus_and_intensities():
+    with pytest.raises(ValueError, match="unknown AU"):
+        viz.au_gallery(aus=(3,), size=S)
+    with pytest.raises(ValueError, match="outside the FACS range"):
+        viz.au_gallery(aus=(12,), intensities=(6,), size=S)
+
+
+# ----- face_explorer -----
+
+
+def test_face_explorer_has_one_slider_per_au():
+    params = inspect.signature(viz.face_explorer).parameters
+    assert [name for name in params if name.startswith("au")] == [f"au{au}" for au in ALL_AUS]
+
+
+def test_face_explorer_default_frame_and_bars():
+    fig = viz.face_explorer(au12=3.0, au6=0.5, size=48)
+    ax_face, ax_bars = fig.axes
+    np.testing.assert_array_equal(image_data(ax_face), synthfacs.render_face(aus={12: 3.0, 6: 0.5}, size=48))
+    assert ax_face.get_title() == "average identity"
+    heights = [bar.get_width() for bar in ax_bars.patches]
+    assert heights == [3.0 if au == 12 else 0.5 if au == 6 else 0.0 for au in ALL_AUS]
+    assert [t.get_text() for t in ax_bars.get_yticklabels()] == [f"AU{au}" for au in ALL_AUS]
+    fig.canvas.draw()  # the static frame a headless notebook shows
+    plt.close(fig)
+
+
+def test_face_explorer_sliders_change_pixels():
+    frames = {
+        "neutral": viz.face_explorer(size=48),
+        "au12": viz.face_explorer(au12=4.0, size=48),
+        "yaw": viz.face_explorer(yaw=0.5, size=48),
+        "identity": viz.face_explorer(identity_seed=3, size=48),
+    }
+    pixels = {key: image_data(fig.axes[0]).astype(int) for key, fig in frames.items()}
+    for key in ("au12", "yaw", "identity"):
+        assert np.abs(pixels[key] - pixels["neutral"]).sum() > 0, key
+    again = viz.face_explorer(identity_seed=3, size=48)
+    np.testing.assert_array_equal(image_data(again.axes[0]), pixels["identity"])  # deterministic
+    for fig in [*frames.values(), again]:
+        plt.close(fig)
+
+
+def test_face_explorer_names_the_identity_quirk():
+    seed = next(k for k in range(1, 100) if synthfacs.sample_identities(1, np.random.default_rng(k))[1][0])
+    quirk = synthfacs.sample_identities(1, np.random.default_rng(seed))[1][0]
+    fig = viz.face_explorer(identity_seed=seed, size=16)
+    assert fig.axes[0].get_title() == f"identity {seed} (looks like {viz.LOOKS_LIKE[quirk]})"
+    plt.close(fig)
+
+
+# ----- identity_gallery -----
+
+
+def test_looks_like_covers_every_quirk():
+    assert set(viz.LOOKS_LIKE) == set(synthfacs.LOOKALIKES)
+
+
+def test_identity_gallery_faces_and_quirk_captions():
+    ids, quirks = synthfacs.sample_identities(12, np.random.default_rng(5))
+    assert any(quirks)  # the seed gives at least one look-alike to caption
+    fig = viz.identity_gallery(n=12, seed=5, size=S)
+    assert len(fig.axes) == 12
+    for ax, identity, quirk in zip(fig.axes, ids, quirks):
+        np.testing.assert_array_equal(image_data(ax), synthfacs.render_face(identity, size=S))
+        assert ax.get_xlabel() == (f"looks like {viz.LOOKS_LIKE[quirk]}" if quirk else "")
+    plt.close(fig)
+    hidden = viz.identity_gallery(n=12, seed=5, size=S, show_quirks=False)
+    assert all(ax.get_xlabel() == "" for ax in hidden.axes)
+    plt.close(hidden)
+
+
+# ----- cooccurrence -----
+
+HAND_LABELS = np.array([
+    [1, 1, 0],
+    [1, 0, 0],
+    [0, 1, -1],
+    [1, -1, 1],
+    [0, 0, 1],
+])  # fmt: skip
+
+
+def test_cooccurrence_conditional_masks_unknown_pairwise():
+    expected = np.array([
+        [1.0, 1 / 2, 1 / 3],  # AU0 present in rows 0, 1, 3; AU1 unknown in row 3
+        [1 / 2, 1.0, 0.0],  # AU1 present in rows 0, 2; AU2 unknown in row 2
+        [1 / 2, 0.0, 1.0],  # AU2 present in rows 3, 4; AU1 unknown in row 3
+    ])  # fmt: skip
+    np.testing.assert_allclose(viz.cooccurrence(HAND_LABELS, "conditional"), expected)
+
+
+def test_cooccurrence_correlation_is_phi_over_pairwise_known_rows():
+    phi = viz.cooccurrence(HAND_LABELS, "correlation")
+    assert phi[0, 1] == pytest.approx(0.0)  # rows 0, 1, 2, 4: x = 1100, y = 1010
+    assert phi[0, 2] == pytest.approx(-1 / np.sqrt(3))  # rows 0, 1, 3, 4: x = 1110, y = 0011
+    for i in range(3):
+        for j in range(3):
+            rows = (HAND_LABELS[:, i] >= 0) & (HAND_LABELS[:, j] >= 0)
+            ref = np.corrcoef(HAND_LABELS[rows, i], HAND_LABELS[rows, j])[0, 1]
+            assert phi[i, j] == pytest.approx(ref)
+
+
+def test_cooccurrence_nan_for_undefined_entries_and_bad_kind():
+    labels = np.array([[1, 0], [1, 0], [0, 0]])
+    cond = viz.cooccurrence(labels, "conditional")
+    assert cond[0, 1] == 0.0 and np.isnan(cond[1]).all()  # AU 1 is never present
+    assert np.isnan(viz.cooccurrence(labels, "correlation")[0, 1])  # AU 1 is constant
+    with pytest.raises(ValueError, match="kind must be"):
+        viz.cooccurrence(labels, "lift")
+
+
+def test_cooccurrence_heatmap_cells_ticks_and_colorbar():
+    fig = viz.cooccurrence_heatmap(HAND_LABELS, (1, 2, 12))
+    ax, cbar = fig.axes
+    np.testing.assert_allclose(image_data(ax), viz.cooccurrence(HAND_LABELS))
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["AU1", "AU2", "AU12"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["AU1", "AU2", "AU12"]
+    assert "0.33" in texts(fig) and len(ax.texts) == 9
+    assert cbar.get_ylim() == (0.0, 1.0)
+    plt.close(fig)
+
+
+def test_cooccurrence_heatmap_on_given_axes_correlation():
+    fig, (left, right) = plt.subplots(1, 2)
+    assert viz.cooccurrence_heatmap(HAND_LABELS, (1, 2, 12), ax=right, kind="correlation") is fig
+    assert right.images[0].get_clim() == (-1.0, 1.0) and not left.images
+    plt.close(fig)
+
+
+def test_cooccurrence_heatmap_checks_au_count():
+    with pytest.raises(ValueError, match="3 AU columns"):
+        viz.cooccurrence_heatmap(HAND_LABELS, (1, 2))
+
+
+# ----- region_maps -----
+
+
+def test_region_maps_boxes_in_map_pixels():
+    rng = np.random.default_rng(0)
+    maps = {6: rng.random((S, S)), 12: rng.random((S, S))}
+    fig = viz.region_maps(maps)
+    assert [ax.get_title() for ax in fig.axes] == ["AU6 (cheeks)", "AU12 (mouth)"]
+    for ax, au in zip(fig.axes, maps):
+        np.testing.assert_allclose(image_data(ax), maps[au])
+        (box,) = ax.patches
+        assert isinstance(box, Rectangle)
+        u0, u1, v0, v1 = synthfacs.AU_BOXES[au]
+        assert box.get_xy() == pytest.approx(((u0 + 1) / 2 * S, (v0 + 1) / 2 * S))
+        assert box.get_width() == pytest.approx((u1 - u0) / 2 * S)
+        assert box.get_height() == pytest.approx((v1 - v0) / 2 * S)
+    plt.close(fig)
+
+
+def test_region_maps_overlay_on_face_and_no_boxes():
+    maps = synthfacs.au_region_maps(size=S, n_identities=2)
+    face = synthfacs.render_face(size=2 * S)  # another resolution than the maps
+    fig = viz.region_maps(maps, face=face, boxes=False)
+    assert len(fig.axes) == len(ALL_AUS)
+    for ax, au in zip(fig.axes, ALL_AUS):
+        assert len(ax.images) == 2 and not ax.patches
+        np.testing.assert_array_equal(image_data(ax, 0), face)
+        np.testing.assert_allclose(image_data(ax, 1), maps[au])
+        assert ax.images[0].get_extent() == ax.images[1].get_extent() == [0, S, S, 0]
+    fig.canvas.draw()
+    plt.close(fig)
+
+
+# ----- label_stats -----
+
+
+def test_label_stats_bars_and_unknown_counts():
+    labels = np.array([[1, 0, -1], [1, 1, -1], [0, -1, 1], [0, 0, 0]], np.int8)
+    ds = toy_dataset(labels)
+    fig = viz.label_stats(ds)
+    (ax,) = fig.axes
+    np.testing.assert_allclose([bar.get_height() for bar in ax.patches], [0.5, 1 / 3, 0.5])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["AU1", "AU2", "AU12"]
+    assert texts(fig) == ["1?", "2?"]  # AU2 has 1 unknown label, AU12 has 2
+    assert "4 images, 3 subjects" in ax.get_title() and "3 unknown" in ax.get_title()
+    plt.close(fig)
+
+
+def test_label_stats_without_unknowns():
+    fig = viz.label_stats(toy_dataset(np.array([[1, 0, 0], [0, 0, 1]], np.int8)))
+    assert texts(fig) == [] and "no unknown labels" in fig.axes[0].get_title()
+    plt.close(fig)
+
+
+# ----- sequence_plot -----
+
+
+def test_sequence_plot_draws_active_aus_only():
+    t = np.linspace(0, 1, 20)
+    intensities = np.zeros((20, len(ALL_AUS)), np.float32)
+    intensities[:, ALL_AUS.index(6)] = 3 * np.sin(np.pi * t)
+    intensities[:, ALL_AUS.index(12)] = 4 * np.sin(np.pi * t) ** 2
+    fig = viz.sequence_plot(intensities, frames=np.arange(100, 120))
+    (ax,) = fig.axes
+    curves = ax.lines[:-1]  # the last line is the presence threshold
+    assert len(curves) == 2
+    np.testing.assert_array_equal(curves[1].get_xdata(), np.arange(100, 120))
+    np.testing.assert_allclose(curves[1].get_ydata(), intensities[:, ALL_AUS.index(12)])
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[:2] == ["AU6 Cheek raiser", "AU12 Lip corner puller"]
+    plt.close(fig)
+
+
+def test_sequence_plot_subset_of_aus_on_given_axes():
+    fig, ax = plt.subplots()
+    intensities = np.array([[0.0, 1.0], [0.0, 2.0]])
+    assert viz.sequence_plot(intensities, aus=(1, 25), ax=ax) is fig
+    assert len(ax.lines) == 2 and ax.get_legend().get_texts()[0].get_text() == "AU25 Lips part"
+    with pytest.raises(ValueError, match=r"\(frames, 3\)"):
+        viz.sequence_plot(intensities, aus=(1, 2, 25), ax=ax)
+    plt.close(fig)
