@@ -40,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2048, help="faces per measurement")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 224])
-    parser.add_argument("--batches", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--batches", type=int, nargs="*", default=[], help="default: render_batch_size(size)")
     args = parser.parse_args()
     scenes = random_scenes(args.n)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.n} faces per cell\n")
@@ -49,7 +49,7 @@ def main() -> None:
     for size in args.sizes:
         n = args.n if size <= 64 else max(256, args.n * 64 * 64 // (size * size))
         sub = tuple(x[:n] for x in scenes)
-        for batch in args.batches:
+        for batch in args.batches or [sf.render_batch_size(size)]:
             print(f"| {size} | {batch} | {faces_per_second(sub, size, batch):,.0f} |")
 
 

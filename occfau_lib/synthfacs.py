@@ -548,7 +548,13 @@ class World:
     seeds: np.ndarray  # (N,) int64
 
 
-def generate_world(cfg: DataConfig, batch: int = 256, progress: bool = True) -> World:
+def render_batch_size(size: int) -> int:
+    """Faces per ``render_faces`` call that keep the working set in CPU cache (~0.5 Mpixel):
+    measured by benchmarks/bench_render.py, 128 at 64 px, 32 at 128 px, 10 at 224 px."""
+    return int(np.clip((1 << 19) // (size * size), 4, 256))
+
+
+def generate_world(cfg: DataConfig, progress: bool = True) -> World:
     """Sample and render a whole SynthFACS world from its config (deterministic in ``cfg.seed``)."""
     rng = np.random.default_rng(cfg.seed)
     identities, quirks = sample_identities(cfg.n_subjects, rng)
@@ -567,6 +573,7 @@ def generate_world(cfg: DataConfig, batch: int = 256, progress: bool = True) -> 
     subject = np.asarray(subj)
     seeds = cfg.seed * 1_000_003 + np.arange(len(subject), dtype=np.int64)
     images = np.empty((len(subject), cfg.img_size, cfg.img_size, 3), np.uint8)
+    batch = render_batch_size(cfg.img_size)
     for i in tqdm(range(0, len(subject), batch), desc="rendering SynthFACS", disable=not progress):
         j = slice(i, i + batch)
         images[j] = render_faces(identities[subject[j]], intensities[j], nuisances[j], seeds[j], cfg.img_size)
