@@ -20,6 +20,9 @@ from nbclient import NotebookClient
 def run_notebook(path: Path, out_path: Path | None = None, timeout: int = 1800) -> nbformat.NotebookNode:
     """Execute one notebook in its own folder (so relative paths work); save it if ``out_path``."""
     path = Path(path)
+    # the kernel inherits this process's environment: make sure figures render inline, even
+    # where MPLBACKEND=Agg is set for headless scripts and tests
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     client.execute()
