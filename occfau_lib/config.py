@@ -29,21 +29,75 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class MAEConfig:
+    """Architecture of a ViT-MAE (encoder + lightweight decoder)."""
+
+    img_size: int = 64  # paper: 224
+    patch_size: int = 8  # paper: 16; an 8x8 grid of 8 px patches at 64 px
+    hidden_size: int = 192  # paper: 768 (ViT-B)
+    num_layers: int = 6  # paper: 12
+    num_heads: int = 3  # paper: 12
+    decoder_hidden_size: int = 128  # paper: 512
+    decoder_layers: int = 2  # paper: 8
+    decoder_heads: int = 4  # paper: 16
+    mask_ratio: float = 0.75  # MAE's default random masking ratio during pretraining
+    norm_pix_loss: bool = False  # MAE paper: True (per-patch normalised target) for best features
+
+    @property
+    def grid(self) -> int:
+        return self.img_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid**2
+
+
+MAE_CONFIGS = {
+    # In-repo MAE for the embedded SynthFACS world: trains on a CPU in minutes.
+    "tiny": MAEConfig(),
+    # ViT-B/16 at 224 px with MAE's 512-wide, 8-layer decoder: takes the official weights.
+    "paper": MAEConfig(224, 16, 768, 12, 12, 512, 8, 16, 0.75, True),
+}
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """MAE pretraining schedule (AdamW, linear warm-up then cosine decay, per step)."""
+
+    epochs: int = 30  # MAE paper: 800-1600 on ImageNet; SynthFACS is small and simple
+    batch_size: int = 64  # MAE paper: 4096
+    base_lr: float = 1.5e-4  # MAE paper: lr = base_lr * batch_size / 256; CPU profiles use 10x (short runs)
+    weight_decay: float = 0.05  # MAE paper
+    warmup_epochs: int = 2  # MAE paper: 40
+    seed: int = 0
+
+    @property
+    def lr(self) -> float:
+        return self.base_lr * self.batch_size / 256
+
+
+@dataclass(frozen=True)
 class Profile:
     """Everything that changes with the machine: one frozen record per named profile."""
 
     name: str
     data: DataConfig = field(default_factory=DataConfig)
     batch_size: int = 64  # paper (ME-GraphAU schedule): 64
+    mae: str = "tiny"  # key of MAE_CONFIGS; paper: "paper" (ViT-B/16, official weights)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    probe_epochs: int = 30  # linear-probe epochs (MAE paper: 90 on ImageNet)
 
 
 PROFILES: dict[str, Profile] = {
     # Seconds: just enough data for every code path to run in the test suite.
-    "smoke": Profile("smoke", DataConfig(img_size=64, n_subjects=6, n_tasks=4, frames_per_task=8), batch_size=16),
+    "smoke": Profile("smoke", DataConfig(img_size=64, n_subjects=6, n_tasks=4, frames_per_task=8), batch_size=16,
+                     pretrain=PretrainConfig(epochs=1, batch_size=32, base_lr=1.5e-3, warmup_epochs=0), probe_epochs=3),
     # Minutes on a 2-core laptop: the numbers quoted in the notebooks and README.
-    "demo": Profile("demo", DataConfig(img_size=64, n_subjects=24, n_tasks=8, frames_per_task=40)),
+    "demo": Profile("demo", DataConfig(img_size=64, n_subjects=24, n_tasks=8, frames_per_task=40),
+                    pretrain=PretrainConfig(epochs=10, batch_size=64, base_lr=1.5e-3, warmup_epochs=1)),
     # GPU scale: 224 px faces, BP4D-sized subject pool.
-    "paper": Profile("paper", DataConfig(img_size=224, n_subjects=41, n_tasks=8, frames_per_task=100)),
+    "paper": Profile("paper", DataConfig(img_size=224, n_subjects=41, n_tasks=8, frames_per_task=100), mae="paper",
+                     pretrain=PretrainConfig(epochs=100, batch_size=256, warmup_epochs=10), probe_epochs=90),
 }
 
 

@@ -337,3 +337,250 @@ def sequence_plot(intensities, aus=ALL_AUS, frames=None, ax=None):
     ax.set(xlabel="frame", ylabel="intensity (0-5)", ylim=(0, 5.2))
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax.figure
+
+
+# --------------------------------------------------------------------------------------------
+# The masked autoencoder (notebook 01)
+# --------------------------------------------------------------------------------------------
+def loss_curve(history: dict, ax=None):
+    """MAE pretraining loss (hidden patches only) and learning rate against the optimiser step;
+    ``history`` as returned by ``mae.pretrain`` / ``mae.mae_for_profile``. Notebook 01."""
+    if ax is None:
+        ax = _figure(5.5, 3.0).add_subplot()
+    ax.plot(history["step"], history["loss"], marker=".", color="C0")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("reconstruction loss (hidden patches)", color="C0")
+    lr_ax = ax.twinx()
+    lr_ax.plot(history["step"], history["lr"], color="C1", alpha=0.6)
+    lr_ax.set_ylabel("learning rate", color="C1")
+    ax.set_title("MAE pretraining")
+    return ax.figure
+
+
+def masked_view(image: np.ndarray, visible: np.ndarray, patch_size: int) -> np.ndarray:
+    """uint8 image (S, S, 3) with its hidden patches (visible (L,) False) drawn light grey, the way
+    MAE figures show what the encoder receives. Notebook 01."""
+    from .occlusion import patch_pixels
+
+    return np.where(patch_pixels(visible, patch_size)[..., None], np.uint8(200), image)
+
+
+def mae_views(model, images: np.ndarray, visibles: list[np.ndarray], labels: list[str]):
+    """The four-panel MAE view, one row per masking: original / what the encoder sees /
+    reconstruction / reconstruction pasted into the visible patches. ``images``: uint8
+    (S, S, 3) or one per row (R, S, S, 3); ``visibles``: R patch-visibility masks (L,). Notebook 01."""
+    from . import mae
+
+    images = np.asarray(images)
+    images = np.repeat(images[None], len(visibles), 0) if images.ndim == 3 else images
+    vis = np.stack(visibles)
+    raw = mae.reconstruct_images(model, images, vis, paste=False)
+    pasted = mae.reconstruct_images(model, images, vis, paste=True)
+    p = model.config.patch_size
+    titles = ("original", "encoder sees", "reconstruction", "+ visible pixels")
+    fig, axes = _panel_grid(4 * len(vis), 4, 1.5, label_width=1.0)
+    for r, label in enumerate(labels):
+        row = (images[r], masked_view(images[r], vis[r], p), raw[r], pasted[r])
+        for c, img in enumerate(row):
+            _show_image(axes[4 * r + c], img)
+            if r == 0:
+                axes[c].set_title(titles[c])
+        axes[4 * r].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    return fig
+
+
+def mae_view(model, images: np.ndarray, mask_ratio: float = 0.75, sample: int = 0, seed: int = 0):
+    """One four-panel row for ``images[sample]`` under MAE's random masking at ``mask_ratio``
+    (fixed by ``seed``): what the mask-ratio widget of notebook 01 redraws."""
+    from .occlusion import random_patches
+
+    L = model.vit.embeddings.patch_embeddings.num_patches
+    visible = random_patches(1, L, mask_ratio, seed)[0]
+    return mae_views(model, images[sample], [visible], [f"{mask_ratio:.0%} hidden"])
+
+
+def region_error_plot(errors: np.ndarray, ratios, regions, ax=None):
+    """Reconstruction error of hidden pixels per face region (lines) against the mask ratio;
+    ``errors`` (n_ratios, n_regions) from ``mae.region_errors``. Notebook 01."""
+    if ax is None:
+        ax = _figure(5.5, 3.2).add_subplot()
+    for g, region in enumerate(regions):
+        ax.plot(ratios, errors[:, g], marker="o", label=region)
+    ax.set_xlabel("fraction of patches hidden")
+    ax.set_ylabel("MSE of hidden pixels")
+    ax.legend(fontsize=7, ncols=2)
+    ax.set_title("Where is the face hard to invent?")
+    return ax.figure
+
+
+def condition_bars(values: dict[str, np.ndarray], ylabel: str, title: str = "", ax=None):
+    """Mean (bar) and spread (dots) of a per-sample score under several conditions, e.g. AU12
+    probability on clean faces vs reconstructions of hidden mouths. Notebook 01."""
+    if ax is None:
+        ax = _figure(1.3 * len(values) + 2, 3.2).add_subplot()
+    rng = np.random.default_rng(0)  # fixed jitter: same figure every time
+    for k, (name, v) in enumerate(values.items()):
+        v = np.asarray(v, float)
+        ax.bar(k, v.mean(), color=f"C{k}", alpha=0.5)
+        ax.scatter(k + rng.uniform(-0.25, 0.25, len(v)), v, s=6, color=f"C{k}")
+    ax.set_xticks(range(len(values)), list(values), rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return ax.figure
+
+
+# --------------------------------------------------------------------------------------------
+# Latent-space probing (notebook 02)
+# --------------------------------------------------------------------------------------------
+def probe_by_layer(results: dict[str, list[float]], references: dict[str, float] | None = None, ax=None,
+                   ylabel: str = "average F1 (%)"):
+    """Linear-probe score per encoder layer: one line per feature space (e.g. ``{"trained MAE ·
+    CLS": [...], "random MAE · mean": [...]}``, a value in [0, 1] per layer, layer 0 = the
+    embeddings), and a dashed horizontal line per ``references`` entry (``{"raw pixels": 0.41}``);
+    values are drawn in percent. Returns the Figure (that of ``ax`` when given). Notebook 02.
+    """
+    if not results:
+        raise ValueError("probe_by_layer: no results to draw")
+    if ax is None:
+        ax = _figure(6.4, 3.4).add_subplot()
+    colors = colormaps["tab10"]
+    n_layers = max(len(v) for v in results.values())
+    for i, (name, values) in enumerate(results.items()):
+        values = 100 * np.asarray(values, np.float64)
+        style = "--" if "random" in name.lower() else "-"
+        ax.plot(np.arange(len(values)), values, style, marker="o", ms=4, color=colors(i % 10), label=name)
+    for j, (name, value) in enumerate((references or {}).items()):
+        ax.axhline(100 * value, color=colors((len(results) + j) % 10), ls=":", lw=1.5, label=name)
+    ax.set_xticks(range(n_layers), ["emb"] + [str(k) for k in range(1, n_layers)])
+    ax.set(xlabel="encoder layer (emb = patch embeddings, before block 1)", ylabel=ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax.figure
+
+
+def per_au_bars(rows: dict[str, dict[int, float]], aus, ax=None, ylabel: str = "F1 (%)"):
+    """Grouped bars: per-AU scores (values in [0, 1], drawn in percent) of several methods or
+    conditions, one colour per row of ``rows`` (``{name: {au: value}}``, e.g. the ``"f1"`` of
+    :func:`occfau_lib.probe.probe_folds` results); nan draws no bar. Returns the Figure (that of
+    ``ax`` when given). Notebook 02.
+    """
+    aus = tuple(aus)
+    if not rows:
+        raise ValueError("per_au_bars: no rows to draw")
+    if ax is None:
+        ax = _figure(max(5.0, 0.55 * len(aus) + 2.5), 3.2).add_subplot()
+    width = 0.8 / len(rows)
+    x = np.arange(len(aus))
+    colors = colormaps["tab10"]
+    for i, (name, scores) in enumerate(rows.items()):
+        values = [100 * float({int(k): v for k, v in scores.items()}.get(a, np.nan)) for a in aus]
+        ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(values), width, color=colors(i % 10), label=name)
+    ax.set_xticks(x, au_labels(aus), fontsize=8)
+    ax.set(ylabel=ylabel, ylim=(0, 100))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax.figure
+
+
+def survival_heatmap(matrix, conditions, aus, ax=None, relative: bool = True, title: str | None = None):
+    """Heat map of a score per hiding condition (rows) and AU (columns), each cell annotated.
+
+    ``relative=True``: ``matrix`` is the fraction of the clean F1 that survives (from
+    :func:`occfau_lib.probe.retained` with a reference), coloured red (lost) to green (kept) on
+    [0, 1] -- values above 1 are written but coloured as 1. ``relative=False``: absolute F1 in
+    [0, 1]. nan cells (no clean F1 to retain) are left blank and marked "–". Returns the Figure
+    (that of ``ax`` when given). Notebook 02.
+    """
+    matrix = np.asarray(matrix, np.float64)
+    conditions, aus = list(conditions), tuple(aus)
+    if matrix.shape != (len(conditions), len(aus)):
+        raise ValueError(f"survival_heatmap: matrix is {matrix.shape}, expected ({len(conditions)}, {len(aus)})")
+    if ax is None:
+        ax = _figure(max(4.5, 0.5 * len(aus) + 2.5), max(2.5, 0.38 * len(conditions) + 1.3)).add_subplot()
+    cmap = colormaps["RdYlGn" if relative else "viridis"].with_extremes(bad="0.9")
+    im = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(aus)), au_labels(aus), fontsize=8)
+    ax.set_yticks(range(len(conditions)), conditions, fontsize=8)
+    default = "fraction of clean F1 retained" if relative else "F1"
+    ax.set_title(title or default, fontsize=9)
+    ax.figure.colorbar(im, ax=ax, shrink=0.8)
+    for (i, j), value in np.ndenumerate(matrix):
+        if np.isfinite(value):
+            r, g, b, _ = im.cmap(im.norm(min(value, 1.0)))
+            color = "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.45 else "black"
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6, color=color)
+        else:
+            ax.text(j, i, "–", ha="center", va="center", fontsize=6, color="0.4")
+    return ax.figure
+
+
+def umap_scatter(emb, values, title: str = "", categorical: bool | None = None, ax=None, max_legend: int = 12):
+    """A 2-D embedding (M, 2) as a scatter coloured by ``values`` (M,): categories (subject ids,
+    AU presence 0/1, with -1 drawn grey as "unknown") get one colour each and a legend (up to
+    ``max_legend`` categories; more are only counted in the title), continuous values (head yaw,
+    intensity) a colour bar. ``categorical=None`` decides from the dtype: float is continuous,
+    anything else categorical. Returns the Figure (that of ``ax`` when given). Notebook 02.
+    """
+    emb, values = np.asarray(emb), np.asarray(values)
+    if emb.ndim != 2 or emb.shape[1] != 2 or len(values) != len(emb):
+        raise ValueError(f"umap_scatter: need emb (M, 2) and values (M,); got {emb.shape} and {values.shape}")
+    if categorical is None:
+        categorical = values.dtype.kind not in "fc"
+    if ax is None:
+        ax = _figure(5.6, 4.4).add_subplot()
+    if categorical:
+        cats = np.unique(values)
+        cmap = colormaps["tab10" if len(cats) <= 10 else "tab20" if len(cats) <= 20 else "turbo"]
+        for i, cat in enumerate(cats):
+            sel = values == cat
+            unknown = str(cat) == "-1"
+            color = "0.75" if unknown else cmap(i % 20 if len(cats) <= 20 else i / max(1, len(cats) - 1))
+            ax.scatter(emb[sel, 0], emb[sel, 1], s=5, color=color, label="unknown" if unknown else str(cat),
+                       linewidths=0, alpha=0.8)
+        if len(cats) <= max_legend:
+            ax.legend(fontsize=7, markerscale=2.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        else:
+            title = f"{title} ({len(cats)} categories)"
+    else:
+        sc = ax.scatter(emb[:, 0], emb[:, 1], c=values.astype(np.float64), s=5, cmap="coolwarm", linewidths=0)
+        ax.figure.colorbar(sc, ax=ax, shrink=0.8)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set(xlabel="UMAP 1", ylabel="UMAP 2")
+    return ax.figure
+
+
+def umap_view(emb, colourings: dict, colour_by: str):
+    """:func:`umap_scatter` of ``emb`` coloured by ``colourings[colour_by]`` (``{name: (M,) values}``)
+    and titled by it: the widget of notebook 02 is
+    ``interact(partial(viz.umap_view, emb, colourings), colour_by=list(colourings))``."""
+    if colour_by not in colourings:
+        raise ValueError(f"umap_view: no colouring {colour_by!r}; choose one of {list(colourings)}")
+    return umap_scatter(emb, colourings[colour_by], title=f"coloured by {colour_by}")
+
+
+def hiding_curves(curves: dict[str, list[float]], hidden_fractions, references: dict[str, float] | None = None,
+                  ax=None, ylabel: str = "average F1 (%)"):
+    """Score against the fraction of patches hidden (0 = clean): one line per feature space
+    (``{"MAE patch tokens": [f1 at 0, at 0.25, ...]}``, values in [0, 1] drawn in percent) and a
+    dotted horizontal line per ``references`` entry (e.g. the "always present" chance level).
+    Returns the Figure (that of ``ax`` when given). Notebook 02.
+    """
+    fractions = 100 * np.asarray(hidden_fractions, np.float64)
+    if not curves:
+        raise ValueError("hiding_curves: no curves to draw")
+    if ax is None:
+        ax = _figure(5.8, 3.2).add_subplot()
+    colors = colormaps["tab10"]
+    for i, (name, values) in enumerate(curves.items()):
+        if len(values) != len(fractions):
+            raise ValueError(f"hiding_curves: {name!r} has {len(values)} values for {len(fractions)} fractions")
+        ax.plot(fractions, 100 * np.asarray(values, np.float64), marker="o", ms=4, color=colors(i % 10), label=name)
+    for j, (name, value) in enumerate((references or {}).items()):
+        ax.axhline(100 * value, color="0.5", ls=":", lw=1.5, label=name)
+    ax.set_xticks(fractions)
+    ax.set(xlabel="patches hidden at random (%)", ylabel=ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax.figure

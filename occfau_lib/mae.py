@@ -1,0 +1,586 @@
+"""The masked autoencoder (MAE): build, load official weights, mask, encode, reconstruct, pretrain.
+
+Taught in notebooks 01 (pretraining behaviour) and 02 (latent-space probing); the student of
+notebook 04 encodes occluded faces with :func:`encode`. Built on transformers'
+``ViTMAEForPreTraining`` (encoder + decoder + loss), with two things the method needs on top:
+
+- **Chosen masking.** :func:`encode` takes a boolean ``visible`` mask ``(B, L)`` over the patch
+  grid and runs the encoder on exactly those patches (positional embeddings kept, hidden patches
+  dropped, no random masking). Samples may keep different numbers of patches: the kept tokens are
+  left-aligned and padded to the longest, and an attention mask stops every token from attending
+  to padding, so each sample's latents equal those of encoding it alone (tested).
+  ``ids_keep`` records which grid patch every token came from, so latents can be put back on the
+  face grid.
+- **Reconstruction from chosen patches.** :func:`reconstruct` decodes with MAE's mask token in
+  every hidden (and padded) position.
+
+Images enter as float ``(B, 3, S, S)`` in [0, 1] and are normalised with ImageNet statistics
+(what official MAE weights expect); an occluder's "zero after normalisation" fill is therefore the
+mean colour.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import ViTMAEConfig, ViTMAEForPreTraining
+
+from .cache import atomic_write, config_hash, data_root
+from .config import MAE_CONFIGS, MAEConfig, PretrainConfig
+
+#: Bump when pretraining changes what it produces: cached MAE checkpoints are then retrained.
+MAE_VERSION = 2
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def build_mae(cfg: MAEConfig | str = "tiny") -> ViTMAEForPreTraining:
+    """A randomly initialised ViT-MAE of the given architecture (MAE's initialisation)."""
+    cfg = MAE_CONFIGS[cfg] if isinstance(cfg, str) else cfg
+    hf = ViTMAEConfig(
+        image_size=cfg.img_size, patch_size=cfg.patch_size, hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, intermediate_size=4 * cfg.hidden_size,
+        decoder_hidden_size=cfg.decoder_hidden_size, decoder_num_hidden_layers=cfg.decoder_layers,
+        decoder_num_attention_heads=cfg.decoder_heads, decoder_intermediate_size=4 * cfg.decoder_hidden_size,
+        mask_ratio=cfg.mask_ratio, norm_pix_loss=cfg.norm_pix_loss, layer_norm_eps=1e-6,
+    )  # fmt: skip
+    model = ViTMAEForPreTraining(hf)
+    # transformers (5.x) leaves the frozen sin-cos position embeddings, the CLS token and the mask
+    # token at zero when a model is built from a config rather than loaded: set them as MAE does,
+    # or the encoder sees an unordered bag of patches and the decoder cannot tell hidden patches apart.
+    with torch.no_grad():
+        model.vit.embeddings.position_embeddings.copy_(_sincos_positions(cfg.grid, cfg.hidden_size))
+        model.decoder.decoder_pos_embed.copy_(_sincos_positions(cfg.grid, cfg.decoder_hidden_size))
+        nn.init.normal_(model.vit.embeddings.cls_token, std=0.02)
+        nn.init.normal_(model.decoder.mask_token, std=0.02)
+    return model
+
+
+def _sincos_positions(grid: int, dim: int) -> torch.Tensor:
+    """MAE's fixed 2-D sin-cos position embedding (1, 1 + grid**2, dim), CLS slot first, in the
+    half-rotated layout official MAE weights use (so our models and loaded ones agree)."""
+    from transformers.models.vit_mae.modeling_vit_mae import build_2d_sinusoidal_position_embedding
+
+    pe = build_2d_sinusoidal_position_embedding(height=grid, width=grid, embed_dim=dim, cls_token=True)
+    return torch.cat([pe[..., dim // 2 :], pe[..., : dim // 2]], -1).reshape(1, grid * grid + 1, dim)
+
+
+def mae_config_of(model: ViTMAEForPreTraining) -> MAEConfig:
+    """Read the architecture back from a model (e.g. one loaded from official weights)."""
+    c = model.config
+    return MAEConfig(c.image_size, c.patch_size, c.hidden_size, c.num_hidden_layers, c.num_attention_heads,
+                     c.decoder_hidden_size, c.decoder_num_hidden_layers, c.decoder_num_attention_heads,
+                     c.mask_ratio, c.norm_pix_loss)
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs, patches, masks
+# --------------------------------------------------------------------------------------------
+def check_images(images: torch.Tensor, model: ViTMAEForPreTraining) -> None:
+    """Raise a clear error unless ``images`` is float (B, 3, S, S) at the model's size."""
+    size = model.config.image_size
+    if not torch.is_tensor(images) or images.dim() != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if hasattr(images, "shape") else type(images).__name__
+        raise ValueError(f"MAE expects RGB images as a float tensor (B, 3, {size}, {size}); got {shape}")
+    if tuple(images.shape[2:]) != (size, size):
+        raise ValueError(f"MAE was built for {size}x{size} images; got {images.shape[2]}x{images.shape[3]} "
+                         f"(resize the data or load a model of that size)")
+    if not images.is_floating_point():
+        raise ValueError("MAE expects float images in [0, 1]; convert uint8 with images.float() / 255")
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] RGB -> ImageNet-normalised (what official MAE weights were trained on)."""
+    mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+def denormalize(images: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`normalize`, clipped to [0, 1] for display."""
+    mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (images * std + mean).clamp(0, 1)
+
+
+def random_visible(batch: int, num_patches: int, mask_ratio: float, generator: torch.Generator | None = None):
+    """MAE's random masking as a visibility mask (B, L): ``round(L * (1 - ratio))`` random patches kept."""
+    keep = int(round(num_patches * (1 - mask_ratio)))
+    noise = torch.rand(batch, num_patches, generator=generator)
+    order = noise.argsort(dim=1)
+    visible = torch.zeros(batch, num_patches, dtype=torch.bool)
+    visible.scatter_(1, order[:, :keep], True)
+    return visible
+
+
+def visible_to_pixels(visible: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Patch visibility (B, L) -> pixel mask (B, 1, S, S), True where the patch is visible."""
+    B, L = visible.shape
+    grid = int(math.isqrt(L))
+    m = visible.view(B, 1, grid, grid).float()
+    return nn.functional.interpolate(m, scale_factor=patch_size, mode="nearest").bool()
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding exactly the visible patches
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Encoded:
+    """Encoder output for chosen visible patches.
+
+    tokens: (B, 1 + K, D) final layer-normed tokens, CLS first, then up to K patch tokens
+    ids_keep: (B, K) grid index of each patch token (padding positions repeat a valid index)
+    valid: (B, K) True for real tokens, False for padding
+    hidden_states: per layer (embeddings, block 1, ..., block N) each (B, 1 + K, D), if asked
+    """
+
+    tokens: torch.Tensor
+    ids_keep: torch.Tensor
+    valid: torch.Tensor
+    hidden_states: list[torch.Tensor] | None = None
+
+    @property
+    def cls(self) -> torch.Tensor:  # (B, D)
+        return self.tokens[:, 0]
+
+    def mean_pool(self, layer: int | None = None) -> torch.Tensor:
+        """Mean of the real patch tokens (B, D) (of ``hidden_states[layer]`` if given)."""
+        x = self.tokens if layer is None else self.hidden_states[layer]
+        w = self.valid.unsqueeze(-1).to(x.dtype)  # (B, K, 1)
+        return (x[:, 1:] * w).sum(1) / w.sum(1).clamp(min=1)
+
+    def on_grid(self, num_patches: int, layer: int | None = None) -> torch.Tensor:
+        """Patch tokens scattered back onto the grid (B, L, D); hidden patches are zero."""
+        x = (self.tokens if layer is None else self.hidden_states[layer])[:, 1:]
+        out = x.new_zeros(x.shape[0], num_patches, x.shape[-1])
+        src = x * self.valid.unsqueeze(-1).to(x.dtype)
+        return out.scatter_add(1, self.ids_keep.unsqueeze(-1).expand_as(x), src)
+
+
+def _keep_order(visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-align each sample's visible patch indices (in grid order): ids (B, K), valid (B, K)."""
+    B, L = visible.shape
+    counts = visible.sum(1)  # (B,)
+    if int(counts.min()) < 1:
+        raise ValueError("every sample needs at least one visible patch")
+    K = int(counts.max())
+    # stable sort puts visible patches first, each group in grid order
+    order = torch.sort((~visible).to(torch.int8), dim=1, stable=True).indices[:, :K]  # (B, K)
+    valid = torch.arange(K).unsqueeze(0) < counts.unsqueeze(1)  # (B, K)
+    ids = torch.where(valid, order, order[:, :1])  # padding points at a real patch (masked anyway)
+    return ids, valid
+
+
+def encode(model: ViTMAEForPreTraining, images: torch.Tensor, visible: torch.Tensor | None = None,
+           output_hidden_states: bool = False) -> Encoded:
+    """Run the MAE encoder on the visible patches of ``images`` (B, 3, S, S) in [0, 1].
+
+    visible: (B, L) bool over the patch grid (row-major); None = every patch.
+    """
+    check_images(images, model)
+    emb = model.vit.embeddings
+    B = images.shape[0]
+    L = emb.patch_embeddings.num_patches
+    device = images.device
+    visible = torch.ones(B, L, dtype=torch.bool) if visible is None else torch.as_tensor(visible).to("cpu", torch.bool)
+    if visible.shape != (B, L):
+        raise ValueError(f"visible must be (B, L) = ({B}, {L}); got {tuple(visible.shape)}")
+    ids, valid = _keep_order(visible)
+    ids, valid = ids.to(device), valid.to(device)
+
+    x = emb.patch_embeddings(normalize(images)) + emb.position_embeddings[:, 1:]  # (B, L, D)
+    x = torch.gather(x, 1, ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]))  # (B, K, D)
+    cls = (emb.cls_token + emb.position_embeddings[:, :1]).expand(B, -1, -1)  # (B, 1, D)
+    h = torch.cat([cls, x], 1)  # (B, 1 + K, D)
+    keys = torch.cat([valid.new_ones(B, 1), valid], 1)  # (B, 1 + K)
+    # additive mask: no query attends to a padding key
+    attn_mask = torch.zeros(B, 1, 1, keys.shape[1], dtype=h.dtype, device=device)
+    attn_mask = attn_mask.masked_fill(~keys.view(B, 1, 1, -1), torch.finfo(h.dtype).min)
+    hidden = [h] if output_hidden_states else None
+    for layer in model.vit.layers:
+        h = layer(h, attn_mask)
+        if hidden is not None:
+            hidden.append(h)
+    return Encoded(model.vit.layernorm(h), ids, valid, hidden)
+
+
+def decode(model: ViTMAEForPreTraining, enc: Encoded) -> torch.Tensor:
+    """MAE decoder on encoded visible tokens: predicted patches (B, L, P*P*3) in the loss's space
+    (normalised pixels, or per-patch normalised when ``norm_pix_loss``)."""
+    dec = model.decoder
+    B, K = enc.valid.shape
+    L = dec.decoder_pos_embed.shape[1] - 1
+    x = dec.decoder_embed(enc.tokens)  # (B, 1 + K, Dd)
+    # every grid position starts as the mask token; real tokens go back to their patch, and
+    # padding goes to a spare slot L that is dropped again
+    full = dec.mask_token.to(x.dtype).expand(B, L + 1, -1).clone()  # (B, L + 1, Dd)
+    ids = torch.where(enc.valid, enc.ids_keep, L)  # (B, K)
+    full = full.scatter(1, ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]), x[:, 1:])[:, :L]
+    h = torch.cat([x[:, :1], full], 1) + dec.decoder_pos_embed  # (B, 1 + L, Dd)
+    for layer in dec.decoder_layers:
+        h = layer(h)
+    return dec.decoder_pred(dec.decoder_norm(h))[:, 1:]  # (B, L, P*P*3)
+
+
+def patch_targets(model: ViTMAEForPreTraining, images: torch.Tensor) -> torch.Tensor:
+    """What the decoder learns to predict, per patch (B, L, P*P*3): normalised pixels, further
+    normalised per patch when the model uses ``norm_pix_loss`` (as MAE's own loss does)."""
+    target = model.patchify(normalize(images))
+    if model.config.norm_pix_loss:
+        mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
+        target = (target - mean) / (var + 1e-6) ** 0.5
+    return target
+
+
+def masked_loss(model: ViTMAEForPreTraining, images: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """MAE's loss: mean squared error over the **hidden** patches only (visible ones are free)."""
+    pred = decode(model, encode(model, images, visible))  # (B, L, P*P*3)
+    per_patch = ((pred - patch_targets(model, images)) ** 2).mean(-1)  # (B, L)
+    hidden = (~visible).to(per_patch.device, per_patch.dtype)
+    return (per_patch * hidden).sum() / hidden.sum().clamp(min=1)
+
+
+@torch.no_grad()
+def reconstruct(model: ViTMAEForPreTraining, images: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """Images (B, 3, S, S) in [0, 1] as the MAE sees them: decoded from the visible patches only.
+
+    With ``norm_pix_loss`` the decoder predicts per-patch normalised pixels; each hidden patch is
+    then shown with the mean/std of its true pixels (the usual MAE visualisation) -- only for
+    display, never for evaluation.
+    """
+    pred = decode(model, encode(model, images, visible))  # (B, L, P*P*3)
+    if model.config.norm_pix_loss:
+        target = model.patchify(normalize(images))
+        pred = pred * (target.var(-1, keepdim=True) + 1e-6) ** 0.5 + target.mean(-1, keepdim=True)
+    size = model.config.image_size
+    return denormalize(model.unpatchify(pred, (size, size)))
+
+
+def paste_visible(images: torch.Tensor, recon: torch.Tensor, visible: torch.Tensor, patch_size: int):
+    """Reconstruction in hidden patches, the original pixels in visible ones (B, 3, S, S)."""
+    keep = visible_to_pixels(visible.cpu(), patch_size).to(images.device)
+    return torch.where(keep, images, recon)
+
+
+# --------------------------------------------------------------------------------------------
+# Pretraining: AdamW, warm-up + cosine, checkpoint-or-train with resume
+# --------------------------------------------------------------------------------------------
+def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _batches(images: np.ndarray, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Shuffled float batches (B, 3, S, S) in [0, 1] from uint8 (N, S, S, 3); drops the last partial."""
+    order = torch.randperm(len(images), generator=generator).numpy()
+    for i in range(0, len(order) - batch_size + 1, batch_size):
+        batch = torch.from_numpy(images[np.sort(order[i : i + batch_size])])
+        yield batch.permute(0, 3, 1, 2).float().div(255)
+
+
+def checkpoint_path(kind: str, config: dict) -> Path:
+    """Where an artefact of ``kind`` with this config lives: ``data/cache/<kind>-<hash>.pt``."""
+    return data_root() / "cache" / f"{kind}-{config_hash(config)}.pt"
+
+
+def _save(path: Path, state: dict) -> None:
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def pretrain(images: np.ndarray, mae_cfg: MAEConfig, cfg: PretrainConfig, device: str = "cpu",
+             progress: bool = True, resume_path: Path | None = None, log_every: int = 50,
+             stop_after_steps: int | None = None) -> tuple[ViTMAEForPreTraining, dict]:
+    """Pretrain a fresh MAE on uint8 images (N, S, S, 3) with MAE's random masking.
+
+    Saves a resumable state to ``resume_path`` after every epoch (model, optimiser, step, RNG);
+    if that file exists and matches the config, training continues from it. Returns the model
+    and a history dict {"step": [...], "loss": [...], "lr": [...], "images_per_s": float}.
+    ``stop_after_steps`` interrupts training early (used by the resume test).
+    """
+    config = {"mae": asdict(mae_cfg), "pretrain": asdict(cfg), "n_images": int(len(images))}
+    torch.manual_seed(cfg.seed)
+    model = build_mae(mae_cfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    steps_per_epoch = len(images) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(images)} images are fewer than one batch of {cfg.batch_size}")
+    total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
+    history = {"step": [], "loss": [], "lr": []}
+    step, start_epoch = 0, 0
+    if resume_path is not None and Path(resume_path).exists():
+        state = torch.load(resume_path, weights_only=True)
+        if state["config"] == config:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            gen.set_state(state["generator"])
+            step, start_epoch, history = state["step"], state["epoch"], state["history"]
+    model.train()
+    t0, seen = time.perf_counter(), 0
+    bar = tqdm(total=total, initial=step, desc="MAE pretraining", disable=not progress)
+    for epoch in range(start_epoch, cfg.epochs):
+        for x in _batches(images, cfg.batch_size, gen):
+            lr = lr_at(step, total, warmup, cfg.lr)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            visible = random_visible(len(x), mae_cfg.num_patches, mae_cfg.mask_ratio, gen)
+            loss = masked_loss(model, x.to(device), visible)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"MAE loss became {loss.item()} at step {step}; lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step, seen = step + 1, seen + len(x)
+            bar.update(1)
+            if step % log_every == 0 or step == total:
+                history["step"].append(step)
+                history["loss"].append(loss.item())
+                history["lr"].append(lr)
+                bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
+            if stop_after_steps is not None and step >= stop_after_steps:
+                bar.close()
+                return model.eval(), history
+        if resume_path is not None:
+            _save(Path(resume_path), {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                      "generator": gen.get_state(), "step": step, "epoch": epoch + 1,
+                                      "history": history, "config": config})
+    bar.close()
+    history["images_per_s"] = seen / max(1e-9, time.perf_counter() - t0)
+    return model.eval(), history
+
+
+def pretrained_mae(images: np.ndarray, mae_cfg: MAEConfig, cfg: PretrainConfig, data_key: dict,
+                   device: str = "cpu", progress: bool = True) -> tuple[ViTMAEForPreTraining, dict]:
+    """Checkpoint or train: the MAE for this (architecture, schedule, dataset) from
+    ``data/cache/mae-<hash>.pt`` if it exists and its stored config matches, else pretrain it
+    (resuming from ``...partial.pt`` if a previous run was interrupted) and save it atomically."""
+    config = {"mae": asdict(mae_cfg), "pretrain": asdict(cfg), "data": data_key, "version": MAE_VERSION}
+    path = checkpoint_path("mae", config)
+    if path.exists():
+        state = torch.load(path, weights_only=True)
+        if state.get("config") == config:
+            model = build_mae(mae_cfg)
+            model.load_state_dict(state["model"])
+            return model.to(device).eval(), state["history"]
+    partial = path.with_name(path.stem + ".partial.pt")
+    model, history = pretrain(images, mae_cfg, cfg, device, progress, resume_path=partial)
+    _save(path, {"model": model.state_dict(), "history": history, "config": config})
+    partial.unlink(missing_ok=True)
+    return model, history
+
+
+# --------------------------------------------------------------------------------------------
+# Official weights from a local path (never downloaded)
+# --------------------------------------------------------------------------------------------
+def _from_timm_keys(sd: dict[str, torch.Tensor], prefix: str, hf_prefix: str) -> dict[str, torch.Tensor]:
+    """Map one stack of timm/facebookresearch ViT blocks (``blocks.i.attn.qkv`` ...) to HF names."""
+    out = {}
+    for key, value in sd.items():
+        if not key.startswith(prefix):
+            continue
+        i, rest = key[len(prefix):].split(".", 1)
+        base = f"{hf_prefix}.{i}."
+        if rest.startswith("attn.qkv."):
+            kind = rest.rsplit(".", 1)[1]  # weight | bias
+            for name, part in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
+                out[f"{base}attention.{name}.{kind}"] = part
+            continue
+        rename = {"norm1.": "layernorm_before.", "norm2.": "layernorm_after.", "attn.proj.": "attention.o_proj.",
+                  "mlp.fc1.": "mlp.fc1.", "mlp.fc2.": "mlp.fc2."}
+        for old, new in rename.items():
+            if rest.startswith(old):
+                out[base + new + rest[len(old):]] = value
+                break
+        else:
+            raise KeyError(f"unexpected weight {key!r} in the MAE checkpoint")
+    return out
+
+
+def convert_timm_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """facebookresearch/mae or timm ``vit_*.mae`` weights -> ``ViTMAEForPreTraining`` names.
+
+    The encoder is always present; the decoder (``decoder_*`` keys) only in facebookresearch's
+    pretraining checkpoints -- timm's ``.mae`` weights are encoder-only.
+    """
+    out = {
+        "vit.embeddings.cls_token": sd["cls_token"],
+        "vit.embeddings.position_embeddings": sd["pos_embed"],
+        "vit.embeddings.patch_embeddings.projection.weight": sd["patch_embed.proj.weight"],
+        "vit.embeddings.patch_embeddings.projection.bias": sd["patch_embed.proj.bias"],
+        "vit.layernorm.weight": sd["norm.weight"],
+        "vit.layernorm.bias": sd["norm.bias"],
+    }
+    out.update(_from_timm_keys(sd, "blocks.", "vit.layers"))
+    if "decoder_embed.weight" in sd:
+        for name in ("decoder_embed.weight", "decoder_embed.bias", "decoder_norm.weight", "decoder_norm.bias",
+                     "decoder_pred.weight", "decoder_pred.bias", "mask_token", "decoder_pos_embed"):
+            out[f"decoder.{name}"] = sd[name]
+        out.update(_from_timm_keys(sd, "decoder_blocks.", "decoder.decoder_layers"))
+    return out
+
+
+def load_mae(path: str | Path, cfg: MAEConfig | str = "paper") -> ViTMAEForPreTraining:
+    """Official MAE weights from a local path, in either format:
+
+    - a Hugging Face directory (``config.json`` + ``model.safetensors``), e.g. a saved
+      ``facebook/vit-mae-base``: loaded with ``local_files_only=True``;
+    - a facebookresearch/mae ``.pth`` (``{"model": state_dict}``, encoder + decoder) or a timm
+      ``vit_base_patch16_224.mae`` checkpoint (encoder only; the decoder stays freshly
+      initialised, so reconstructions need the facebookresearch file), for architecture ``cfg``.
+    Nothing is ever downloaded; a missing path raises FileNotFoundError naming what to put there.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no MAE weights at {path}: expected a Hugging Face directory (config.json + model.safetensors, "
+            f"e.g. facebook/vit-mae-base saved with save_pretrained) or a facebookresearch/timm MAE .pth file"
+        )
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"{path} is a directory without config.json: not a Hugging Face model folder")
+        return ViTMAEForPreTraining.from_pretrained(path, local_files_only=True).eval()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("model", state.get("state_dict", state))
+    model = build_mae(cfg)
+    try:
+        converted = convert_timm_state_dict(state)
+    except KeyError as err:
+        raise ValueError(f"{path.name} is not an MAE pretraining checkpoint: no {err} "
+                         f"(expected facebookresearch/mae or timm vit_*.mae encoder weights)") from None
+    expected = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} != {tuple(expected[k].shape)}"
+             for k, v in converted.items() if k in expected and v.shape != expected[k].shape]
+    if wrong:
+        raise ValueError(f"{path.name} does not fit the {cfg} MAE: wrong shapes {wrong[:3]}")
+    missing, unexpected = model.load_state_dict(converted, strict=False)
+    encoder_missing = [k for k in missing if k.startswith("vit.")]
+    if encoder_missing or unexpected:
+        raise ValueError(f"{path.name} does not fit the {cfg} MAE: missing {encoder_missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    return model.eval()
+
+
+# --------------------------------------------------------------------------------------------
+# The MAE a profile uses, and cached features for probing
+# --------------------------------------------------------------------------------------------
+WEIGHTS_ENV = "OCCFAU_MAE_WEIGHTS"
+
+
+def mae_for_profile(profile, device: str = "cpu", progress: bool = True) -> tuple[ViTMAEForPreTraining, dict]:
+    """The MAE the notebooks use: official weights from ``$OCCFAU_MAE_WEIGHTS`` when set, else the
+    profile's MAE pretrained on the profile's SynthFACS world (cached after the first run)."""
+    import os
+
+    from .synthfacs import RENDERER_VERSION, load_world
+
+    if os.environ.get(WEIGHTS_ENV):
+        return load_mae(os.environ[WEIGHTS_ENV], profile.mae).to(device), {"step": [], "loss": [], "lr": []}
+    world = load_world(profile.data, progress=progress)
+    data_key = {"synthfacs": asdict(profile.data), "renderer": RENDERER_VERSION}
+    return pretrained_mae(world.images, MAE_CONFIGS[profile.mae], profile.pretrain, data_key, device, progress)
+
+
+@torch.no_grad()
+def extract_features(model: ViTMAEForPreTraining, images: np.ndarray, visible: np.ndarray | None = None,
+                     batch_size: int = 256, progress: bool = False) -> dict[str, np.ndarray]:
+    """Encode uint8 images (N, S, S, 3) once and return probe-ready features (float32):
+
+    - ``cls``:   (n_layers + 1, N, D) CLS token after the embeddings and after every block
+    - ``mean``:  (n_layers + 1, N, D) mean of the visible patch tokens, same layers
+    - ``patch``: (N, L, D) last-layer (layer-normed) patch tokens on the grid, zeros where hidden
+    ``visible`` (N, L) bool hides patches exactly as :func:`encode` does (None: all visible).
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    L = model.vit.embeddings.patch_embeddings.num_patches
+    cls, mean, patch = [], [], []
+    for i in tqdm(range(0, len(images), batch_size), desc="encoding", disable=not progress):
+        x = torch.from_numpy(images[i : i + batch_size]).permute(0, 3, 1, 2).float().div(255).to(device)
+        vis = None if visible is None else torch.as_tensor(visible[i : i + batch_size])
+        enc = encode(model, x, vis, output_hidden_states=True)
+        layers = range(len(enc.hidden_states))
+        cls.append(torch.stack([enc.hidden_states[k][:, 0] for k in layers]).cpu())
+        mean.append(torch.stack([enc.mean_pool(k) for k in layers]).cpu())
+        patch.append(enc.on_grid(L).cpu())
+    return {"cls": torch.cat(cls, 1).numpy(), "mean": torch.cat(mean, 1).numpy(), "patch": torch.cat(patch).numpy()}
+
+
+def cached_features(model: ViTMAEForPreTraining, model_key: dict, images: np.ndarray, data_key: dict,
+                    visible: np.ndarray | None = None, hide_key: str = "none", progress: bool = True):
+    """:func:`extract_features`, cached in ``data/cache/features-<hash>.npz`` keyed by the model,
+    the data and the hiding pattern (so probing notebooks encode each condition once)."""
+    from .cache import load_or_build
+
+    key = {"model": model_key, "data": data_key, "hide": hide_key}
+    path = data_root() / "cache" / f"features-{config_hash(key)}.npz"
+
+    def save(feats, cfg, tmp):
+        with tmp.open("wb") as f:
+            np.savez(f, config=np.array(repr(cfg)), **feats)
+
+    def load(p):
+        import ast
+
+        with np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files if k != "config"}, ast.literal_eval(str(z["config"]))
+
+    return load_or_build(path, key, lambda: extract_features(model, images, visible, progress=progress), save, load)
+
+
+# --------------------------------------------------------------------------------------------
+# What reconstructions tell us (notebook 01)
+# --------------------------------------------------------------------------------------------
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, S, S, 3) -> float (N, 3, S, S) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(255)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """float (N, 3, S, S) in [0, 1] -> uint8 (N, S, S, 3)."""
+    return (images.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@torch.no_grad()
+def reconstruct_images(model: ViTMAEForPreTraining, images: np.ndarray, visible: np.ndarray,
+                       paste: bool = True, batch_size: int = 256) -> np.ndarray:
+    """uint8 reconstructions (N, S, S, 3) of uint8 images from their visible patches (N, L); with
+    ``paste`` the visible patches keep their true pixels (only hidden ones are invented)."""
+    out = []
+    p = model.config.patch_size
+    for i in range(0, len(images), batch_size):
+        x, vis = to_tensor(images[i : i + batch_size]), torch.as_tensor(visible[i : i + batch_size])
+        rec = reconstruct(model, x, vis)
+        out.append(to_uint8(paste_visible(x, rec, vis, p) if paste else rec))
+    return np.concatenate(out)
+
+
+@torch.no_grad()
+def region_errors(model: ViTMAEForPreTraining, images: np.ndarray, ratios, region_masks: dict[str, np.ndarray],
+                  seed: int = 0) -> np.ndarray:
+    """Mean squared reconstruction error (pixels in [0, 1]) of *hidden* pixels inside each face
+    region, for random masking at each ratio: (n_ratios, n_regions). Where is the face hard to
+    invent, and how fast does that grow with the mask ratio?"""
+    from .occlusion import random_patches
+
+    L = model.vit.embeddings.patch_embeddings.num_patches
+    x = to_tensor(images)
+    out = np.zeros((len(ratios), len(region_masks)))
+    for r, ratio in enumerate(ratios):
+        vis = random_patches(len(images), L, ratio, seed)
+        rec = reconstruct_images(model, images, vis, paste=False)
+        err = ((to_tensor(rec) - x) ** 2).mean(1).numpy()  # (N, S, S)
+        hidden = ~visible_to_pixels(torch.as_tensor(vis), model.config.patch_size)[:, 0].numpy()
+        for g, mask in enumerate(region_masks.values()):
+            sel = hidden & mask[None]
+            out[r, g] = err[sel].mean() if sel.any() else np.nan
+    return out

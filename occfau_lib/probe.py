@@ -1,0 +1,476 @@
+"""Linear probes: how much AU information a frozen feature space holds, and how much survives hiding.
+
+Taught in notebook 02 ("Latent-space probing"). The method this repository re-implements rests on
+one claim: the latent tokens an MAE computes from the **visible** patches of a face still carry
+what is needed to recognise AUs hidden under an occluder. A *linear probe* measures that without
+training the encoder: features are computed once by the frozen encoder, and a single linear layer
+(one logistic regression per AU) is fitted on top. What a linear layer can read out, the features
+hold in an accessible form.
+
+The pieces, in notebook order:
+
+- :class:`LinearProbe`, :func:`fit_probe`, :func:`probe_probs`: the probe itself (MAE style: a
+  batch norm without affine parameters, then a linear layer), trained with a masked,
+  class-balanced multi-label loss;
+- :func:`probe_folds` (= :func:`fit_folds` + :func:`score_folds`): the subject-exclusive 3-fold
+  protocol of :mod:`occfau_lib.metrics`, where the probes trained on the *clean* features of
+  each fold's training subjects can be scored on any number of *test* feature sets (the same
+  faces encoded with patches hidden): "AU information surviving hiding";
+- :func:`layer_sweep`: a probe per encoder layer and pooling (CLS token, mean of patch tokens);
+- :func:`hiding_conditions`, :func:`encode_conditions`: fixed random and face-region hiding
+  patterns and the (cached) latents of the faces encoded from their visible patches only;
+  :func:`missing_tokens` / :func:`missing_pixels` mark what a hidden patch removes from the
+  patch-token and pixel feature spaces;
+- :func:`pixel_features`, :func:`chance_folds`: the floors any feature space must beat;
+- :func:`umap_embedding` (cached) and :func:`neighbour_agreement`: what dominates the latent
+  space's geometry (identity, pose or AUs).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .cache import config_hash, data_root, load_or_build
+from .metrics import aggregate_folds, evaluate
+
+#: Upper bound on the positive-class weight of a rare AU (and 1 / it for a very common one).
+MAX_POS_WEIGHT = 10.0
+
+
+# --------------------------------------------------------------------------------------------
+# The probe
+# --------------------------------------------------------------------------------------------
+class LinearProbe(nn.Module):
+    """MAE-style linear probe: ``BatchNorm1d(D, affine=False)`` then ``Linear(D, n_au)``.
+
+    The output is one logit per AU (multi-label: every AU is its own yes/no question).
+
+    Why the batch norm: features from different layers, poolings and encoders live on very
+    different scales (an early layer's activations can be 100x those of a late, layer-normed
+    one, and raw pixels sit in [0, 1]). With one learning rate and weight decay for all of them,
+    an unnormalised linear classifier would be judged partly on how its optimiser copes with the
+    scale. He et al. (MAE, 2022, appendix A.2) therefore put a batch norm **without** affine
+    parameters in front of the linear layer: it only standardises each feature dimension with
+    the training set's statistics (frozen at test time), and being a fixed affine map it adds no
+    expressive power -- the probe stays exactly linear in the features, and the comparison
+    across layers and encoders stays fair.
+    """
+
+    def __init__(self, dim: int, n_au: int):
+        super().__init__()
+        # momentum=None: running statistics are the cumulative average over all training
+        # batches, i.e. the training set's mean and variance, not an exponential estimate
+        self.norm = nn.BatchNorm1d(dim, affine=False, momentum=None)
+        self.linear = nn.Linear(dim, n_au)
+        # MAE's probe head initialisation: tiny weights, zero bias, so the probe starts neutral
+        nn.init.trunc_normal_(self.linear.weight, std=0.01)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, D) -> (B, n_au) logits
+        return self.linear(self.norm(x))
+
+
+def positive_weights(labels: np.ndarray, max_weight: float = MAX_POS_WEIGHT) -> np.ndarray:
+    """Per-AU weight of the positive term in the BCE loss: ``#absent / #present`` over the known
+    (non -1) labels, clipped to ``[1 / max_weight, max_weight]``; 1 for an AU never present.
+
+    Most AUs are rare (present in 10-30% of frames). With a plain BCE loss a probe can score a
+    low loss by almost never predicting a rare AU, which gives an F1 near 0 at the 0.5
+    threshold. Weighting the positives by the class ratio makes both classes count equally in
+    the loss, so the 0.5 threshold sits where F1 can see the AU (the same idea as the
+    inverse-frequency weights of AU-detection losses such as ME-GraphAU's). The clip keeps an AU
+    with a handful of positives from dominating the gradient.
+    """
+    y = np.asarray(labels)
+    present = (y == 1).sum(0).astype(np.float64)  # (n_au,)
+    absent = (y == 0).sum(0).astype(np.float64)  # (n_au,)
+    ratio = np.where(present > 0, absent / np.maximum(present, 1), 1.0)
+    return np.clip(ratio, 1 / max_weight, max_weight).astype(np.float32)
+
+
+def _check_xy(x, y) -> tuple[torch.Tensor, torch.Tensor]:
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y)
+    if x.ndim != 2:
+        raise ValueError(f"features must be (N, D); got shape {x.shape} (flatten or pick a layer first)")
+    if y.ndim != 2 or len(y) != len(x):
+        raise ValueError(f"labels must be (N, n_au) with N = {len(x)} rows; got shape {y.shape}")
+    if len(x) < 2:
+        raise ValueError("a probe needs at least 2 training rows (batch norm needs a batch)")
+    return torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))
+
+
+@contextlib.contextmanager
+def _threads_for(work: int):
+    """Run small probes single-threaded: for a (batch x D) step of under ~1M numbers, starting
+    threads costs more than the arithmetic, and on a busy machine (a test suite, a second
+    notebook) waiting threads slow such steps down tenfold. Large probes keep every thread."""
+    before = torch.get_num_threads()
+    if work < 1_000_000:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def fit_probe(train_x: np.ndarray, train_y: np.ndarray, epochs: int, batch_size: int = 256, lr: float = 1e-3,
+              weight_decay: float = 1e-4, seed: int = 0, balance: bool = True) -> LinearProbe:
+    """Train a :class:`LinearProbe` on frozen features ``train_x`` (N, D) for labels ``train_y``
+    (N, n_au) of 1 / 0 / -1 (unknown).
+
+    AdamW with a cosine learning-rate decay to 0 over ``epochs`` passes of shuffled mini-batches
+    (the features sit in memory, so an epoch takes milliseconds). The loss is BCE-with-logits
+    averaged over the **known** labels only: a -1 entry contributes nothing (it is not read as
+    "absent"). With ``balance`` the positive term of each AU is weighted by
+    :func:`positive_weights` of the training labels. The result depends only on the arguments:
+    initialisation and batch order come from ``seed``, and the global RNG is left untouched.
+    """
+    x, y = _check_xy(train_x, train_y)
+    known = (y >= 0).float()  # (N, n_au) 1 where the label counts
+    target = y.clamp(min=0)  # (N, n_au) unknowns become 0 but are masked out below
+    pos_weight = torch.from_numpy(positive_weights(train_y)) if balance else None
+    n, steps_per_epoch = len(x), math.ceil(len(x) / batch_size)
+    with torch.random.fork_rng(devices=[]), _threads_for(x.shape[1] * min(n, batch_size)):
+        torch.manual_seed(seed)
+        probe = LinearProbe(x.shape[1], y.shape[1])
+        gen = torch.Generator().manual_seed(seed)
+        opt = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * steps_per_epoch))
+        probe.train()
+        for _ in range(epochs):
+            order = torch.randperm(n, generator=gen)
+            for i in range(0, n, batch_size):
+                b = order[i : i + batch_size]
+                if len(b) < 2:  # batch norm cannot train on a single row
+                    continue
+                loss = nn.functional.binary_cross_entropy_with_logits(
+                    probe(x[b]), target[b], pos_weight=pos_weight, reduction="none")  # (B, n_au)
+                loss = (loss * known[b]).sum() / known[b].sum().clamp(min=1)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+    return probe.eval()
+
+
+@torch.no_grad()
+def probe_probs(probe: LinearProbe, x: np.ndarray, missing: np.ndarray | None = None,
+                batch_size: int = 2048) -> np.ndarray:
+    """AU probabilities (N, n_au) of a fitted probe on features ``x`` (N, D).
+
+    ``missing`` (N, D) bool marks feature entries that do not exist for a row -- the pixels, or
+    the patch tokens, of hidden patches. They are set to the probe's training mean (its batch
+    norm's running mean), which the batch norm maps to 0: a missing input then adds nothing to
+    any logit, instead of whatever an arbitrary fill value (0, grey) would add ("mean
+    imputation").
+    """
+    probe.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = torch.as_tensor(np.asarray(x[i : i + batch_size], dtype=np.float32))
+        if missing is not None:
+            mb = torch.as_tensor(np.asarray(missing[i : i + batch_size], dtype=bool))
+            xb = torch.where(mb, probe.norm.running_mean.to(xb.dtype), xb)
+        out.append(torch.sigmoid(probe(xb)))
+    return torch.cat(out).numpy() if out else np.zeros((0, probe.linear.out_features), np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# The subject-exclusive 3-fold protocol
+# --------------------------------------------------------------------------------------------
+def fold_rows(ds, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices ``(train, test)`` of subject-exclusive fold ``k`` of an AUDataset: the same rows
+    as ``ds.fold(k)`` (fold 1 tests part 3, fold 2 part 2, fold 3 part 1), as positions into ``ds``
+    so that feature arrays computed once for the whole dataset can be sliced."""
+    if k not in (1, 2, 3):
+        raise ValueError(f"fold k must be 1, 2 or 3, got {k!r}")
+    test_part = 3 - k
+    train_subjects = [s for j, part in enumerate(ds.parts) if j != test_part for s in part]
+    train = np.flatnonzero(np.isin(ds.subjects, train_subjects))
+    test = np.flatnonzero(np.isin(ds.subjects, list(ds.parts[test_part])))
+    if not len(train) or not len(test):
+        raise ValueError(f"empty split: fold {k} of {ds.name} has {len(train)} training and {len(test)} test rows")
+    return train, test
+
+
+def fit_folds(train_features: np.ndarray, ds, epochs: int, folds: Sequence[int] = (1, 2, 3),
+              **fit_kwargs) -> dict[int, LinearProbe]:
+    """One probe per subject-exclusive fold, each trained on the clean ``train_features`` (N, D)
+    (one row per row of ``ds``) of that fold's training subjects only: ``{fold: probe}``.
+    ``fit_kwargs`` go to :func:`fit_probe`."""
+    train_features = np.asarray(train_features)
+    if len(train_features) != len(ds):
+        raise ValueError(f"train_features has {len(train_features)} rows for a dataset of {len(ds)}")
+    probes = {}
+    for k in folds:
+        train, _ = fold_rows(ds, k)
+        probes[k] = fit_probe(train_features[train], ds.labels[train], epochs, **fit_kwargs)
+    return probes
+
+
+def score_folds(probes: dict[int, LinearProbe], ds, features: np.ndarray, test_rows: np.ndarray | None = None,
+                missing: np.ndarray | None = None) -> dict:
+    """Score each fold's probe on the test subjects of that fold.
+
+    features: (M, D) test features; row ``i`` belongs to dataset row ``test_rows[i]`` (default:
+        all rows), so a condition can be encoded on a subsample only. They may differ from the
+        training features: the same faces encoded with patches hidden, say.
+    missing: optional (M, D) bool, entries that do not exist (see :func:`probe_probs`).
+    Returns :func:`metrics.aggregate_folds` of the per-fold :func:`metrics.evaluate` results
+    (``avg_f1``, per-AU ``f1``, ...), with those per-fold results under ``"folds"``.
+    """
+    rows = np.arange(len(ds)) if test_rows is None else np.asarray(test_rows, np.int64)
+    if len(features) != len(rows):
+        raise ValueError(f"test features have {len(features)} rows; test_rows lists {len(rows)}")
+    if missing is not None and np.shape(missing) != np.shape(features):
+        raise ValueError(f"missing has shape {np.shape(missing)}; features have {np.shape(features)}")
+    results = []
+    for k, model in probes.items():
+        _, test = fold_rows(ds, k)
+        pos = np.flatnonzero(np.isin(rows, test))  # positions in the test arrays
+        if not len(pos):
+            raise ValueError(f"test_rows holds no row of fold {k}'s test subjects")
+        probs = probe_probs(model, features[pos], None if missing is None else missing[pos])
+        results.append(evaluate(ds.labels[rows[pos]], probs, ds.aus))
+    return {**aggregate_folds(results), "folds": results}
+
+
+def probe_folds(train_features: np.ndarray, ds, epochs: int, test_features: np.ndarray | None = None,
+                test_rows: np.ndarray | None = None, missing: np.ndarray | None = None,
+                folds: Sequence[int] = (1, 2, 3), **fit_kwargs) -> dict:
+    """Subject-exclusive 3-fold linear probing of one feature space (:func:`fit_folds` then
+    :func:`score_folds`): train on the clean ``train_features`` (N, D) of each fold's training
+    subjects, test on ``test_features`` (default: the same) of its test subjects.
+
+    Train on clean latents and test on latents of occluded faces: the AU information that
+    survives the hiding, read by a probe that never saw an occluded face.
+    """
+    probes = fit_folds(train_features, ds, epochs, folds, **fit_kwargs)
+    test = train_features if test_features is None else test_features
+    return score_folds(probes, ds, np.asarray(test), test_rows, missing)
+
+
+def layer_sweep(features: dict[str, np.ndarray], ds, epochs: int, poolings: Sequence[str] = ("cls", "mean"),
+                **kwargs) -> dict[str, list[dict]]:
+    """:func:`probe_folds` for every layer of every pooling of :func:`mae.extract_features` output
+    (``features[pooling]`` is (n_layers + 1, N, D), layer 0 = the embeddings):
+    ``{pooling: [result of layer 0, result of layer 1, ...]}``."""
+    return {p: [probe_folds(layer, ds, epochs, **kwargs) for layer in features[p]] for p in poolings}
+
+
+def chance_folds(ds, folds: Sequence[int] = (1, 2, 3)) -> dict:
+    """The "always present" baseline under the same protocol: every test frame predicted to show
+    every AU (F1 = 2p / (1 + p) for an AU of positive rate p). A probe below it learned nothing."""
+    results = []
+    for k in folds:
+        _, test = fold_rows(ds, k)
+        results.append(evaluate(ds.labels[test], np.ones(ds.labels[test].shape), ds.aus))
+    return {**aggregate_folds(results), "folds": results}
+
+
+def pixel_features(images: np.ndarray) -> np.ndarray:
+    """Raw-pixel baseline features: uint8 images (N, S, S, 3) -> float32 (N, S * S * 3) in [0, 1]."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be (N, S, S, 3); got shape {images.shape}")
+    return images.reshape(len(images), -1).astype(np.float32) / 255
+
+
+def retained(results: dict[str, dict], aus: Sequence[int], reference: dict | None = None) -> np.ndarray:
+    """F1 per condition and AU as a matrix (n_conditions, n_au), in the order of ``results``;
+    with a ``reference`` result (the clean features), the fraction of its F1 that each condition
+    keeps (nan where the reference F1 is 0)."""
+    f1 = np.array([[r["f1"][a] for a in aus] for r in results.values()], np.float64)
+    if reference is None:
+        return f1
+    ref = np.array([reference["f1"][a] for a in aus], np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ref > 0, f1 / ref, np.nan)
+
+
+# --------------------------------------------------------------------------------------------
+# Hiding patches: fixed conditions, encoded once
+# --------------------------------------------------------------------------------------------
+def hiding_conditions(n: int, img_size: int, patch_size: int, ratios: Sequence[float] = (0.25, 0.5, 0.75),
+                      regions: Sequence[str] = (), seed: int = 0, clean: bool = True) -> dict[str, np.ndarray]:
+    """Patch-visibility masks (n, L), True = visible, for fixed test conditions:
+
+    - ``"clean"`` (if ``clean``): every patch visible, the reference;
+    - ``"25% random"`` ...: ``round(ratio * L)`` patches hidden uniformly at random per face
+      (:func:`occlusion.random_patches`, seed ``seed + i`` for the i-th ratio: the same masks on
+      every run);
+    - one per face region (``"mouth"``, ``"upper_half"``, ...): the patches that the region's box
+      covers by more than half (:func:`occlusion.region_mask` -> :func:`occlusion.patch_visibility`),
+      the same for every face.
+    """
+    from .occlusion import patch_visibility, random_patches, region_mask
+
+    num_patches = (img_size // patch_size) ** 2
+    out = {"clean": np.ones((n, num_patches), bool)} if clean else {}
+    for i, r in enumerate(ratios):
+        out[f"{round(100 * r)}% random"] = random_patches(n, num_patches, r, seed=seed + i)
+    for region in regions:
+        visible = patch_visibility(region_mask(region, img_size), patch_size)  # (L,)
+        out[region] = np.repeat(visible[None], n, axis=0)
+    return out
+
+
+def missing_tokens(visible: np.ndarray, dim: int) -> np.ndarray:
+    """Missing-entry mask (M, L * dim) of flattened patch tokens (M, L, dim) for patch visibility
+    (M, L): every channel of a hidden patch's token is missing."""
+    return np.repeat(~np.asarray(visible, bool), dim, axis=1)
+
+
+def missing_pixels(visible: np.ndarray, img_size: int, patch_size: int) -> np.ndarray:
+    """Missing-entry mask (M, S * S * 3) of :func:`pixel_features` for patch visibility (M, L):
+    the three channels of every pixel inside a hidden patch."""
+    visible = np.asarray(visible, bool)
+    g = img_size // patch_size
+    hidden = ~visible.reshape(len(visible), g, 1, g, 1)
+    hidden = np.broadcast_to(hidden, (len(visible), g, patch_size, g, patch_size)).reshape(len(visible), -1)
+    return np.repeat(hidden, 3, axis=1)  # (M, S * S * 3), channels last as in the images
+
+
+def _fingerprint(array: np.ndarray) -> str:
+    """Short content hash of an array (its shape, dtype and bytes)."""
+    array = np.ascontiguousarray(array)
+    h = hashlib.sha256(f"{array.shape}{array.dtype}".encode())
+    h.update(array.tobytes())
+    return h.hexdigest()[:16]
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """Short content hash of a model's weights (names, shapes and values): the cache key of
+    anything computed from the model, so retrained or swapped weights are never confused."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def cached_visible_features(model, model_key: dict, images: np.ndarray, data_key: dict,
+                            visible: np.ndarray | None = None, keep_patch: bool = False,
+                            progress: bool = False) -> dict[str, np.ndarray]:
+    """:func:`mae.extract_features` of ``images`` encoded from their ``visible`` patches only,
+    cached in ``data/cache/visible-<hash>.npz``: ``cls`` and ``mean`` (each (n_layers + 1, N, D),
+    every layer) and, with ``keep_patch``, the last layer's ``patch`` tokens (N, L, D) stored as
+    float16 (half the disk and memory; ample precision for a probe).
+
+    The key holds ``model_key``, ``data_key`` (which images: include any row selection), the
+    number of images and a content hash of the ``visible`` mask, so a different hiding pattern can
+    never be served from the cache.
+    """
+    from . import mae
+
+    key = {"model": model_key, "data": data_key, "n": int(len(images)), "keep_patch": bool(keep_patch),
+           "visible": "all" if visible is None else _fingerprint(np.asarray(visible, bool))}
+    path = data_root() / "cache" / f"visible-{config_hash(key)}.npz"
+
+    def build():
+        feats = mae.extract_features(model, images, visible, progress=progress)
+        out = {"cls": feats["cls"], "mean": feats["mean"]}
+        if keep_patch:
+            out["patch"] = feats["patch"].astype(np.float16)
+        return out
+
+    return load_or_build(path, key, build, _save_npz, _load_npz)
+
+
+def encode_conditions(model, model_key: dict, images: np.ndarray, data_key: dict,
+                      conditions: dict[str, np.ndarray], rows: np.ndarray | None = None,
+                      keep_patch: bool = False, progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
+    """Encode ``images[rows]`` once per hiding condition (``{name: visible (M, L)}``, e.g. from
+    :func:`hiding_conditions`): ``{name: features}`` as in :func:`cached_visible_features`, cached."""
+    rows = np.arange(len(images)) if rows is None else np.asarray(rows, np.int64)
+    subset, key = images[rows], {**data_key, "rows": _fingerprint(rows)}
+    return {name: cached_visible_features(model, model_key, subset, key, visible, keep_patch, progress)
+            for name, visible in conditions.items()}
+
+
+def _save_npz(arrays: dict[str, np.ndarray], config: dict, tmp) -> None:
+    with tmp.open("wb") as f:
+        np.savez(f, config=np.array(repr(config)), **arrays)
+
+
+def _load_npz(path) -> tuple[dict[str, np.ndarray], dict]:
+    import ast
+
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files if k != "config"}, ast.literal_eval(str(z["config"]))
+
+
+# --------------------------------------------------------------------------------------------
+# The geometry of the latent space
+# --------------------------------------------------------------------------------------------
+def umap_embedding(features: np.ndarray, key: dict, n_neighbors: int = 15, min_dist: float = 0.1,
+                   random_state: int = 0, max_points: int = 3000) -> tuple[np.ndarray, np.ndarray]:
+    """A 2-D UMAP (McInnes et al., 2018) of ``features`` (N, D): ``(idx (M,), emb (M, 2))`` where
+    ``idx`` are the rows embedded (all of them, or ``max_points`` drawn without replacement with
+    ``random_state``, sorted) and ``emb[i]`` is the position of row ``idx[i]``.
+
+    UMAP is run with a fixed ``random_state`` (which also makes it single-threaded and so
+    deterministic) and ``n_neighbors`` capped below the number of points. The result is cached
+    in ``data/cache/umap-<hash>.npz``, keyed by ``key`` (what the features are), the parameters
+    and a content hash of the embedded features: the first call compiles UMAP's numba code and
+    takes tens of seconds, a re-run is instant.
+    """
+    features = np.asarray(features, np.float32)
+    if features.ndim != 2 or len(features) < 3:
+        raise ValueError(f"umap_embedding needs features (N >= 3, D); got shape {features.shape}")
+    n = len(features)
+    if n > max_points:
+        idx = np.sort(np.random.default_rng(random_state).choice(n, max_points, replace=False))
+    else:
+        idx = np.arange(n)
+    x = features[idx]
+    n_neighbors = int(min(n_neighbors, len(idx) - 1))
+    params = {"n_neighbors": n_neighbors, "min_dist": float(min_dist), "random_state": int(random_state),
+              "max_points": int(max_points)}
+    config = {"key": key, "params": params, "features": _fingerprint(x), "n": n}
+    path = data_root() / "cache" / f"umap-{config_hash(config)}.npz"
+
+    def build():
+        import warnings
+
+        import umap  # imported here: loading umap (numba) takes seconds
+
+        with warnings.catch_warnings():  # "n_jobs overridden by setting random_state": intended
+            warnings.filterwarnings("ignore", message=".*n_jobs.*")
+            reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, random_state=random_state)
+            emb = reducer.fit_transform(x).astype(np.float32)
+        return {"idx": idx, "emb": emb}
+
+    out = load_or_build(path, config, build, _save_npz, _load_npz)
+    return out["idx"], out["emb"]
+
+
+def neighbour_agreement(features: np.ndarray, values: np.ndarray, k: int = 10) -> tuple[float, float]:
+    """How strongly a label organises a feature space: ``(agreement, chance)``.
+
+    ``agreement`` is the fraction of each row's ``k`` nearest neighbours (Euclidean, in the
+    original D dimensions, not in a 2-D picture) that share its value of ``values`` (subject id,
+    AU presence, ...), averaged over rows; ``chance`` is what random neighbours would give
+    (the sum of squared class frequencies). Rows whose value is -1 (unknown label) are ignored.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    features, values = np.asarray(features, np.float32), np.asarray(values)
+    keep = ~(values.astype(str) == "-1")
+    features, values = features[keep], values[keep]
+    k = int(min(k, len(features) - 1))
+    if k < 1:
+        raise ValueError("neighbour_agreement needs at least 2 rows with a known value")
+    _, nn_idx = NearestNeighbors(n_neighbors=k + 1).fit(features).kneighbors(features)
+    agreement = float((values[nn_idx[:, 1:]] == values[:, None]).mean())
+    _, counts = np.unique(values, return_counts=True)
+    chance = float(((counts / counts.sum()) ** 2).sum())
+    return agreement, chance
