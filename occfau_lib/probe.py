@@ -17,11 +17,13 @@ The pieces, in notebook order:
   each fold's training subjects can be scored on any number of *test* feature sets (the same
   faces encoded with patches hidden): "AU information surviving hiding";
 - :func:`layer_sweep`: a probe per encoder layer and pooling (CLS token, mean of patch tokens);
-- :func:`hiding_conditions`, :func:`encode_conditions`: fixed random and face-region hiding
-  patterns and the (cached) latents of the faces encoded from their visible patches only;
+- :func:`hiding_conditions`, :func:`encode_conditions` (:func:`cached_visible_features`): fixed
+  random and face-region hiding patterns and the (cached) latents of the faces encoded from
+  their visible patches only;
   :func:`missing_tokens` / :func:`missing_pixels` mark what a hidden patch removes from the
   patch-token and pixel feature spaces;
 - :func:`pixel_features`, :func:`chance_folds`: the floors any feature space must beat;
+- :func:`model_fingerprint`: a hash of an encoder's weights, the cache key of its features;
 - :func:`umap_embedding` (cached) and :func:`neighbour_agreement`: what dominates the latent
   space's geometry (identity, pose or AUs).
 """
@@ -120,13 +122,15 @@ def _threads_for(work: int):
         torch.set_num_threads(before)
 
 
-def fit_probe(train_x: np.ndarray, train_y: np.ndarray, epochs: int, batch_size: int = 256, lr: float = 1e-3,
+def fit_probe(train_x: np.ndarray, train_y: np.ndarray, epochs: int, batch_size: int = 256, lr: float = 1e-2,
               weight_decay: float = 1e-4, seed: int = 0, balance: bool = True) -> LinearProbe:
     """Train a :class:`LinearProbe` on frozen features ``train_x`` (N, D) for labels ``train_y``
     (N, n_au) of 1 / 0 / -1 (unknown).
 
     AdamW with a cosine learning-rate decay to 0 over ``epochs`` passes of shuffled mini-batches
-    (the features sit in memory, so an epoch takes milliseconds). The loss is BCE-with-logits
+    (the features sit in memory, so an epoch takes milliseconds to a second). The default ``lr``
+    was chosen on the demo profile: lower rates leave the high-dimensional probes (pixels, patch
+    tokens) clearly under-fitted after 30 epochs, higher ones gain little. The loss is BCE-with-logits
     averaged over the **known** labels only: a -1 entry contributes nothing (it is not read as
     "absent"). With ``balance`` the positive term of each AU is weighted by
     :func:`positive_weights` of the training labels. The result depends only on the arguments:
@@ -351,8 +355,8 @@ def model_fingerprint(model: nn.Module) -> str:
     anything computed from the model, so retrained or swapped weights are never confused."""
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}{tuple(tensor.shape)}{t.dtype}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]
 
@@ -453,24 +457,38 @@ def umap_embedding(features: np.ndarray, key: dict, n_neighbors: int = 15, min_d
     return out["idx"], out["emb"]
 
 
-def neighbour_agreement(features: np.ndarray, values: np.ndarray, k: int = 10) -> tuple[float, float]:
+def neighbour_agreement(features: np.ndarray, values: np.ndarray, k: int = 10,
+                        exclude: np.ndarray | None = None) -> tuple[float, float]:
     """How strongly a label organises a feature space: ``(agreement, chance)``.
 
     ``agreement`` is the fraction of each row's ``k`` nearest neighbours (Euclidean, in the
     original D dimensions, not in a 2-D picture) that share its value of ``values`` (subject id,
-    AU presence, ...), averaged over rows; ``chance`` is what random neighbours would give
-    (the sum of squared class frequencies). Rows whose value is -1 (unknown label) are ignored.
+    AU presence, ...), averaged over rows. Rows whose value is -1 (an unknown label) are ignored.
+    ``exclude`` (M,) optional group ids (e.g. the recording sequence): neighbours from the row's
+    own group are skipped, so near-duplicate frames of one sequence cannot make the agreement.
+    ``chance`` is what randomly drawn (allowed) neighbours would give.
     """
     from sklearn.neighbors import NearestNeighbors
 
     features, values = np.asarray(features, np.float32), np.asarray(values)
+    groups = np.arange(len(values)) if exclude is None else np.asarray(exclude)
     keep = ~(values.astype(str) == "-1")
-    features, values = features[keep], values[keep]
-    k = int(min(k, len(features) - 1))
+    features, values, groups = features[keep], values[keep], groups[keep]
+    _, group_idx, group_size = np.unique(groups, return_inverse=True, return_counts=True)
+    n_allowed = len(values) - group_size[group_idx]  # (M,) rows outside each row's group
+    k = int(min(k, n_allowed.min()))
     if k < 1:
-        raise ValueError("neighbour_agreement needs at least 2 rows with a known value")
-    _, nn_idx = NearestNeighbors(n_neighbors=k + 1).fit(features).kneighbors(features)
-    agreement = float((values[nn_idx[:, 1:]] == values[:, None]).mean())
-    _, counts = np.unique(values, return_counts=True)
-    chance = float(((counts / counts.sum()) ** 2).sum())
+        raise ValueError("neighbour_agreement needs at least 2 rows (groups) with a known value")
+    n_query = min(len(values), k + int(group_size.max()))  # enough to skip a whole own group
+    _, nn_idx = NearestNeighbors(n_neighbors=n_query).fit(features).kneighbors(features)
+    allowed = group_idx[nn_idx] != group_idx[:, None]  # (M, n_query), the row itself included
+    first_k = np.cumsum(allowed, axis=1) <= k
+    chosen = allowed & first_k  # exactly k allowed neighbours per row, nearest first
+    agreement = float((values[nn_idx] == values[:, None])[chosen].sum() / chosen.sum())
+    # chance: a random row outside the own group shares the value
+    _, value_idx = np.unique(values, return_inverse=True)
+    same_value = np.bincount(value_idx)[value_idx]  # (M,) rows with the row's value
+    pairs = np.unique(np.c_[group_idx, value_idx], axis=0, return_inverse=True)[1].ravel()
+    same_value_same_group = np.bincount(pairs)[pairs]  # (M,) of those, in the row's own group
+    chance = float(((same_value - same_value_same_group) / n_allowed).mean())
     return agreement, chance

@@ -453,6 +453,7 @@ def probe_by_layer(results: dict[str, list[float]], references: dict[str, float]
         ax.axhline(100 * value, color=colors((len(results) + j) % 10), ls=":", lw=1.5, label=name)
     ax.set_xticks(range(n_layers), ["emb"] + [str(k) for k in range(1, n_layers)])
     ax.set(xlabel="encoder layer (emb = patch embeddings, before block 1)", ylabel=ylabel)
+    ax.set_ylim(bottom=0)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax.figure
@@ -581,6 +582,7 @@ def hiding_curves(curves: dict[str, list[float]], hidden_fractions, references: 
         ax.axhline(100 * value, color="0.5", ls=":", lw=1.5, label=name)
     ax.set_xticks(fractions)
     ax.set(xlabel="patches hidden at random (%)", ylabel=ylabel)
+    ax.set_ylim(bottom=0)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax.figure
