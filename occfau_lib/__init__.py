@@ -7,6 +7,9 @@ autoencoder (Jiang et al., arXiv 2212.04029), re-implemented for teaching. One m
 - ``synthfacs``  the procedural face world with known AUs           (notebook 00)
 - ``data``       SynthFACS, BP4D, DISFA and CSV datasets, 3 folds   (notebook 00)
 - ``metrics``    per-AU F1 / AUC, fold aggregation, result tables   (all notebooks)
+- ``mae``        ViT-MAE: chosen masking, reconstruction, pretraining (notebooks 01, 02)
+- ``occlusion``  region / random-patch masks and patch visibility    (notebooks 01-03)
+- ``probe``      linear probes, probing under hiding, cached UMAP    (notebook 02)
 - ``viz``        the plotting functions every figure and widget uses
 - ``config``     the smoke / demo / paper profiles (``$OCCFAU_PROFILE``)
 - ``cache``      load-if-config-matches-else-build, atomic writes
