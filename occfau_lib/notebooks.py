@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import nbformat
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 
@@ -24,8 +26,15 @@ def run_notebook(path: Path, out_path: Path | None = None, timeout: int = 1800) 
     # where MPLBACKEND=Agg is set for headless scripts and tests
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
-    client.execute()
+    # Unix-socket (ipc) transport: no TCP ports to race for when notebooks run back to back
+    with tempfile.TemporaryDirectory(prefix="occfau-kernel-") as sockets:
+        km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))
+        client = NotebookClient(nb, km=km, timeout=timeout, resources={"metadata": {"path": str(path.parent)}})
+        try:
+            client.execute()
+        finally:  # a kernel manager we pass in is ours to stop
+            if km.has_kernel:
+                km.shutdown_kernel(now=True)
     if out_path is not None:
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
