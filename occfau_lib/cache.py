@@ -86,3 +86,19 @@ def load_or_build(
     obj = build()
     atomic_write(path, lambda tmp: save(obj, wanted, tmp))
     return obj
+
+
+def save_npz(arrays: dict, config: dict, path: Path) -> None:
+    """Write named arrays plus their config to an ``.npz`` (the ``save`` of :func:`load_or_build`)."""
+    import numpy as np
+
+    with Path(path).open("wb") as f:
+        np.savez(f, config=np.array(json.dumps(config)), **arrays)
+
+
+def load_npz(path: Path) -> tuple[dict, dict]:
+    """Read what :func:`save_npz` wrote: (arrays, config) (the ``load`` of :func:`load_or_build`)."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files if k != "config"}, json.loads(str(z["config"]))

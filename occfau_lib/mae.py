@@ -515,28 +515,6 @@ def extract_features(model: ViTMAEForPreTraining, images: np.ndarray, visible: n
     return {"cls": torch.cat(cls, 1).numpy(), "mean": torch.cat(mean, 1).numpy(), "patch": torch.cat(patch).numpy()}
 
 
-def cached_features(model: ViTMAEForPreTraining, model_key: dict, images: np.ndarray, data_key: dict,
-                    visible: np.ndarray | None = None, hide_key: str = "none", progress: bool = True):
-    """:func:`extract_features`, cached in ``data/cache/features-<hash>.npz`` keyed by the model,
-    the data and the hiding pattern (so probing notebooks encode each condition once)."""
-    from .cache import load_or_build
-
-    key = {"model": model_key, "data": data_key, "hide": hide_key}
-    path = data_root() / "cache" / f"features-{config_hash(key)}.npz"
-
-    def save(feats, cfg, tmp):
-        with tmp.open("wb") as f:
-            np.savez(f, config=np.array(repr(cfg)), **feats)
-
-    def load(p):
-        import ast
-
-        with np.load(p, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files if k != "config"}, ast.literal_eval(str(z["config"]))
-
-    return load_or_build(path, key, lambda: extract_features(model, images, visible, progress=progress), save, load)
-
-
 # --------------------------------------------------------------------------------------------
 # What reconstructions tell us (notebook 01)
 # --------------------------------------------------------------------------------------------

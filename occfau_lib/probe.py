@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cache import config_hash, data_root, load_or_build
+from .cache import config_hash, data_root, load_npz, load_or_build, save_npz
 from .metrics import aggregate_folds, evaluate
 
 #: Upper bound on the positive-class weight of a rare AU (and 1 / it for a very common one).
@@ -386,7 +386,7 @@ def cached_visible_features(model, model_key: dict, images: np.ndarray, data_key
             out["patch"] = feats["patch"].astype(np.float16)
         return out
 
-    return load_or_build(path, key, build, _save_npz, _load_npz)
+    return load_or_build(path, key, build, save_npz, load_npz)
 
 
 def encode_conditions(model, model_key: dict, images: np.ndarray, data_key: dict,
@@ -398,18 +398,6 @@ def encode_conditions(model, model_key: dict, images: np.ndarray, data_key: dict
     subset, key = images[rows], {**data_key, "rows": _fingerprint(rows)}
     return {name: cached_visible_features(model, model_key, subset, key, visible, keep_patch, progress)
             for name, visible in conditions.items()}
-
-
-def _save_npz(arrays: dict[str, np.ndarray], config: dict, tmp) -> None:
-    with tmp.open("wb") as f:
-        np.savez(f, config=np.array(repr(config)), **arrays)
-
-
-def _load_npz(path) -> tuple[dict[str, np.ndarray], dict]:
-    import ast
-
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files if k != "config"}, ast.literal_eval(str(z["config"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -453,7 +441,7 @@ def umap_embedding(features: np.ndarray, key: dict, n_neighbors: int = 15, min_d
             emb = reducer.fit_transform(x).astype(np.float32)
         return {"idx": idx, "emb": emb}
 
-    out = load_or_build(path, config, build, _save_npz, _load_npz)
+    out = load_or_build(path, config, build, save_npz, load_npz)
     return out["idx"], out["emb"]
 
 

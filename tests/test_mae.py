@@ -795,7 +795,9 @@ def test_extract_features_shapes_and_values(model):
     assert not np.allclose(full["cls"][-1], feats["cls"][-1], atol=1e-4)
 
 
-def test_cached_features_loads_second_time(model, data_dir, monkeypatch):
+def test_cached_visible_features_loads_second_time(model, data_dir, monkeypatch):
+    from occfau_lib import probe
+
     imgs = uint8_images(4, seed=19)
     vis = visible_from_counts([3, 8, L, 1], seed=19).numpy()
     model_key, data_key = {"mae": "test", "seed": 0}, {"images": "uint8", "n": 4}
@@ -807,26 +809,26 @@ def test_cached_features_loads_second_time(model, data_dir, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(mae, "extract_features", counting)
-    f1 = mae.cached_features(model, model_key, imgs, data_key, vis, hide_key="random-3", progress=False)
+    f1 = probe.cached_visible_features(model, model_key, imgs, data_key, vis, keep_patch=True)
     assert len(calls) == 1
-    assert len(list((data_dir / "cache").glob("features-*.npz"))) == 1
+    assert len(list((data_dir / "cache").glob("visible-*.npz"))) == 1
 
     def fail(*args, **kwargs):
         raise AssertionError("features should come from the cache")
 
     monkeypatch.setattr(mae, "extract_features", fail)
-    f2 = mae.cached_features(model, model_key, imgs, data_key, vis, hide_key="random-3", progress=False)
+    f2 = probe.cached_visible_features(model, model_key, imgs, data_key, vis, keep_patch=True)
     assert set(f2) == set(f1) == {"cls", "mean", "patch"}
     for k in f1:
         assert np.array_equal(f1[k], f2[k])
 
     monkeypatch.setattr(mae, "extract_features", counting)
-    f3 = mae.cached_features(model, model_key, imgs, data_key, None, hide_key="none", progress=False)
+    f3 = probe.cached_visible_features(model, model_key, imgs, data_key, None, keep_patch=True)
     assert len(calls) == 2
     assert not np.array_equal(f3["patch"], f1["patch"])
-    mae.cached_features(model, {**model_key, "seed": 1}, imgs, data_key, vis, hide_key="random-3", progress=False)
+    probe.cached_visible_features(model, {**model_key, "seed": 1}, imgs, data_key, vis, keep_patch=True)
     assert len(calls) == 3
-    assert len(list((data_dir / "cache").glob("features-*.npz"))) == 3
+    assert len(list((data_dir / "cache").glob("visible-*.npz"))) == 3
 
 
 # --------------------------------------------------------------------------------------------
