@@ -77,6 +77,39 @@ class PretrainConfig:
 
 
 @dataclass(frozen=True)
+class TeacherConfig:
+    """Architecture of the ME-GraphAU-style AU-relation-graph teacher (:mod:`occfau_lib.teacher`)."""
+
+    backbone: str = "resnet18"  # timm model; paper: resnet50 (ME-GraphAU also reports Swin-B)
+    feature_stage: int = 3  # timm feature stage read as tokens: stride 16 -> 4x4 tokens at 64 px
+    width: int = 64  # C, node/edge feature width; ME-GraphAU: 512 (ResNet-50), 128 (ResNet-18)
+    k_neighbours: int = 4  # top-K of ANFL's facial graph; ME-GraphAU: 4 on BP4D, 3 on DISFA
+    backbone_weights: str = ""  # local timm weights file for the backbone ("" = train from scratch)
+
+
+TEACHER_CONFIGS = {
+    # Small ResNet-18 trunk (two stages) for 64-px SynthFACS faces: minutes on a CPU.
+    "tiny": TeacherConfig(),
+    # ME-GraphAU's ResNet-50 setting: the 7x7 map of the last stage at 224 px, 512-wide features.
+    "paper": TeacherConfig("resnet50", 4, 512, 4),
+}
+
+
+@dataclass(frozen=True)
+class TeacherTrainConfig:
+    """Teacher schedule: ME-GraphAU's (AdamW, cosine decay per iteration), scaled for CPU profiles."""
+
+    epochs: int = 20  # ME-GraphAU: 20
+    batch_size: int = 64  # ME-GraphAU: 64
+    lr: float = 1e-4  # ME-GraphAU: 1e-4 (ImageNet-pretrained backbone); CPU profiles train from scratch, higher
+    weight_decay: float = 5e-4  # ME-GraphAU
+    warmup_epochs: float = 0.0  # ME-GraphAU: none; short from-scratch runs use a little
+    edge_weight: float = 0.05  # lambda of the edge co-occurrence loss: 0.05 BP4D, 0.01 DISFA
+    augment: bool = True  # random shift (pad 1/16 + crop) and horizontal flip, as ME-GraphAU's crop + flip
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Profile:
     """Everything that changes with the machine: one frozen record per named profile."""
 
@@ -86,17 +119,25 @@ class Profile:
     mae: str = "tiny"  # key of MAE_CONFIGS; paper: "paper" (ViT-B/16, official weights)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     probe_epochs: int = 30  # linear-probe epochs (MAE paper: 90 on ImageNet)
+    teacher: str = "tiny"  # key of TEACHER_CONFIGS
+    teacher_train: TeacherTrainConfig = field(default_factory=TeacherTrainConfig)
+    folds: tuple[int, ...] = (1, 2, 3)  # subject-exclusive folds trained and evaluated
 
 
 PROFILES: dict[str, Profile] = {
     # Seconds: just enough data for every code path to run in the test suite.
     "smoke": Profile("smoke", DataConfig(img_size=64, n_subjects=6, n_tasks=4, frames_per_task=8), batch_size=16,
-                     pretrain=PretrainConfig(epochs=1, batch_size=32, base_lr=1.5e-3, warmup_epochs=0), probe_epochs=3),
+                     pretrain=PretrainConfig(epochs=1, batch_size=32, base_lr=1.5e-3, warmup_epochs=0), probe_epochs=3,
+                     teacher_train=TeacherTrainConfig(epochs=1, batch_size=16, lr=3e-3)),
     # Minutes on a 2-core laptop: the numbers quoted in the notebooks and README.
     "demo": Profile("demo", DataConfig(img_size=64, n_subjects=24, n_tasks=8, frames_per_task=40),
-                    pretrain=PretrainConfig(epochs=10, batch_size=64, base_lr=1.5e-3, warmup_epochs=1)),
+                    pretrain=PretrainConfig(epochs=10, batch_size=64, base_lr=1.5e-3, warmup_epochs=1),
+                    # from scratch in ~100 s per fold: 30x ME-GraphAU's rate (no pretrained backbone),
+                    # half its batch (twice the steps)
+                    teacher_train=TeacherTrainConfig(epochs=6, batch_size=32, lr=3e-3, warmup_epochs=0.5)),
     # GPU scale: 224 px faces, BP4D-sized subject pool.
     "paper": Profile("paper", DataConfig(img_size=224, n_subjects=41, n_tasks=8, frames_per_task=100), mae="paper",
+                     teacher="paper",
                      pretrain=PretrainConfig(epochs=100, batch_size=256, warmup_epochs=10), probe_epochs=90),
 }
 

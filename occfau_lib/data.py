@@ -174,6 +174,10 @@ class AUDataset(torch.utils.data.Dataset):
         """Image ``i`` as uint8 ``(S, S, 3)``."""
         raise NotImplementedError
 
+    def batch_images(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The images of ``rows`` as one uint8 array ``(len(rows), S, S, 3)`` (a training batch)."""
+        return np.stack([self._image(int(i)) for i in rows])
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({self.name!r}, {len(self)} images of {self.image_size}px, "
@@ -271,6 +275,9 @@ class ArrayDataset(AUDataset):
 
     def _image(self, i: int) -> np.ndarray:
         return self._images[self._rows[i]]
+
+    def batch_images(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        return self._images[self._rows[np.asarray(rows, np.int64)]]
 
 
 class FileDataset(AUDataset):

@@ -481,13 +481,13 @@ def mae_for_profile(profile, device: str = "cpu", progress: bool = True) -> tupl
     profile's MAE pretrained on the profile's SynthFACS world (cached after the first run)."""
     import os
 
-    from .synthfacs import RENDERER_VERSION, load_world
+    from .synthfacs import load_world, world_key
 
     if os.environ.get(WEIGHTS_ENV):
         return load_mae(os.environ[WEIGHTS_ENV], profile.mae).to(device), {"step": [], "loss": [], "lr": []}
     world = load_world(profile.data, progress=progress)
-    data_key = {"synthfacs": asdict(profile.data), "renderer": RENDERER_VERSION}
-    return pretrained_mae(world.images, MAE_CONFIGS[profile.mae], profile.pretrain, data_key, device, progress)
+    return pretrained_mae(world.images, MAE_CONFIGS[profile.mae], profile.pretrain, world_key(profile.data), device,
+                          progress)
 
 
 @torch.no_grad()
@@ -562,3 +562,31 @@ def region_errors(model: ViTMAEForPreTraining, images: np.ndarray, ratios, regio
             sel = hidden & mask[None]
             out[r, g] = err[sel].mean() if sel.any() else np.nan
     return out
+
+
+@torch.no_grad()
+def token_drift(model: ViTMAEForPreTraining, clean: np.ndarray, occluded: np.ndarray,
+                visible: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """How much an occluder disturbs the latent of the patches it does **not** cover.
+
+    For uint8 faces ``clean`` and ``occluded`` (N, S, S, 3) and the occluder's patch
+    visibility (N, L), the cosine similarity of each face's *visible* patch tokens to the same
+    tokens of the clean face encoded whole, averaged over those patches, two ways (N,) each:
+
+    - ``"dropped"``: the hidden patches are dropped before the encoder (the method's way);
+    - ``"fed"``: the occluded image goes in whole, occluder pixels included (a plain encoder).
+    Attention mixes every token with every other, so feeding the occluder in changes the tokens
+    of visible patches too; dropping removes the occluder's influence but also the context the
+    hidden patches gave. Notebook 03.
+    """
+    L = model.vit.embeddings.patch_embeddings.num_patches
+    out = {"dropped": [], "fed": []}
+    for i in range(0, len(clean), batch_size):
+        vis = torch.as_tensor(np.asarray(visible[i: i + batch_size], bool))
+        ref = encode(model, to_tensor(clean[i: i + batch_size])).on_grid(L)  # (B, L, D)
+        occ = to_tensor(occluded[i: i + batch_size])
+        for name, v in (("dropped", vis), ("fed", None)):
+            tokens = encode(model, occ, v).on_grid(L)  # (B, L, D)
+            cos = torch.nn.functional.cosine_similarity(tokens, ref, dim=-1)  # (B, L)
+            out[name].append(((cos * vis).sum(1) / vis.sum(1).clamp(min=1)).numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}

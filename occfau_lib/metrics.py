@@ -211,3 +211,32 @@ def format_csv(rows: dict[str, dict[int, float]], aus: tuple[int, ...], digits: 
             vals.append(_nanmean(vals))
         w.writerow([name, *("nan" if math.isnan(v) else f"{v:.{digits}f}" for v in vals)])
     return buf.getvalue()
+
+
+def evaluate_conditions(predict, ds, conditions: dict[str, str], patch_size: int, folds=(1, 2, 3),
+                        seed: int | None = None, test_stride: int = 1) -> dict[str, dict]:
+    """The one evaluation harness of notebooks 03-05: every method, every occlusion condition,
+    the same subject-exclusive test faces and the same fixed occlusions.
+
+    predict: ``predict(fold, occluded) -> probs (M, n_au)``, where ``occluded`` is an
+        :class:`occlusion.Occluded` batch (images with the occluder painted in, pixel mask,
+        patch visibility): a CNN reads ``occluded.images``, the MAE student ``occluded.visible``.
+    conditions: ``{label: spec}`` (e.g. :func:`occlusion.protocol_conditions`).
+    seed: the occlusion seed (default :data:`occlusion.TEST_SEED`); fold ``k`` uses ``seed + k``
+        so the folds' masks differ but every method sees the same ones.
+    test_stride: score every ``test_stride``-th test face only (consecutive video frames are
+        near-duplicates; 2 halves the cost and barely moves F1).
+    Returns ``{label: aggregate_folds(...)}``, with the per-fold results under ``"folds"``.
+    """
+    from .occlusion import TEST_SEED, apply
+
+    seed = TEST_SEED if seed is None else seed
+    per_condition: dict[str, list] = {label: [] for label in conditions}
+    for k in folds:
+        _, test = ds.fold(k)
+        rows = np.arange(0, len(test), test_stride)
+        images, labels = test.batch_images(rows), test.labels[rows]
+        for label, spec in conditions.items():
+            occluded = apply(images, spec, patch_size, seed=seed + k)
+            per_condition[label].append(evaluate(labels, predict(k, occluded), test.aus))
+    return {label: {**aggregate_folds(r), "folds": r} for label, r in per_condition.items()}

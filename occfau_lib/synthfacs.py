@@ -22,7 +22,7 @@ the head is frontal and unscaled). Shapes are soft-edged with one-pixel anti-ali
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from .cache import config_hash, data_root, load_or_build
 from .config import DataConfig, Profile, get_profile
 
 #: Bump when the renderer or the samplers change what they produce: cached datasets re-render.
-RENDERER_VERSION = 1
+RENDERER_VERSION = 2
 
 #: Identity (morphology) parameters, each a z-score, roughly N(0, 1) clipped to [-2.5, 2.5].
 IDENTITY_PARAMS = (
@@ -505,27 +505,40 @@ def sample_sequence(frames: int, rng: np.random.Generator):
     return "+".join(names), out
 
 
-def sample_nuisances(frames: int, rng: np.random.Generator, base_pose: np.ndarray) -> np.ndarray:
+def sample_session(rng: np.random.Generator) -> np.ndarray:
+    """One subject's recording session (len(NUISANCE_PARAMS),): camera framing, lighting,
+    sensor and background, fixed for all of the subject's tasks, as in BP4D/DISFA where each
+    subject is filmed in one sitting in one room. (Drawing them per *task* instead lets a model
+    recognise the task from its background and lighting and read the task's expression off that:
+    a shortcut that works on training subjects and fails on new ones. Pose is per frame.)"""
+    out = np.zeros(len(NUISANCE_PARAMS), np.float32)
+    out[_NU["scale"]] = rng.uniform(0.93, 1.07)
+    out[_NU["tx"]], out[_NU["ty"]] = rng.normal(0, 0.02, 2)
+    angle, elev = rng.uniform(0, 2 * math.pi), rng.uniform(0.1, 0.6)
+    out[_NU["light_x"]], out[_NU["light_y"]] = elev * math.cos(angle), elev * math.sin(angle)
+    out[_NU["light_strength"]] = rng.uniform(0.2, 1.0)
+    out[_NU["noise"]] = rng.uniform(0.0, 0.03)
+    out[_NU["blur"]] = rng.uniform(0.0, 0.9)
+    out[_NU["bg_r"]:] = rng.uniform(0.1, 0.9, size=6)
+    return out
+
+
+def sample_nuisances(frames: int, rng: np.random.Generator, base_pose: np.ndarray,
+                     session: np.ndarray) -> np.ndarray:
     """Per-frame nuisances (frames, Q) for one task: smooth head motion around the subject's
-    habitual pose, per-task lighting/camera/background with small per-frame jitter."""
+    habitual pose, the subject's ``session`` (:func:`sample_session`) with small per-frame
+    jitter of framing and lighting."""
     t = np.linspace(0, 2 * math.pi, frames)
-    out = np.zeros((frames, len(NUISANCE_PARAMS)), np.float32)
+    out = np.repeat(session[None].astype(np.float32), frames, axis=0)
     drift = lambda amp: amp * np.sin(t * rng.uniform(0.5, 1.5) + rng.uniform(0, 2 * math.pi))  # noqa: E731
     out[:, _NU["roll"]] = base_pose[0] + drift(2.5) + rng.normal(0, 0.7, frames)
     out[:, _NU["yaw"]] = np.clip(base_pose[1] + drift(0.25) + rng.normal(0, 0.03, frames), -1, 1)
     out[:, _NU["pitch"]] = np.clip(base_pose[2] + drift(0.2) + rng.normal(0, 0.03, frames), -1, 1)
-    out[:, _NU["scale"]] = rng.uniform(0.93, 1.07) + rng.normal(0, 0.01, frames)
-    out[:, _NU["tx"]] = rng.normal(0, 0.02) + rng.normal(0, 0.01, frames)
-    out[:, _NU["ty"]] = rng.normal(0, 0.02) + rng.normal(0, 0.01, frames)
-    angle = rng.uniform(0, 2 * math.pi)
-    elev = rng.uniform(0.1, 0.6)
-    out[:, _NU["light_x"]] = elev * math.cos(angle) + rng.normal(0, 0.03, frames)
-    out[:, _NU["light_y"]] = elev * math.sin(angle) + rng.normal(0, 0.03, frames)
-    out[:, _NU["light_strength"]] = rng.uniform(0.2, 1.0)
-    out[:, _NU["noise"]] = rng.uniform(0.0, 0.03)
-    out[:, _NU["blur"]] = rng.uniform(0.0, 0.9)
-    bg = rng.uniform(0.1, 0.9, size=6)
-    out[:, _NU["bg_r"] :] = bg
+    out[:, _NU["scale"]] += rng.normal(0, 0.01, frames)
+    out[:, _NU["tx"]] += rng.normal(0, 0.01, frames)
+    out[:, _NU["ty"]] += rng.normal(0, 0.01, frames)
+    out[:, _NU["light_x"]] += rng.normal(0, 0.03, frames)
+    out[:, _NU["light_y"]] += rng.normal(0, 0.03, frames)
     return out
 
 
@@ -561,10 +574,11 @@ def generate_world(cfg: DataConfig, progress: bool = True) -> World:
     intens, nuis, subj, task, frame, proto = [], [], [], [], [], []
     for s in range(cfg.n_subjects):
         base_pose = np.array([rng.normal(0, 2.0), rng.normal(0, 0.12), rng.normal(0, 0.1)])
+        session = sample_session(rng)
         for k in range(cfg.n_tasks):
             name, seq = sample_sequence(cfg.frames_per_task, rng)
             intens.append(seq)
-            nuis.append(sample_nuisances(cfg.frames_per_task, rng, base_pose))
+            nuis.append(sample_nuisances(cfg.frames_per_task, rng, base_pose, session))
             subj += [s] * cfg.frames_per_task
             task += [k] * cfg.frames_per_task
             frame += list(range(cfg.frames_per_task))
@@ -603,6 +617,11 @@ def _load_world(path) -> tuple[World, dict]:
         world = World(z["images"], z["intensities"], z["identities"], z["quirks"].tolist(), z["subject"], z["task"],
                       z["frame"], z["prototype"].tolist(), z["nuisances"], z["seeds"])
     return world, config
+
+
+def world_key(cfg: DataConfig) -> dict:
+    """What identifies a world in the cache keys of everything computed from it (models, features)."""
+    return {"synthfacs": asdict(cfg), "renderer": RENDERER_VERSION}
 
 
 def load_world(cfg: DataConfig | None = None, progress: bool = True) -> World:

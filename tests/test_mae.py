@@ -832,89 +832,12 @@ def test_cached_visible_features_loads_second_time(model, data_dir, monkeypatch)
 
 
 # --------------------------------------------------------------------------------------------
-# occlusion.py
+# occlusion masks as the MAE consumes them
 # --------------------------------------------------------------------------------------------
-def test_patch_visibility_threshold():
-    hidden = np.zeros((8, 8), bool)  # 2x2 grid of 4 px patches (16 pixels each)
-    hidden[0:2, 0:4] = True  # patch 0: 8/16 hidden
-    hidden[0:3, 4:7] = True  # patch 1: 9/16 hidden
-    hidden[4, 0] = True  # patch 2: 1/16 hidden
-    assert occlusion.patch_visibility(hidden, 4).tolist() == [True, False, True, True]
-    assert occlusion.patch_visibility(hidden, 4, threshold=0.0).tolist() == [False, False, False, True]
-    assert occlusion.patch_visibility(hidden, 4, threshold=9 / 16).tolist() == [True, True, True, True]
-    # leading dimensions are kept; row-major grid order
-    batch = np.stack([hidden, hidden.T])
-    vis = occlusion.patch_visibility(batch, 4)
-    assert vis.shape == (2, 4)
-    assert vis[1].tolist() == [True, True, False, True]
-    with pytest.raises(ValueError, match="multiple"):
-        occlusion.patch_visibility(np.zeros((10, 10), bool), 4)
-
-
 def test_patch_visibility_matches_visible_to_pixels():
     vis = occlusion.random_patches(3, L, 0.5, seed=4)
     pixels_hidden = ~mae.visible_to_pixels(torch.from_numpy(vis), 8)[:, 0].numpy()
     assert np.array_equal(occlusion.patch_visibility(pixels_hidden, 8), vis)
-
-
-@pytest.mark.parametrize("ratio", [0.0, 0.25, 0.5, 0.75, 0.9])
-def test_random_patches_count_and_seed(ratio):
-    a = occlusion.random_patches(10, L, ratio, seed=0)
-    assert a.shape == (10, L) and a.dtype == bool
-    assert ((~a).sum(1) == round(ratio * L)).all()
-    assert np.array_equal(a, occlusion.random_patches(10, L, ratio, seed=0))
-    if ratio > 0:
-        assert not np.array_equal(a, occlusion.random_patches(10, L, ratio, seed=1))
-
-
-@pytest.mark.parametrize("ratio", [1.0, -0.1, 1.5])
-def test_random_patches_bad_ratio(ratio):
-    with pytest.raises(ValueError, match="ratio"):
-        occlusion.random_patches(2, L, ratio)
-
-
-def test_region_masks():
-    with pytest.raises(ValueError, match="unknown region 'forehead'.*mouth"):
-        occlusion.region_mask("forehead", 32)
-    upper = occlusion.region_mask("upper_half", 8)
-    assert upper.shape == (8, 8) and upper.dtype == bool
-    assert upper[:4].all() and not upper[4:].any()
-    lower = occlusion.region_mask("lower_half", 8)
-    assert lower[4:].all() and not lower[:4].any()
-    for region in occlusion.REGION_BOXES:
-        m = occlusion.region_mask(region, 32)
-        assert 0 < m.sum() < 32 * 32
-    eyes, mouth = occlusion.region_mask("eyes", 64), occlusion.region_mask("mouth", 64)
-    rows_eyes, rows_mouth = np.nonzero(eyes.any(1))[0], np.nonzero(mouth.any(1))[0]
-    assert rows_eyes.max() < rows_mouth.min()  # eyes above the mouth (v points down)
-    assert np.array_equal(eyes, eyes[:, ::-1])  # boxes are left-right symmetric
-
-
-def test_box_mask_pixel_centres():
-    m = occlusion.box_mask((-1.0, -0.5, 0.5, 1.0), 8)  # left quarter, bottom quarter
-    expected = np.zeros((8, 8), bool)
-    expected[6:, :2] = True
-    assert np.array_equal(m, expected)
-
-
-def test_occlude_paints_exactly_the_hidden_pixels():
-    imgs = uint8_images(3, seed=20, size=16)
-    original = imgs.copy()
-    rng = np.random.default_rng(1)
-    hidden = rng.random((3, 16, 16)) < 0.3
-    out = occlusion.occlude(imgs, hidden, fill=(1, 2, 3))
-    assert np.array_equal(imgs, original)  # input untouched
-    assert out.dtype == np.uint8 and out.shape == imgs.shape
-    assert (out[hidden] == np.array([1, 2, 3], np.uint8)).all()
-    assert np.array_equal(out[~hidden], imgs[~hidden])
-    # one (S, S) mask for every image, default fill = the ImageNet mean colour
-    mask = occlusion.region_mask("mouth", 16)
-    out2 = occlusion.occlude(imgs, mask)
-    assert (out2[:, mask] == np.array([124, 116, 104], np.uint8)).all()
-    assert np.array_equal(out2[:, ~mask], imgs[:, ~mask])
-    # and the default fill is (almost) zero after the MAE's normalisation
-    filled = torch.from_numpy(out2[:1]).permute(0, 3, 1, 2).float() / 255
-    assert mae.normalize(filled)[0][:, torch.from_numpy(mask)].abs().max() < 0.02
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ def _scenes(n, seed=0):
     rng = np.random.default_rng(seed)
     ids, _ = sf.sample_identities(n, rng)
     aus = rng.uniform(0, 5, (n, len(ALL_AUS))).astype(np.float32)
-    nus = np.concatenate([sf.sample_nuisances(n, rng, np.zeros(3))])
+    nus = np.concatenate([sf.sample_nuisances(n, rng, np.zeros(3), sf.sample_session(rng))])
     return ids, aus, nus, np.arange(n) + 100
 
 
