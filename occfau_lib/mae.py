@@ -34,6 +34,7 @@ from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 from .cache import atomic_write, config_hash, data_root
 from .config import MAE_CONFIGS, MAEConfig, PretrainConfig
+from .train import lr_at, new_history, optimiser_step, record
 
 #: Bump when pretraining changes what it produces: cached MAE checkpoints are then retrained.
 MAE_VERSION = 2
@@ -272,14 +273,6 @@ def paste_visible(images: torch.Tensor, recon: torch.Tensor, visible: torch.Tens
 # --------------------------------------------------------------------------------------------
 # Pretraining: AdamW, warm-up + cosine, checkpoint-or-train with resume
 # --------------------------------------------------------------------------------------------
-def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
-    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to 0 at ``total``."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def _batches(images: np.ndarray, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Shuffled float batches (B, 3, S, S) in [0, 1] from uint8 (N, S, S, 3); drops the last partial."""
     order = torch.randperm(len(images), generator=generator).numpy()
@@ -316,7 +309,7 @@ def pretrain(images: np.ndarray, mae_cfg: MAEConfig, cfg: PretrainConfig, device
     if steps_per_epoch == 0:
         raise ValueError(f"{len(images)} images are fewer than one batch of {cfg.batch_size}")
     total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
-    history = {"step": [], "loss": [], "lr": []}
+    history = new_history()
     step, start_epoch = 0, 0
     if resume_path is not None and Path(resume_path).exists():
         state = torch.load(resume_path, weights_only=True)
@@ -331,22 +324,10 @@ def pretrain(images: np.ndarray, mae_cfg: MAEConfig, cfg: PretrainConfig, device
     for epoch in range(start_epoch, cfg.epochs):
         for x in _batches(images, cfg.batch_size, gen):
             lr = lr_at(step, total, warmup, cfg.lr)
-            for group in opt.param_groups:
-                group["lr"] = lr
             visible = random_visible(len(x), mae_cfg.num_patches, mae_cfg.mask_ratio, gen)
-            loss = masked_loss(model, x.to(device), visible)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"MAE loss became {loss.item()} at step {step}; lower the learning rate")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss = optimiser_step(opt, masked_loss(model, x.to(device), visible), lr, step, "MAE")
             step, seen = step + 1, seen + len(x)
-            bar.update(1)
-            if step % log_every == 0 or step == total:
-                history["step"].append(step)
-                history["loss"].append(loss.item())
-                history["lr"].append(lr)
-                bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
+            record(history, bar, step, total, loss, lr, log_every)
             if stop_after_steps is not None and step >= stop_after_steps:
                 bar.close()
                 return model.eval(), history
@@ -484,7 +465,7 @@ def mae_for_profile(profile, device: str = "cpu", progress: bool = True) -> tupl
     from .synthfacs import load_world, world_key
 
     if os.environ.get(WEIGHTS_ENV):
-        return load_mae(os.environ[WEIGHTS_ENV], profile.mae).to(device), {"step": [], "loss": [], "lr": []}
+        return load_mae(os.environ[WEIGHTS_ENV], profile.mae).to(device), new_history()
     world = load_world(profile.data, progress=progress)
     return pretrained_mae(world.images, MAE_CONFIGS[profile.mae], profile.pretrain, world_key(profile.data), device,
                           progress)

@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 
 from .cache import config_hash, data_root, load_or_build
 from .config import TEACHER_CONFIGS, TeacherConfig, TeacherTrainConfig
+from .train import lr_at, new_history, optimiser_step, record
 
 #: Bump when the architecture or training changes in a way the config does not capture.
 TEACHER_VERSION = 1
@@ -348,13 +349,6 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], out.flip(-1), out)
 
 
-def _lr(step: int, total: int, warmup: int, peak: float) -> float:
-    """Linear warm-up then cosine decay to 0, per iteration."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    return 0.5 * peak * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
 def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrainConfig = TeacherTrainConfig(),
                   device: str = "cpu", progress: bool = True, log_every: int = 20) -> tuple[Teacher, dict]:
     """Train a teacher on every row of ``ds`` (an AUDataset, typically one fold's training part).
@@ -373,7 +367,7 @@ def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrain
         raise ValueError(f"{len(ds)} training images are fewer than one batch of {train_cfg.batch_size}")
     total = train_cfg.epochs * steps_per_epoch
     warmup = int(train_cfg.warmup_epochs * steps_per_epoch)
-    history = {"step": [], "loss": [], "lr": []}
+    history = new_history()
     model.train()
     step, t0 = 0, time.perf_counter()
     bar = tqdm(total=total, desc="teacher", disable=not progress)
@@ -385,22 +379,11 @@ def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrain
             if train_cfg.augment:
                 x = augment(x, gen)
             y = torch.from_numpy(ds.labels[rows]).to(device)
-            lr = _lr(step, total, warmup, train_cfg.lr)
-            for group in opt.param_groups:
-                group["lr"] = lr
+            lr = lr_at(step, total, warmup, train_cfg.lr)
             loss = teacher_loss(model(x.to(device)), y, weights, train_cfg.edge_weight)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"teacher loss became {loss.item()} at step {step}; lower the learning rate")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss = optimiser_step(opt, loss, lr, step, "teacher")
             step += 1
-            bar.update(1)
-            if step % log_every == 0 or step == total:
-                history["step"].append(step)
-                history["loss"].append(loss.item())
-                history["lr"].append(lr)
-                bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
+            record(history, bar, step, total, loss, lr, log_every)
     bar.close()
     history["images_per_s"] = step * train_cfg.batch_size / max(1e-9, time.perf_counter() - t0)
     return model.eval(), history

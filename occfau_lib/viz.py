@@ -700,18 +700,17 @@ def occluder_explorer(predict, face: np.ndarray, labels, aus, occluder: str = "b
 
 
 def drift_bars(drift: dict[str, dict[str, np.ndarray]]):
-    """Mean cosine similarity of visible-patch tokens to the clean encoding, per occluder
-    (``{occluder: mae.token_drift(...)}``), hidden patches dropped vs occluder pixels fed in.
-    Notebook 03."""
+    """How much the tokens of the *visible* patches change under each occluder (``{occluder:
+    mae.token_drift(...)}``): mean 1 - cosine similarity to the clean encoding (0 = unchanged),
+    hidden patches dropped vs occluder pixels fed in. Notebook 03."""
     names = list(drift)
     x = np.arange(len(names))
     ax = _figure(max(4.5, 0.8 * len(names) + 1.5), 3.0).add_subplot()
     for k, (way, color) in enumerate((("dropped", "tab:green"), ("fed", "tab:red"))):
-        ax.bar(x + (k - 0.5) * 0.38, [drift[n][way].mean() for n in names], 0.38, color=color,
+        ax.bar(x + (k - 0.5) * 0.38, [1 - drift[n][way].mean() for n in names], 0.38, color=color,
                label={"dropped": "hidden patches dropped", "fed": "occluder pixels fed in"}[way])
     ax.set_xticks(x, [n.replace("_", " ") for n in names], rotation=30, ha="right")
-    ax.set_ylabel("cosine similarity to clean tokens")
-    ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.set_ylabel("change of visible tokens\n(1 - cosine similarity to clean)")
+    ax.legend(fontsize=7, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
     return ax.figure

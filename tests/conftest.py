@@ -14,3 +14,15 @@ def _data_dir(tmp_path_factory):
     if "OCCFAU_DATA_DIR" not in os.environ:
         os.environ["OCCFAU_DATA_DIR"] = str(tmp_path_factory.mktemp("occfau-data"))
     yield
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of tiny tensors: one intra-op thread is ~10x faster than oversubscribed cores.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -456,3 +456,14 @@ def test_load_dataset_errors():
         data.load_dataset("affwild", "/tmp")
     with pytest.raises(ValueError, match="needs root"):
         data.load_dataset("bp4d")
+
+
+def test_batch_images_gathers_rows_in_order(csv_path):
+    ds = data.load_csv(csv_path, image_size=S)
+    rows = [len(ds) - 1, 0]
+    batch = ds.batch_images(rows)  # files read one by one
+    assert batch.shape == (2, ds.image_size, ds.image_size, 3) and batch.dtype == np.uint8
+    np.testing.assert_array_equal(batch[0], (ds[rows[0]]["image"].permute(1, 2, 0) * 255).round().numpy())
+    mem = data.ArrayDataset(np.stack([ds._image(i) for i in range(len(ds))]), ds.labels, ds.subjects, ds.aus, "mem")
+    sub = mem.subset([2, 0, 1])
+    np.testing.assert_array_equal(sub.batch_images([1, 2]), mem.images[[0, 1]])  # fancy-indexing path

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from occfau_lib import mae, occlusion
+from occfau_lib import mae, occlusion, train
 from occfau_lib.config import MAEConfig, PretrainConfig
 
 CFG = MAEConfig(img_size=32, patch_size=8, hidden_size=48, num_layers=2, num_heads=3,
@@ -116,13 +116,7 @@ def timm_vit(embed_dim: int = 48, depth: int = 2, num_heads: int = 3, patch_size
     return randomize(vit, seed).eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tensors are tiny: one intra-op thread is ~10x faster than oversubscribed cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
 
 
 @pytest.fixture
@@ -508,25 +502,6 @@ def test_random_visible_is_roughly_uniform():
 
 
 # --------------------------------------------------------------------------------------------
-# Learning-rate schedule
-# --------------------------------------------------------------------------------------------
-def test_lr_schedule():
-    total, warmup, peak = 100, 10, 3e-3
-    lrs = [mae.lr_at(s, total, warmup, peak) for s in range(total + 1)]
-    steps = np.diff(lrs[:warmup])
-    assert np.allclose(steps, peak / warmup)  # linear warm-up
-    assert lrs[0] == pytest.approx(peak / warmup)
-    assert lrs[warmup - 1] == pytest.approx(peak) and lrs[warmup] == pytest.approx(peak)
-    assert max(lrs) == pytest.approx(peak)
-    assert all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1 :]))  # monotone cosine decay
-    assert lrs[warmup + (total - warmup) // 2] == pytest.approx(peak / 2)  # cosine midpoint
-    assert lrs[total] == pytest.approx(0, abs=1e-12)
-    assert lrs[total - 1] < 0.01 * peak
-    assert mae.lr_at(0, 10, 0, 1.0) == pytest.approx(1.0)  # no warm-up: start at the peak
-    assert mae.lr_at(500, 100, 10, 1.0) == pytest.approx(0, abs=1e-12)  # clamped after the end
-
-
-# --------------------------------------------------------------------------------------------
 # Pretraining: loss, resume, NaN
 # --------------------------------------------------------------------------------------------
 PT = PretrainConfig(epochs=3, batch_size=16, base_lr=0.08, weight_decay=0.05, warmup_epochs=1, seed=0)
@@ -545,7 +520,7 @@ def test_pretrain_history_and_loss_decreases(run_a):
     assert hist["step"] == list(range(1, total + 1))
     assert len(hist["loss"]) == len(hist["lr"]) == total
     warmup = PT.warmup_epochs * len(imgs) // PT.batch_size
-    assert hist["lr"] == pytest.approx([mae.lr_at(s, total, warmup, PT.lr) for s in range(total)])
+    assert hist["lr"] == pytest.approx([train.lr_at(s, total, warmup, PT.lr) for s in range(total)])
     assert hist["images_per_s"] > 0
     assert all(math.isfinite(v) for v in hist["loss"])
     assert np.mean(hist["loss"][-4:]) < 0.95 * np.mean(hist["loss"][:4])  # per-batch losses are noisy
@@ -887,3 +862,19 @@ def test_mae_figures_draw_four_panels_per_row(model):
     assert [list(line.get_ydata()) for line in lines] == [[0, 2, 4], [1, 3, 5]]
     bars = viz.condition_bars({"x": np.array([0.2, 0.4]), "y": np.array([1.0])}, "p").axes[0].patches
     assert [round(b.get_height(), 6) for b in bars] == [0.3, 1.0]
+
+
+def test_token_drift_dropping_hides_the_occluder(model):
+    clean = uint8_images(3, seed=30)
+    occ = occlusion.apply(clean, "lower_half", 8, seed=0)
+    drift = mae.token_drift(model, clean, occ.images, occ.visible)
+    assert drift["dropped"].shape == drift["fed"].shape == (3,)
+    assert (drift["dropped"] <= 1 + 1e-5).all()
+    # nothing hidden: both ways encode the clean face exactly
+    same = mae.token_drift(model, clean, clean, np.ones((3, L), bool))
+    np.testing.assert_allclose(same["dropped"], 1, atol=1e-5)
+    np.testing.assert_allclose(same["fed"], 1, atol=1e-5)
+    # an occluder whose pixels equal the clean ones: feeding it changes nothing, dropping does
+    fake = mae.token_drift(model, clean, clean, occ.visible)
+    np.testing.assert_allclose(fake["fed"], 1, atol=1e-5)
+    assert (fake["dropped"] < 1 - 1e-4).all()

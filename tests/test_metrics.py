@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from occfau_lib import metrics
 from occfau_lib.metrics import (
     aggregate_folds,
     auc_per_au,
@@ -146,3 +147,34 @@ def test_format_csv_round_trip():
     assert [float(read[0][k]) for k in ("AU1", "AU2", "Avg")] == [0.5, 0.25, 0.375]
     assert float(read[1]["AU1"]) == 0.6667 and float(read[1]["Avg"]) == 0.6667
     assert math.isnan(float(read[1]["AU2"]))
+
+
+def test_evaluate_conditions_scores_every_fold_on_the_same_occlusions():
+    from occfau_lib.data import ArrayDataset
+
+    rng = np.random.default_rng(0)
+    n = 36
+    labels = rng.integers(0, 2, (n, 2)).astype(np.int8)
+    images = rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)
+    ds = ArrayDataset(images, labels, [f"s{i % 6}" for i in range(n)], (1, 12), "toy")
+    calls = []
+
+    def predict(fold, occ):  # the truth on clean faces (test rows come in order), "absent" when occluded
+        calls.append((fold, occ.spec, occ.visible.copy()))
+        test = ds.fold(fold)[1]
+        assert len(occ.images) == len(test)
+        return test.labels.astype(float) if occ.spec == "clean" else np.zeros((len(test), 2))
+
+    out = metrics.evaluate_conditions(predict, ds, {"clean": "clean", "p50": "patches:0.5"}, 8, folds=(1, 2))
+    assert set(out) == {"clean", "p50"} and out["clean"]["avg_f1"] == 1.0 and out["p50"]["avg_f1"] == 0.0
+    assert out["clean"]["n_folds"] == 2 and len(out["p50"]["folds"]) == 2
+    assert [(f, s) for f, s, _ in calls] == [(1, "clean"), (1, "patches:0.5"), (2, "clean"), (2, "patches:0.5")]
+    assert ((~calls[1][2]).sum(1) == 2).all()  # 50% of the 4 patches of a 16-px face
+    again = []
+    metrics.evaluate_conditions(lambda k, o: again.append(o.visible) or np.zeros((len(o.images), 2)), ds,
+                                {"p50": "patches:0.5"}, 8, folds=(1, 2))
+    assert np.array_equal(again[0], calls[1][2])  # fixed test occlusions: the same masks every run
+    sizes = []
+    metrics.evaluate_conditions(lambda k, o: sizes.append(len(o.images)) or np.zeros((len(o.images), 2)), ds,
+                                {"c": "clean"}, 8, folds=(1,), test_stride=3)
+    assert sizes == [-(-len(ds.fold(1)[1]) // 3)]

@@ -231,3 +231,13 @@ def test_bad_occlusion_input_is_refused():
         occlusion.apply(imgs, "clean", 5)
     with pytest.raises(ValueError, match="does not fit"):
         occlusion.random_blocks(1, 16, 400, np.random.default_rng(0))
+
+
+def test_region_overlap_is_the_share_inside_each_box():
+    size = 16
+    inside = occlusion.region_mask("upper_half", size).astype(float)  # all change in the upper half
+    spread = np.ones((size, size))
+    out = occlusion.region_overlap({1: inside, 12: spread, 4: np.zeros((size, size))}, ["upper_half", "lower_half"])
+    np.testing.assert_allclose(out[0], [1.0, 0.0])
+    np.testing.assert_allclose(out[1], [0.5, 0.5])
+    assert np.isnan(out[2]).all()  # an AU that changes nothing has no share anywhere

@@ -182,3 +182,17 @@ def test_bad_inputs_raise_clear_errors():
         sf.make_identity(nose_size=1.0)
     with pytest.raises(ValueError, match="expected identities"):
         sf.render_faces(np.zeros((2, 3)), np.zeros((2, 15)), np.zeros((2, len(sf.NUISANCE_PARAMS))), [0, 1])
+
+
+def test_recording_conditions_are_per_subject_session():
+    """Background, light and camera belong to the subject's session, not to the task (a per-task
+    background would let a model recognise the task, and so its expression, from the background)."""
+    world = sf.generate_world(TINY, progress=False)
+    cols = [sf._NU[k] for k in ("bg_r", "bg_g", "bg_b", "bg2_r", "bg2_g", "bg2_b", "light_strength", "noise", "blur")]
+    for s in range(TINY.n_subjects):
+        session = world.nuisances[world.subject == s][:, cols]
+        assert np.allclose(session, session[0])  # identical over all tasks and frames of the subject
+    firsts = np.stack([world.nuisances[world.subject == s][0, cols] for s in range(TINY.n_subjects)])
+    assert len(np.unique(firsts.round(4), axis=0)) == TINY.n_subjects  # different between subjects
+    key = sf.world_key(TINY)
+    assert key["renderer"] == sf.RENDERER_VERSION and key["synthfacs"]["n_subjects"] == TINY.n_subjects

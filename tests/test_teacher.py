@@ -11,13 +11,16 @@ from occfau_lib import metrics, teacher
 from occfau_lib.config import TeacherConfig, TeacherTrainConfig
 from occfau_lib.data import ArrayDataset
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
+
+
 TINY = TeacherConfig(backbone="resnet18", feature_stage=1, width=16, k_neighbours=2)  # 8x8 tokens at 32 px
 AUS = (1, 2, 4, 12, 15)
 
 
 def make_teacher(seed: int = 0) -> teacher.Teacher:
     torch.manual_seed(seed)
-    model = teacher.Teacher(TINY, AUS)
+    model = teacher.Teacher(TINY, AUS, 32)
     # non-trivial batch-norm statistics, so the AU-indexed running buffers matter in eval mode
     gen = torch.Generator().manual_seed(seed)
     for name, buf in model.named_buffers():
@@ -46,9 +49,11 @@ def test_output_shapes_and_ranges():
     assert model.tokens(images(2)).shape == (2, 64, model.backbone.feature_info.channels()[-1])
 
 
-def test_wrong_channels_are_refused():
-    with pytest.raises(ValueError, match=r"\(B, 3, S, S\)"):
+def test_wrong_channels_or_size_are_refused():
+    with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\); got shape \(2, 1, 32, 32\)"):
         make_teacher()(torch.rand(2, 1, 32, 32))
+    with pytest.raises(ValueError, match=r"got shape \(2, 3, 64, 64\)"):
+        make_teacher()(torch.rand(2, 3, 64, 64))
 
 
 def _permute_au_axes(state: dict, perm: torch.Tensor, n: int) -> dict:
@@ -71,7 +76,7 @@ def test_au_order_is_a_permutation_symmetry():
     model = make_teacher(seed=1)
     n = len(AUS)
     perm = torch.tensor([3, 0, 4, 1, 2])
-    other = teacher.Teacher(TINY, tuple(AUS[i] for i in perm))
+    other = teacher.Teacher(TINY, tuple(AUS[i] for i in perm), 32)
     other.load_state_dict(_permute_au_axes(model.state_dict(), perm, n))
     other.eval()
     x = images(4, seed=2)
@@ -202,12 +207,12 @@ def test_trained_teacher_is_cached_per_config(monkeypatch, tmp_path):
 
 def test_backbone_weights_from_a_local_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no backbone weights"):
-        teacher.Teacher(TeacherConfig("resnet18", 1, 16, 2, str(tmp_path / "missing.pth")), AUS)
+        teacher.Teacher(TeacherConfig("resnet18", 1, 16, 2, str(tmp_path / "missing.pth")), AUS, 32)
     source = make_teacher(seed=3)
     torch.save(source.backbone.state_dict(), tmp_path / "r18.pth")
-    loaded = teacher.Teacher(TeacherConfig("resnet18", 1, 16, 2, str(tmp_path / "r18.pth")), AUS)
+    loaded = teacher.Teacher(TeacherConfig("resnet18", 1, 16, 2, str(tmp_path / "r18.pth")), AUS, 32)
     for k, v in source.backbone.state_dict().items():
         assert torch.equal(loaded.backbone.state_dict()[k], v)
     torch.save({"state_dict": {"fc.weight": torch.zeros(3, 3)}}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="no weight"):
-        teacher.Teacher(TeacherConfig("resnet18", 1, 16, 2, str(tmp_path / "other.pth")), AUS)
+        teacher.Teacher(TeacherConfig("resnet18", 1, 16, 2, str(tmp_path / "other.pth")), AUS, 32)

@@ -311,3 +311,69 @@ def test_sequence_plot_subset_of_aus_on_given_axes():
     with pytest.raises(ValueError, match=r"\(frames, 3\)"):
         viz.sequence_plot(intensities, aus=(1, 2, 25), ax=ax)
     plt.close(fig)
+
+
+# ----- notebook 03: occlusion effects -----
+
+
+def test_occlusion_gallery_panels_follow_the_occluded_images():
+    from occfau_lib import occlusion
+
+    faces = np.random.default_rng(1).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    occ = {"clean": occlusion.apply(faces, "clean", 8), "mouth": occlusion.apply(faces, "lower_half", 8)}
+    fig = viz.occlusion_gallery(occ, n_faces=2, patch_size=8)
+    assert len(fig.axes) == 3 * 2  # 2 faces + the "MAE sees" row, 2 conditions
+    assert [fig.axes[c].get_title() for c in range(2)] == ["clean", "mouth"]
+    np.testing.assert_array_equal(image_data(fig.axes[3]), occ["mouth"].images[1])
+    np.testing.assert_array_equal(image_data(fig.axes[5]),
+                                  viz.masked_view(occ["mouth"].images[0], occ["mouth"].visible[0], 8))
+
+
+def _result(avg: float, per_au: dict) -> dict:
+    return {"avg_f1": avg, "f1": per_au}
+
+
+def test_level_curves_plot_average_and_each_au():
+    results = {"clean": _result(0.6, {1: 0.8, 2: 0.4}), "p50": _result(0.4, {1: 0.5, 2: 0.3}),
+               "b": _result(0.5, {1: 0.6, 2: 0.4})}
+    fig = viz.level_curves(results, {"patches": {"p50": 0.5}, "blocks": {"b": 0.2}}, (1, 2))
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.lines}
+    np.testing.assert_allclose(lines["average"].get_ydata(), [60, 40])
+    np.testing.assert_allclose(lines["AU1"].get_xdata(), [0.0, 0.5])
+    np.testing.assert_allclose(lines["AU2"].get_ydata(), [40, 30])
+    assert [a.get_title() for a in fig.axes] == ["patches", "blocks"]
+
+
+def test_sensitivity_maps_show_both_matrices():
+    drop = np.array([[20.0, 1.0], [np.nan, 30.0]])
+    truth = np.array([[0.9, 0.0], [0.1, 0.8]])
+    fig = viz.sensitivity_maps(drop, truth, (1, 12), ["brows", "mouth"])
+    left, right = fig.axes[0], fig.axes[1]  # then the two colourbars
+    np.testing.assert_allclose(image_data(left).data, truth)
+    np.testing.assert_allclose(np.ma.filled(right.images[0].get_array(), -1), [[20, 1], [-1, 30]])  # nan masked
+    assert "20" in texts(fig) and "0.90" in texts(fig)
+
+
+def test_occluder_explorer_feeds_clean_and_occluded_faces_to_the_detector():
+    seen = []
+
+    def predict(x):
+        seen.append(x.copy())
+        return np.array([[0.9, 0.2], [0.1, 0.6]])
+
+    face = np.full((16, 16, 3), 200, np.uint8)
+    fig = viz.occluder_explorer(predict, face, [1, 0], (6, 12), "block", cx=0.0, cy=0.0, side=0.25)
+    clean, occluded = seen[0]
+    np.testing.assert_array_equal(clean, face)
+    assert (occluded[6:10, 6:10] == np.array([124, 116, 104])).all() and (occluded[0] == 200).all()
+    bars = [p.get_height() for p in fig.axes[1].patches]
+    np.testing.assert_allclose(bars, [0.9, 0.2, 0.1, 0.6])
+    fig2 = viz.occluder_explorer(predict, face, [1, 0], (6, 12), "sunglasses")
+    assert fig2.axes[0].get_xlabel() == "sunglasses"
+
+
+def test_drift_bars_heights_are_mean_token_changes():
+    drift = {"hand": {"dropped": np.array([0.9, 0.7]), "fed": np.array([0.5, 0.3])}}
+    fig = viz.drift_bars(drift)
+    np.testing.assert_allclose([p.get_height() for p in fig.axes[0].patches], [0.2, 0.6])
