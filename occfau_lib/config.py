@@ -110,6 +110,28 @@ class TeacherTrainConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """The method's student: a mapping network on frozen MAE latents, distilled from the teacher.
+
+    Loss = L_WA(ground truth) + node_weight x node KD + edge_weight x edge KD
+    + edge_ce_weight x edge co-occurrence CE (paper-notes; the weights are ours: alpha = beta = 1).
+    """
+
+    node_weight: float = 1.0  # alpha: node-level KD; 0 switches it off (ablation)
+    edge_weight: float = 1.0  # beta: edge-level KD; 0 switches it off (ablation)
+    edge_ce_weight: float = 0.05  # lambda: ME-GraphAU's edge loss on the student's own edges (BP4D value)
+    normalize: bool = True  # L2-normalise features before the MSE: the classifier is cosine-based [ours]
+    clean_rate: float = 0.0  # share of clean faces in the training occlusion mixture [ours]
+    epochs: int = 20  # the teacher's schedule (ME-GraphAU): AdamW, cosine, 20 epochs, batch 64, lr 1e-4
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 0.0
+    augment: bool = True  # the same shift + flip as the teacher, applied before occluding
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Profile:
     """Everything that changes with the machine: one frozen record per named profile."""
 
@@ -122,6 +144,7 @@ class Profile:
     teacher: str = "tiny"  # key of TEACHER_CONFIGS
     teacher_train: TeacherTrainConfig = field(default_factory=TeacherTrainConfig)
     folds: tuple[int, ...] = (1, 2, 3)  # subject-exclusive folds trained and evaluated
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 PROFILES: dict[str, Profile] = {

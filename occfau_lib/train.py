@@ -8,7 +8,9 @@ logged -- lives here once.
 from __future__ import annotations
 
 import math
+from typing import Iterator
 
+import numpy as np
 import torch
 
 
@@ -18,6 +20,24 @@ def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Full batches per epoch (the last partial batch is dropped); at least one, else ValueError."""
+    steps = n // batch_size
+    if steps == 0:
+        raise ValueError(f"{n} training images are fewer than one batch of {batch_size}")
+    return steps
+
+
+def batches(n: int, batch_size: int, epochs: int, generator: torch.Generator) -> Iterator[np.ndarray]:
+    """Row indices of every training batch: ``epochs`` passes over ``n`` rows, reshuffled each
+    pass by ``generator``, full batches only, each batch sorted (cheaper gathers from memory)."""
+    steps = steps_per_epoch(n, batch_size)
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator)[: steps * batch_size]
+        for rows in order.view(steps, batch_size):
+            yield np.sort(rows.numpy())
 
 
 def optimiser_step(opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float, step: int, what: str) -> float:

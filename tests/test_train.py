@@ -61,3 +61,15 @@ def test_record_logs_every_n_steps_and_the_last():
     assert history["step"] == [3, 6, 7] and history["loss"] == [3.0, 6.0, 7.0]
     assert history["lr"] == pytest.approx([0.3, 0.6, 0.7])
     assert bar.n == 7 and bar.postfix == {"loss": "7.0000"}
+
+
+def test_batches_cover_each_epoch_once_sorted_and_reshuffled():
+    out = list(train.batches(10, 3, 2, torch.Generator().manual_seed(0)))
+    assert len(out) == 2 * 3 and all(len(b) == 3 and (np.diff(b) > 0).all() for b in out)
+    first, second = np.concatenate(out[:3]), np.concatenate(out[3:])
+    assert len(set(first)) == 9 and len(set(second)) == 9  # no row twice in an epoch; one left out
+    again = list(train.batches(10, 3, 2, torch.Generator().manual_seed(0)))
+    assert all(np.array_equal(a, b) for a, b in zip(out, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(out[:3], out[3:]))
+    with pytest.raises(ValueError, match="2 training images are fewer than one batch of 3"):
+        train.steps_per_epoch(2, 3)

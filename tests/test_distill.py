@@ -1,0 +1,161 @@
+"""Tests for occfau_lib.student and occfau_lib.distill: the method's student and its losses."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from occfau_lib import distill, mae, metrics, student, teacher
+from occfau_lib.config import DistillConfig, MAEConfig, TeacherConfig
+from occfau_lib.data import ArrayDataset
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
+
+MAE_CFG = MAEConfig(img_size=32, patch_size=8, hidden_size=48, num_layers=2, num_heads=3,
+                    decoder_hidden_size=32, decoder_layers=1, decoder_heads=2)
+T_CFG = TeacherConfig(backbone="resnet18", feature_stage=1, width=16, k_neighbours=2)
+AUS = (1, 2, 4, 12)
+L = MAE_CFG.num_patches  # 16
+
+
+def make_mae(seed: int = 0):
+    torch.manual_seed(seed)
+    model = mae.build_mae(MAE_CFG)
+    with torch.no_grad():  # random, non-trivial weights (a fresh MAE has several zero tensors)
+        gen = torch.Generator().manual_seed(seed)
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=gen) * 0.2
+            p.copy_(1 + noise if name.endswith("weight") and p.dim() == 1 else noise)
+    return model.eval()
+
+
+def make_teacher(seed: int = 0):
+    torch.manual_seed(seed)
+    return teacher.Teacher(T_CFG, AUS, 32).eval()
+
+
+def toy_dataset(n_per_subject: int = 8) -> ArrayDataset:
+    """Six subjects; AU k present when bright square k (one patch) is drawn."""
+    rng = np.random.default_rng(0)
+    n = 6 * n_per_subject
+    labels = rng.integers(0, 2, (n, len(AUS))).astype(np.int8)
+    imgs = rng.integers(0, 60, (n, 32, 32, 3)).astype(np.uint8)
+    for k in range(len(AUS)):
+        r, c = divmod(k, 2)
+        imgs[labels[:, k] == 1, 8 + 8 * r: 16 + 8 * r, 8 + 8 * c: 16 + 8 * c] = 230
+    return ArrayDataset(imgs, labels, [f"S{i % 6}" for i in range(n)], AUS, name="toy")
+
+
+# --------------------------------------------------------------------------------------------
+# Losses
+# --------------------------------------------------------------------------------------------
+def test_kd_loss_by_hand():
+    s = torch.tensor([[3.0, 4.0], [1.0, 0.0]], requires_grad=True)
+    t = torch.tensor([[4.0, 3.0], [0.0, 2.0]], requires_grad=True)
+    # normalised: (0.6, 0.8) vs (0.8, 0.6) -> 0.08; (1, 0) vs (0, 1) -> 2; mean over vectors
+    assert distill.kd_loss(s, t).item() == pytest.approx((0.08 + 2.0) / 2)
+    # raw: (1 + 1) and (1 + 4)
+    assert distill.kd_loss(s, t, normalize=False).item() == pytest.approx((2 + 5) / 2)
+    distill.kd_loss(s, t).backward()
+    assert s.grad is not None and t.grad is None  # the teacher is a target, not trained
+    with pytest.raises(ValueError, match="do not match"):
+        distill.kd_loss(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_distill_loss_weights_select_the_ablation():
+    g = torch.Generator().manual_seed(0)
+
+    def out():
+        return teacher.TeacherOutput(torch.rand(2, 3, generator=g), torch.randn(2, 3, 4, generator=g),
+                                     torch.randn(2, 3, 3, 4, generator=g), torch.randn(2, 3, 3, 4, generator=g))
+
+    s, t = out(), out()
+    y = torch.tensor([[1, 0, -1], [0, 1, 1]])
+    full, parts = distill.distill_loss(s, t, y, None, DistillConfig(node_weight=2.0, edge_weight=3.0, edge_ce_weight=0.5))
+    assert full.item() == pytest.approx(parts["wa"] + 2 * parts["node"] + 3 * parts["edge"] + 0.5 * parts["edge_ce"],
+                                        rel=1e-5)
+    none, _ = distill.distill_loss(s, t, y, None, DistillConfig(node_weight=0, edge_weight=0, edge_ce_weight=0))
+    assert none.item() == pytest.approx(teacher.wa_loss(s.probs, y).item())
+    assert parts["node"] == pytest.approx(distill.kd_loss(s.node, t.node).item())
+
+
+# --------------------------------------------------------------------------------------------
+# The student
+# --------------------------------------------------------------------------------------------
+def test_student_shapes_and_hidden_patches_are_never_seen():
+    model = student.Student(make_mae(), AUS, T_CFG.width, T_CFG.k_neighbours).eval()
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    visible = torch.ones(3, L, dtype=torch.bool)
+    visible[:, :6] = False
+    out = model(x, visible)
+    N, C = len(AUS), T_CFG.width
+    assert out.probs.shape == (3, N) and out.node.shape == (3, N, C) and out.edge.shape == (3, N, N, C)
+    scribbled = x.clone()
+    scribbled[:, :, :8, :] = torch.rand(3, 3, 8, 32)  # the first grid row = patches 0-3, all hidden
+    again = model(scribbled, visible)
+    assert torch.allclose(out.probs, again.probs, atol=1e-6) and torch.allclose(out.edge, again.edge, atol=1e-6)
+    assert not torch.allclose(model(scribbled, None).probs, model(x, None).probs)
+
+
+def test_student_batches_mixed_visible_counts_like_single_faces():
+    model = student.Student(make_mae(), AUS, T_CFG.width, T_CFG.k_neighbours).eval()
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    visible = torch.zeros(3, L, dtype=torch.bool)
+    for i, count in enumerate((16, 9, 3)):
+        visible[i, torch.randperm(L, generator=torch.Generator().manual_seed(i))[:count]] = True
+    batch = model(x, visible)
+    for i in range(3):
+        alone = model(x[i: i + 1], visible[i: i + 1])
+        assert torch.allclose(batch.probs[i], alone.probs[0], atol=1e-5)
+        assert torch.allclose(batch.edge[i], alone.edge[0], atol=1e-5)
+
+
+def test_frozen_encoder_stays_frozen_and_a_tiny_student_overfits():
+    ds = toy_dataset()
+    encoder = make_mae()
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    tch = make_teacher()
+    cfg = DistillConfig(epochs=100, batch_size=16, lr=3e-3, clean_rate=1.0, augment=False, node_weight=0.0,
+                        edge_weight=0.0)  # the mapping alone must be able to fit the labels
+    model, history = distill.train_student(ds, encoder, tch, cfg, progress=False, log_every=5)
+    for k, v in encoder.state_dict().items():
+        assert torch.equal(v, before[k]), f"encoder weight {k} changed"
+    assert not any(p.requires_grad for p in encoder.parameters()) and not encoder.training
+    assert history["loss"][-1] < 0.5 * history["loss"][0]
+    assert len(history["node"]) == len(history["loss"])
+    probs = student.predict(model, ds.images, np.ones((len(ds), L), bool))["probs"]
+    assert metrics.average_f1(ds.labels, probs) > 0.95
+
+
+def test_node_kd_pulls_student_nodes_towards_the_teacher():
+    ds = toy_dataset(n_per_subject=4)
+    tch = make_teacher(seed=3)
+    cfg = DistillConfig(epochs=15, batch_size=8, lr=3e-3, augment=False, node_weight=1.0, edge_weight=0.0)
+    with_kd, h_kd = distill.train_student(ds, make_mae(), tch, cfg, progress=False, log_every=3)
+    without, h_no = distill.train_student(ds, make_mae(), tch, replace(cfg, node_weight=0.0), progress=False,
+                                          log_every=3)
+    assert h_kd["node"][-1] < 0.5 * h_kd["node"][0]  # the distilled distance falls ...
+    assert h_kd["node"][-1] < h_no["node"][-1]  # ... and ends below the undistilled student's
+
+
+def test_trained_student_is_cached_by_teacher_and_encoder(monkeypatch, tmp_path):
+    monkeypatch.setenv("OCCFAU_DATA_DIR", str(tmp_path))
+    ds = toy_dataset(n_per_subject=4)
+    calls = []
+    real = distill.train_student
+    monkeypatch.setattr(distill, "train_student", lambda *a, **k: calls.append(1) or real(*a, **k))
+    encoder, tch = make_mae(), make_teacher()
+    cfg = DistillConfig(epochs=1, batch_size=8, augment=False)
+    s1, _ = distill.trained_student(ds, 1, {"toy": 1}, encoder, tch, cfg, progress=False)
+    s2, _ = distill.trained_student(ds, 1, {"toy": 1}, encoder, tch, cfg, progress=False)
+    assert len(calls) == 1
+    for (k, a), b in zip(s1.head_state().items(), s2.head_state().values()):
+        assert torch.equal(a, b), k
+    distill.trained_student(ds, 1, {"toy": 1}, encoder, make_teacher(seed=9), cfg, progress=False)
+    distill.trained_student(ds, 1, {"toy": 1}, make_mae(seed=5), tch, cfg, progress=False)
+    assert len(calls) == 3  # another teacher, another encoder: retrained
+    stored = torch.load(next((tmp_path / "cache").glob("student-*.pt")), weights_only=True)
+    assert all(k.startswith(("input.", "au_blocks.", "graph.", "edges.", "gated.", "prototypes", "edge_classifier"))
+               for k in stored["head"])  # only the mapping network is stored
