@@ -678,7 +678,7 @@ def occluder_explorer(predict, face: np.ndarray, labels, aus, occluder: str = "b
         h = side  # half the side in canonical units (the image is 2 wide)
         image = occlude(face[None], box_mask((cx - h, cx + h, cy - h, cy + h), face.shape[0]))[0]
     else:
-        image = apply(face[None], occluder, 1, seed=seed).images[0]
+        image = apply(face[None], occluder, 1, seed=seed).images[0]  # patch size 1: only the image is used
     probs = predict(np.stack([face, image]))  # (2, n_au)
     aus = tuple(aus)
     fig = _figure(7.5, 3.0)
