@@ -106,6 +106,8 @@ class TeacherTrainConfig:
     warmup_epochs: float = 0.0  # ME-GraphAU: none; short from-scratch runs use a little
     edge_weight: float = 0.05  # lambda of the edge co-occurrence loss: 0.05 BP4D, 0.01 DISFA
     augment: bool = True  # random shift (pad 1/16 + crop) and horizontal flip, as ME-GraphAU's crop + flip
+    occlusion_patch: int = 0  # > 0: occlude every training face by the training mixture on this patch grid
+    #                           (the MAE's): the "teacher + occlusion augmentation" baseline of notebook 04
     seed: int = 0
 
 

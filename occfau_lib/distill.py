@@ -22,9 +22,10 @@ from tqdm.auto import tqdm
 
 from .cache import config_hash, data_root, load_or_build
 from .config import DistillConfig
-from .occlusion import apply_each, training_specs
+from .mae import to_tensor, to_uint8
+from .occlusion import training_occlusion
 from .student import Student
-from .teacher import TeacherOutput, au_weights, augment, edge_loss, images_tensor, wa_loss
+from .teacher import TeacherOutput, au_weights, augment, edge_loss, wa_loss
 from .train import batches, lr_at, new_history, optimiser_step, record, steps_per_epoch
 
 #: Bump when the student or its training changes in a way the config does not capture.
@@ -53,11 +54,6 @@ def distill_loss(s: TeacherOutput, t: TeacherOutput, labels: torch.Tensor, weigh
     return total, {k: v.item() for k, v in parts.items()}
 
 
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(B, 3, S, S) in [0, 1] -> uint8 (B, S, S, 3) (exact for shifted/flipped uint8 images)."""
-    return x.mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
 def train_student(ds, mae_model, teacher, cfg: DistillConfig = DistillConfig(), device: str = "cpu",
                   progress: bool = True, log_every: int = 20) -> tuple[Student, dict]:
     """Train a student on every row of ``ds`` (one fold's training part) against ``teacher``
@@ -78,14 +74,13 @@ def train_student(ds, mae_model, teacher, cfg: DistillConfig = DistillConfig(), 
     step, t0 = 0, time.perf_counter()
     bar = tqdm(total=total, desc="student", disable=not progress)
     for rows in batches(len(ds), cfg.batch_size, cfg.epochs, gen):
-        clean = images_tensor(ds.batch_images(rows))
+        clean = to_tensor(ds.batch_images(rows))
         if cfg.augment:
             clean = augment(clean, gen)
-        occ = apply_each(_to_uint8(clean), training_specs(len(rows), rng, cfg.clean_rate),
-                         student.patch_size, seed=int(rng.integers(2**31)))
+        occ = training_occlusion(to_uint8(clean), student.patch_size, rng, cfg.clean_rate)
         with torch.no_grad():
             target = teacher(clean.to(device))
-        out = student(images_tensor(occ.images).to(device), occ.visible)
+        out = student(to_tensor(occ.images).to(device), occ.visible)
         y = torch.from_numpy(ds.labels[rows]).to(device)
         loss, parts = distill_loss(out, target, y, weights, cfg)
         lr = lr_at(step, total, warmup, cfg.lr)

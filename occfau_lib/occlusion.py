@@ -310,6 +310,15 @@ def apply(images: np.ndarray, spec: str, patch_size: int, seed: int = 0, thresho
                     patch_visibility(hidden, patch_size, threshold), spec)
 
 
+def training_occlusion(images: np.ndarray, patch_size: int, rng: np.random.Generator,
+                       clean_rate: float = 0.0) -> Occluded:
+    """One training batch occluded by the training mixture: a :func:`training_specs` draw per face,
+    applied by :func:`apply_each` with a seed drawn from ``rng`` (so a seeded ``rng`` makes the
+    whole run reproducible). Used by the occlusion-augmented teacher and by the student."""
+    specs = training_specs(len(images), rng, clean_rate)
+    return apply_each(images, specs, patch_size, seed=int(rng.integers(2**31)))
+
+
 def apply_each(images: np.ndarray, specs, patch_size: int, seed: int = 0, **kwargs) -> Occluded:
     """Like :func:`apply`, but face ``i`` gets ``specs[i]`` (e.g. from :func:`training_specs`).
     Faces sharing a spec are occluded together, each group with its own seed derived from ``seed``."""

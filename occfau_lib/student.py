@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from . import mae
-from .teacher import GraphHead, TeacherOutput, images_tensor
+from .teacher import GraphHead, TeacherOutput
 
 
 class Student(nn.Module):
@@ -61,7 +61,7 @@ def predict(student: Student, images: np.ndarray, visible: np.ndarray, batch_siz
     device = next(student.head.parameters()).device
     probs, nodes = [], []
     for i in range(0, len(images), batch_size):
-        out = student(images_tensor(images[i: i + batch_size]).to(device), visible[i: i + batch_size])
+        out = student(mae.to_tensor(images[i: i + batch_size]).to(device), visible[i: i + batch_size])
         probs.append(out.probs.cpu())
         nodes.append(out.node.cpu())
     return {"probs": torch.cat(probs).numpy(), "node": torch.cat(nodes).numpy()}

@@ -49,6 +49,8 @@ from tqdm.auto import tqdm
 
 from .cache import config_hash, data_root, load_or_build
 from .config import TEACHER_CONFIGS, TeacherConfig, TeacherTrainConfig
+from .mae import to_tensor, to_uint8
+from .occlusion import training_occlusion
 from .train import batches, lr_at, new_history, optimiser_step, record, steps_per_epoch
 
 #: Bump when the architecture or training changes in a way the config does not capture.
@@ -387,6 +389,7 @@ def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrain
     weights = au_weights(ds.labels).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     gen = torch.Generator().manual_seed(train_cfg.seed)
+    rng = np.random.default_rng(train_cfg.seed)  # occlusion draws
     per_epoch = steps_per_epoch(len(ds), train_cfg.batch_size)
     total = train_cfg.epochs * per_epoch
     warmup = int(train_cfg.warmup_epochs * per_epoch)
@@ -395,9 +398,11 @@ def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrain
     step, t0 = 0, time.perf_counter()
     bar = tqdm(total=total, desc="teacher", disable=not progress)
     for rows in batches(len(ds), train_cfg.batch_size, train_cfg.epochs, gen):
-        x = images_tensor(ds.batch_images(rows))
+        x = to_tensor(ds.batch_images(rows))
         if train_cfg.augment:
             x = augment(x, gen)
+        if train_cfg.occlusion_patch:  # the "teacher + occlusion augmentation" baseline
+            x = to_tensor(training_occlusion(to_uint8(x), train_cfg.occlusion_patch, rng).images)
         y = torch.from_numpy(ds.labels[rows]).to(device)
         lr = lr_at(step, total, warmup, train_cfg.lr)
         loss = teacher_loss(model(x.to(device)), y, weights, train_cfg.edge_weight)
@@ -409,11 +414,6 @@ def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrain
     return model.eval(), history
 
 
-def images_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (B, S, S, 3) -> float (B, 3, S, S) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(255)
-
-
 @torch.no_grad()
 def predict(model: Teacher, images: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
     """Run the teacher over uint8 faces (N, S, S, 3): ``{"probs": (N, n_au), "node": (N, n_au, C)}``."""
@@ -421,7 +421,7 @@ def predict(model: Teacher, images: np.ndarray, batch_size: int = 256) -> dict[s
     device = next(model.parameters()).device
     probs, nodes = [], []
     for i in range(0, len(images), batch_size):
-        out = model(images_tensor(images[i: i + batch_size]).to(device))
+        out = model(to_tensor(images[i: i + batch_size]).to(device))
         probs.append(out.probs.cpu())
         nodes.append(out.node.cpu())
     return {"probs": torch.cat(probs).numpy(), "node": torch.cat(nodes).numpy()}

@@ -241,3 +241,13 @@ def test_region_overlap_is_the_share_inside_each_box():
     np.testing.assert_allclose(out[0], [1.0, 0.0])
     np.testing.assert_allclose(out[1], [0.5, 0.5])
     assert np.isnan(out[2]).all()  # an AU that changes nothing has no share anywhere
+
+
+def test_training_occlusion_draws_the_mixture_reproducibly():
+    imgs = uint8_images(30, size=32)
+    a = occlusion.training_occlusion(imgs, 8, np.random.default_rng(5))
+    b = occlusion.training_occlusion(imgs, 8, np.random.default_rng(5))
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.visible, b.visible)
+    assert a.spec == "mixture" and a.hidden.any((1, 2)).all()  # every face occluded (clean_rate 0)
+    clean = occlusion.training_occlusion(imgs, 8, np.random.default_rng(5), clean_rate=1.0)
+    assert np.array_equal(clean.images, imgs) and clean.visible.all()

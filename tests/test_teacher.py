@@ -216,3 +216,21 @@ def test_backbone_weights_from_a_local_file(tmp_path):
     torch.save({"state_dict": {"fc.weight": torch.zeros(3, 3)}}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="no weight"):
         teacher.Teacher(TeacherConfig("resnet18", 1, 16, 2, str(tmp_path / "other.pth")), AUS, 32)
+
+
+def test_occlusion_augmented_teacher_trains_on_occluded_faces(monkeypatch):
+    seen = []
+    real = teacher.training_occlusion
+
+    def spy(images, patch_size, rng, clean_rate=0.0):
+        out = real(images, patch_size, rng, clean_rate)
+        seen.append((patch_size, (out.images != images).any()))
+        return out
+
+    monkeypatch.setattr(teacher, "training_occlusion", spy)
+    ds = toy_dataset(n_per_subject=4)
+    teacher.train_teacher(ds, TINY, TeacherTrainConfig(epochs=1, batch_size=8, augment=False), progress=False)
+    assert seen == []  # the plain teacher sees clean faces only
+    teacher.train_teacher(ds, TINY, TeacherTrainConfig(epochs=1, batch_size=8, augment=False, occlusion_patch=8),
+                          progress=False)
+    assert len(seen) == len(ds) // 8 and all(p == 8 and changed for p, changed in seen)
