@@ -28,6 +28,7 @@ lab: setup
 bench: setup
 	$(PY) benchmarks/bench_render.py
 	$(PY) benchmarks/pixel_baseline.py
+	$(PY) benchmarks/bench_inference.py
 
 clean:
 	rm -rf build data/cache data/synthfacs-*

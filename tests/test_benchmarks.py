@@ -1,0 +1,27 @@
+"""The benchmark scripts run end to end on the smoke profile and print their tables."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def run(script: str, *args: str) -> str:
+    env = {**os.environ, "OCCFAU_PROFILE": "smoke", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.script
+def test_bench_inference_prints_the_speed_table():
+    out = run("bench_inference.py", "--batch", "8", "--batches", "2", "--spec", "patches:0.5")
+    assert "| student (visible latent -> mapping) |" in out
+    assert "| reconstruct-then-detect (MAE decode + teacher) |" in out
+    assert "speed ratio:" in out
