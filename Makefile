@@ -29,6 +29,7 @@ bench: setup
 	$(PY) benchmarks/bench_render.py
 	$(PY) benchmarks/pixel_baseline.py
 	$(PY) benchmarks/bench_inference.py
+	$(PY) benchmarks/bench_methods.py
 
 clean:
 	rm -rf build data/cache data/synthfacs-*

@@ -53,7 +53,8 @@ def main() -> None:
     cfg = TEACHER_CONFIGS[profile.teacher]
     torch.manual_seed(0)
     detector = teacher.Teacher(cfg, ds.aus, ds.image_size).eval()
-    model = student.Student(encoder, ds.aus, cfg.width, cfg.k_neighbours).eval()
+    model = student.Student(encoder, detector, profile.distill.depth, profile.distill.rank,
+                            profile.distill.edge_rank).eval()
     n = min(len(ds), args.batch * args.batches)
     images = ds.batch_images(np.arange(n))
     batches = [occlusion.apply(images[i: i + args.batch], args.spec, encoder.config.patch_size, seed=i)

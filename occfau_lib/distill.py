@@ -7,9 +7,12 @@ student sees the same face (same shift and flip) **occluded** by a draw from the
 
     L = L_WA(student probs, labels) + alpha * KD(node) + beta * KD(edge) + lambda * CE(student edges)
 
-where KD is the mean squared error between L2-normalised features (the classifiers compare
-directions, so directions are what is distilled [ours]; ``normalize=False`` uses raw features).
-alpha = 0, beta = 0 and both give the ablations "no KD", "edge only", "node only".
+where KD is the mean squared error between the features (``normalize=True`` compares
+L2-normalised features instead: on SynthFACS that matched the direction every node feature
+shares and not the small part that separates AUs -- node cosine 0.92 to the teacher, yet AUC 56).
+The student's probabilities come from the teacher's own prototypes (:mod:`occfau_lib.student`), so
+L_WA also pulls the features into the teacher's space. alpha = 0, beta = 0 and both give the
+ablations "no KD", "edge only", "node only" (:data:`ABLATIONS`).
 """
 from __future__ import annotations
 
@@ -20,16 +23,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import mae
 from .cache import config_hash, data_root, load_or_build
 from .config import DistillConfig
 from .mae import to_tensor, to_uint8
 from .occlusion import training_occlusion
-from .student import Student
+from .student import Student, predict
 from .teacher import TeacherOutput, au_weights, augment, edge_loss, wa_loss
 from .train import batches, lr_at, new_history, optimiser_step, record, steps_per_epoch
 
 #: Bump when the student or its training changes in a way the config does not capture.
-DISTILL_VERSION = 1
+DISTILL_VERSION = 2
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, normalize: bool = True) -> torch.Tensor:
@@ -60,11 +64,15 @@ def train_student(ds, mae_model, teacher, cfg: DistillConfig = DistillConfig(), 
     (trained on the same fold). Returns ``(student in eval mode, history)``; history also logs
     the loss parts (``"wa"``, ``"node"``, ``"edge"``, ``"edge_ce"``) and ``images_per_s``."""
     torch.manual_seed(cfg.seed)
-    width, k = teacher.cfg.width, teacher.cfg.k_neighbours
-    student = Student(mae_model, ds.aus, width, k).to(device)
+    if tuple(ds.aus) != tuple(teacher.aus):
+        raise ValueError(f"the dataset's AUs {ds.aus} are not the teacher's {teacher.aus}")
+    student = Student(mae_model, teacher, cfg.depth, cfg.rank, cfg.edge_rank).to(device)
     teacher = teacher.to(device).eval()
+    with torch.no_grad():  # the teacher's average face, from up to 1,024 training faces
+        ref = teacher(to_tensor(ds.batch_images(np.arange(0, len(ds), max(1, len(ds) // 1024)))).to(device))
+    student.start_at(ref.node.mean(0), ref.edge.mean(0))
     weights = au_weights(ds.labels).to(device)
-    opt = torch.optim.AdamW(student.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     per_epoch = steps_per_epoch(len(ds), cfg.batch_size)
@@ -116,9 +124,94 @@ def trained_student(ds, fold: int, data_key: dict, mae_model, teacher, cfg: Dist
 
     def load(p):
         state = torch.load(p, map_location="cpu", weights_only=True)
-        student = Student(mae_model, ds.aus, teacher.cfg.width, teacher.cfg.k_neighbours)
-        student.head.load_state_dict(state["head"])
+        student = Student(mae_model, teacher, cfg.depth, cfg.rank, cfg.edge_rank)
+        student.load_head_state(state["head"])
         return (student.to(device).eval(), state["history"]), state["config"]
 
     return load_or_build(path, config, lambda: train_student(train, mae_model, teacher, cfg, device, progress),
                          save, load)
+
+
+# --------------------------------------------------------------------------------------------
+# The method against its ablations and baselines (notebook 04, benchmarks/bench_methods.py)
+# --------------------------------------------------------------------------------------------
+#: The student ablations: which KD terms are on (the AU loss and the edge CE always are).
+ABLATIONS = {"student, no KD": {"node_weight": 0.0, "edge_weight": 0.0},
+             "student, node KD": {"edge_weight": 0.0},
+             "student, edge KD": {"node_weight": 0.0},
+             "student, node + edge KD": {}}
+
+
+def students_for_profile(profile, ds, data_key: dict, mae_model, teachers: dict, ablations=ABLATIONS,
+                         folds=None, device: str = "cpu", progress: bool = True) -> dict[str, dict[int, Student]]:
+    """``{ablation: {fold: student}}`` for ``profile.distill_folds`` (or ``folds``), each cached;
+    ``teachers`` is ``{fold: teacher}``."""
+    from dataclasses import replace
+
+    folds = profile.distill_folds if folds is None else folds
+    return {name: {k: trained_student(ds, k, data_key, mae_model, teachers[k], replace(profile.distill, **change),
+                                      device, progress)[0] for k in folds}
+            for name, change in ablations.items()}
+
+
+def latent_probe(ds, fold: int, mae_model, depth: int | None, epochs: int):
+    """Baseline "linear probe on the MAE latent": a :class:`probe.LinearProbe` on the clean latent
+    grid the student reads (block ``depth``'s tokens, flattened), trained on the fold's training
+    faces. Returns ``predict(occluded) -> probs``; tokens of hidden patches are missing and
+    mean-imputed (:func:`probe.probe_probs`), as in notebook 02."""
+    from .probe import fit_probe, missing_tokens, probe_probs
+
+    L = (mae_model.config.image_size // mae_model.config.patch_size) ** 2
+
+    def grid(images: np.ndarray, visible: np.ndarray | None) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(images), 256):
+                vis = None if visible is None else visible[i: i + 256]
+                enc = mae.encode(mae_model, to_tensor(images[i: i + 256]), vis, depth=depth)
+                out.append(enc.on_grid(L).flatten(1).numpy())  # (B, L * D), hidden = 0
+        return np.concatenate(out)
+
+    train, _ = ds.fold(fold)
+    probe = fit_probe(grid(train.images, None), train.labels, epochs)
+    dim = mae_model.config.hidden_size
+    return lambda occ: probe_probs(probe, grid(occ.images, occ.visible), missing_tokens(occ.visible, dim))
+
+
+def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str, str], folds=None,
+                    test_stride: int = 2, device: str = "cpu", progress: bool = True) -> dict[str, dict]:
+    """The table of notebook 04: every method under every occlusion condition, through the one
+    harness :func:`metrics.evaluate_conditions` (same test faces, same fixed occlusions).
+
+    Methods: the teacher (its "clean" column is the upper reference), the teacher fine-tuned
+    with occlusion augmentation (trained on the training mixture), reconstruct-then-detect (the
+    MAE paints the hidden patches, the teacher reads the result), a linear probe on the MAE
+    latent, and the four student ablations. Everything trained is cached per fold.
+    Returns ``{method: {condition: aggregate}}``.
+    """
+    from dataclasses import replace
+
+    from .metrics import evaluate_conditions
+    from .teacher import predict as teacher_predict
+    from .teacher import trained_teacher
+
+    folds = profile.distill_folds if folds is None else folds
+    p = mae_model.config.patch_size
+    teachers = {k: trained_teacher(ds, k, data_key, profile.teacher, profile.teacher_train, device, progress)[0]
+                for k in folds}
+    occ_cfg = replace(profile.teacher_train, occlusion_patch=p)
+    augmented = {k: trained_teacher(ds, k, data_key, profile.teacher, occ_cfg, device, progress)[0] for k in folds}
+    students = students_for_profile(profile, ds, data_key, mae_model, teachers, folds=folds, device=device,
+                                    progress=progress)
+    probes = {k: latent_probe(ds, k, mae_model, profile.distill.depth, profile.probe_epochs) for k in folds}
+    methods = {
+        "teacher": lambda k, occ: teacher_predict(teachers[k], occ.images)["probs"],
+        "teacher + occlusion augmentation": lambda k, occ: teacher_predict(augmented[k], occ.images)["probs"],
+        "reconstruct-then-detect": lambda k, occ: teacher_predict(
+            teachers[k], mae.reconstruct_images(mae_model, occ.images, occ.visible))["probs"],
+        "linear probe on MAE latent": lambda k, occ: probes[k](occ),
+    }
+    for name, per_fold in students.items():
+        methods[name] = lambda k, occ, per_fold=per_fold: predict(per_fold[k], occ.images, occ.visible)["probs"]
+    return {name: evaluate_conditions(fn, ds, conditions, p, folds, test_stride=test_stride)
+            for name, fn in tqdm(methods.items(), desc="evaluate", disable=not progress)}

@@ -180,10 +180,12 @@ def _keep_order(visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def encode(model: ViTMAEForPreTraining, images: torch.Tensor, visible: torch.Tensor | None = None,
-           output_hidden_states: bool = False) -> Encoded:
+           output_hidden_states: bool = False, depth: int | None = None) -> Encoded:
     """Run the MAE encoder on the visible patches of ``images`` (B, 3, S, S) in [0, 1].
 
     visible: (B, L) bool over the patch grid (row-major); None = every patch.
+    depth: run only the first ``depth`` transformer blocks (None = all); ``tokens`` are then that
+    block's output (without the encoder's final layer norm) and the later blocks cost nothing.
     """
     check_images(images, model)
     emb = model.vit.embeddings
@@ -205,11 +207,14 @@ def encode(model: ViTMAEForPreTraining, images: torch.Tensor, visible: torch.Ten
     attn_mask = torch.zeros(B, 1, 1, keys.shape[1], dtype=h.dtype, device=device)
     attn_mask = attn_mask.masked_fill(~keys.view(B, 1, 1, -1), torch.finfo(h.dtype).min)
     hidden = [h] if output_hidden_states else None
-    for layer in model.vit.layers:
+    blocks = model.vit.layers
+    if depth is not None and not 0 <= depth <= len(blocks):
+        raise ValueError(f"depth must be in 0..{len(blocks)} for this encoder; got {depth}")
+    for layer in blocks[:depth]:
         h = layer(h, attn_mask)
         if hidden is not None:
             hidden.append(h)
-    return Encoded(model.vit.layernorm(h), ids, valid, hidden)
+    return Encoded(h if depth not in (None, len(blocks)) else model.vit.layernorm(h), ids, valid, hidden)
 
 
 def decode(model: ViTMAEForPreTraining, enc: Encoded) -> torch.Tensor:

@@ -240,3 +240,26 @@ def evaluate_conditions(predict, ds, conditions: dict[str, str], patch_size: int
             occluded = apply(images, spec, patch_size, seed=seed + k)
             per_condition[label].append(evaluate(labels, predict(k, occluded), test.aus))
     return {label: {**aggregate_folds(r), "folds": r} for label, r in per_condition.items()}
+
+
+def conditions_table(results: dict[str, dict[str, dict]], metric: str = "avg_f1", fmt: str = "md",
+                     digits: int = 1) -> str:
+    """Methods x test conditions, from ``{method: evaluate_conditions(...)}``: one row per
+    method, one column per condition, the value ``metric`` of each aggregate ("avg_f1",
+    "avg_auc"). ``fmt="md"``: Markdown in percent with ``digits`` decimals; ``fmt="csv"``:
+    fractions with 4 decimals (nan as ``nan``)."""
+    if fmt not in ("md", "csv"):
+        raise ValueError(f"fmt must be 'md' or 'csv'; got {fmt!r}")
+    conditions = list(next(iter(results.values())))
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["method", *conditions])
+        for name, row in results.items():
+            w.writerow([name, *(f"{row[c][metric]:.4f}" for c in conditions)])
+        return buf.getvalue()
+    lines = ["| Method | " + " | ".join(conditions) + " |", "|:---|" + "---:|" * len(conditions)]
+    for name, row in results.items():
+        vals = [MISSING if math.isnan(row[c][metric]) else f"{100 * row[c][metric]:.{digits}f}" for c in conditions]
+        lines.append(f"| {name} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)

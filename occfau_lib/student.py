@@ -3,16 +3,37 @@
 Taught in notebook 04. A frozen MAE encoder (:mod:`occfau_lib.mae`) encodes exactly the patches an
 occluder leaves visible -- the hidden ones are dropped before the encoder, never reconstructed.
 A **mapping network** turns those latent tokens into the teacher's feature spaces: one node
-feature per AU ``(B, N, C)`` and one edge feature per ordered AU pair ``(B, N, N, C)``, from which
-AUs are classified. The mapping network is ME-GraphAU's head (:class:`teacher.GraphHead`: a width-C
-linear block on the tokens, per-AU blocks, facial graph, FAM/ARM edges, two gated graph
-convolutions, cosine-prototype classifier, edge classifier) put on MAE tokens instead of CNN
-tokens, so its node and edge features live where the teacher's do and can be distilled
-(:mod:`occfau_lib.distill`).
+feature per AU ``(B, N, C)`` and one edge feature per ordered AU pair ``(B, N, N, C)``; AUs and
+AU-pair states are then read by the **teacher's own classifiers** (its cosine prototypes and its
+edge classifier, frozen), so a student node feature means exactly what a teacher node feature
+means, and distillation (:mod:`occfau_lib.distill`) has a fixed target space.
 
-Choices where the paper is silent [ours]: the encoder is frozen (its weights never change and it
-stays in eval mode); the CLS token is not used (MAE never trains it for anything); the student
-classifies with its own prototypes.
+Data flow (B faces, K visible of L grid patches, encoder width D, N AUs, teacher width C)::
+
+    occluded face (B, 3, S, S), visible (B, L)
+      -> frozen MAE, first ``depth`` blocks, visible patches only   tokens (B, K, D)
+      -> layer norm, per-token projection to ``rank``                (B, K, r)
+      -> back onto the patch grid, hidden patches = 0, flattened     z (B, L * r)
+      -> node map                                                    node (B, N, C)
+      -> edge map (through a ``edge_rank`` bottleneck)               edge (B, N, N, C)
+      -> teacher's prototypes: p_i = cos(ReLU(s_i), node_i)          probs (B, N)
+         teacher's edge classifier                                   edge_logits (B, N, N, 4)
+
+Choices where the paper is silent [ours], each measured on SynthFACS (demo, fold 1; notebook 04):
+
+- **a linear, position-specific mapping.** The first student put ME-GraphAU's whole head (per-AU
+  blocks, token mean, graph convolutions, its own prototypes) on the MAE tokens, as the teacher
+  has it on CNN tokens. It fitted the training subjects and failed on new ones (test AUC 55-58,
+  against 74 for the teacher), on MAE tokens and on raw pixel patches alike. A ridge regression
+  from the flattened token grid to the teacher's node features, read by the teacher's
+  prototypes, reached test AUC 75 from the same tokens. The mapping here is that linear map,
+  factorised (per-token projection, then grid -> features) so its size stays small, and trained
+  by the distillation loss instead of in closed form.
+- **an intermediate block.** The tiny MAE's last block is the worst for this map (ridge, test AUC
+  63); blocks 1-3 of 6 give 70-73. ``depth`` picks the block; the blocks after it are never run,
+  which also makes the student cheaper. (The paper preset uses every block of ViT-B.)
+- the encoder is frozen (its weights never change and it stays in eval mode); the CLS token is
+  not used (MAE never trains it for anything).
 """
 from __future__ import annotations
 
@@ -21,20 +42,44 @@ import torch
 from torch import nn
 
 from . import mae
-from .teacher import GraphHead, TeacherOutput
+from .teacher import EPS, TeacherOutput
 
 
 class Student(nn.Module):
-    """Frozen MAE encoder on visible patches -> :class:`teacher.GraphHead` -> :class:`TeacherOutput`."""
+    """Frozen MAE encoder on visible patches -> linear mapping network -> the teacher's classifiers.
 
-    def __init__(self, mae_model, aus: tuple[int, ...], width: int, k_neighbours: int):
+    ``teacher`` provides the target feature sizes and its classifiers (copied, frozen); it is not
+    kept. ``depth``: encoder blocks run (None = all). ``rank``: per-token projection width;
+    ``edge_rank``: bottleneck of the edge map.
+    """
+
+    def __init__(self, mae_model, teacher, depth: int | None = None, rank: int = 32, edge_rank: int = 256):
         super().__init__()
-        self.aus = tuple(aus)
+        self.aus = tuple(teacher.aus)
+        n, c = len(self.aus), teacher.cfg.width
         self.mae = mae_model.eval()
         for p in self.mae.parameters():
             p.requires_grad_(False)
+        self.depth = depth
         self.patch_size = mae_model.config.patch_size
-        self.head = GraphHead(mae_model.config.hidden_size, len(self.aus), width, k_neighbours)
+        self.num_patches = (mae_model.config.image_size // self.patch_size) ** 2
+        d = mae_model.config.hidden_size
+        self.project = nn.Linear(d, rank)  # per visible token
+        self.node_map = nn.Linear(self.num_patches * rank, n * c)
+        self.edge_map = nn.Sequential(nn.Linear(self.num_patches * rank, edge_rank), nn.Linear(edge_rank, n * n * c))
+        # the teacher's classifiers, frozen buffers: the student is read exactly as the teacher is
+        self.register_buffer("prototypes", torch.relu(teacher.head.prototypes.detach()).clone())  # (N, C)
+        self.register_buffer("edge_weight", teacher.head.edge_classifier.weight.detach().clone())  # (4, C)
+        self.register_buffer("edge_bias", teacher.head.edge_classifier.bias.detach().clone())  # (4,)
+
+    @torch.no_grad()
+    def start_at(self, node: torch.Tensor, edge: torch.Tensor) -> None:
+        """Start the mapping at the teacher's average face: node (N, C) and edge (N, N, C) mean
+        features become the maps' output biases, so training only has to learn how a face departs
+        from the average. (The teacher's features share a large common component -- norm 14 against
+        a spread of 0.7 per channel on SynthFACS -- which a zero start spends most of its steps on.)"""
+        self.node_map.bias.copy_(node.flatten())
+        self.edge_map[-1].bias.copy_(edge.flatten())
 
     def train(self, mode: bool = True) -> Student:
         """Train the mapping network only: the frozen encoder stays in eval mode."""
@@ -42,15 +87,38 @@ class Student(nn.Module):
         self.mae.eval()
         return self
 
+    def latent(self, images: torch.Tensor, visible: torch.Tensor | np.ndarray | None) -> torch.Tensor:
+        """The mapping network's input: projected visible tokens on the patch grid, hidden = 0, (B, L * r)."""
+        with torch.no_grad():
+            enc = mae.encode(self.mae, images, visible, depth=self.depth)  # tokens (B, 1 + K, D), valid (B, K)
+            tokens = nn.functional.layer_norm(enc.tokens[:, 1:], enc.tokens.shape[-1:])  # (B, K, D)
+        z = self.project(tokens) * enc.valid.unsqueeze(-1).to(tokens.dtype)  # (B, K, r), padding = 0
+        grid = z.new_zeros(len(z), self.num_patches, z.shape[-1])  # (B, L, r)
+        grid = grid.scatter_add(1, enc.ids_keep.unsqueeze(-1).expand_as(z), z)
+        return grid.flatten(1)
+
     def forward(self, images: torch.Tensor, visible: torch.Tensor | np.ndarray | None) -> TeacherOutput:
         """images (B, 3, S, S) in [0, 1], visible (B, L) bool (None = every patch) -> TeacherOutput."""
-        with torch.no_grad():
-            enc = mae.encode(self.mae, images, visible)  # tokens (B, 1 + K, D), valid (B, K)
-        return self.head(enc.tokens[:, 1:], enc.valid)  # the visible patch tokens, padding masked
+        z = self.latent(images, visible)  # (B, L * r)
+        n, c = self.prototypes.shape
+        node = self.node_map(z).view(-1, n, c)  # (B, N, C)
+        edge = self.edge_map(z).view(-1, n, n, c)  # (B, N, N, C)
+        probs = nn.functional.cosine_similarity(node, self.prototypes[None], dim=-1, eps=EPS)  # (B, N)
+        edge_logits = edge @ self.edge_weight.T + self.edge_bias  # (B, N, N, 4)
+        return TeacherOutput(probs.clamp(0, 1), node, edge, edge_logits)
 
     def head_state(self) -> dict:
-        """The trainable part's weights (what a checkpoint stores; the encoder is stored once elsewhere)."""
-        return self.head.state_dict()
+        """The mapping network's weights and the copied classifiers (what a checkpoint stores; the
+        encoder is stored once elsewhere)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("mae.")}
+
+    def load_head_state(self, state: dict) -> None:
+        """Inverse of :meth:`head_state`; every mapping-network weight must be present."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("mae.")]
+        if missing or unexpected:
+            raise ValueError(f"student checkpoint does not match the mapping network: missing {missing}, "
+                             f"unexpected {unexpected}")
 
 
 @torch.no_grad()
@@ -58,7 +126,7 @@ def predict(student: Student, images: np.ndarray, visible: np.ndarray, batch_siz
     """Run the student over uint8 faces (N, S, S, 3) seen through ``visible`` (N, L):
     ``{"probs": (N, n_au), "node": (N, n_au, C)}``."""
     student.eval()
-    device = next(student.head.parameters()).device
+    device = student.prototypes.device
     probs, nodes = [], []
     for i in range(0, len(images), batch_size):
         out = student(mae.to_tensor(images[i: i + batch_size]).to(device), visible[i: i + batch_size])

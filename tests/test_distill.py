@@ -78,14 +78,14 @@ def test_distill_loss_weights_select_the_ablation():
                                         rel=1e-5)
     none, _ = distill.distill_loss(s, t, y, None, DistillConfig(node_weight=0, edge_weight=0, edge_ce_weight=0))
     assert none.item() == pytest.approx(teacher.wa_loss(s.probs, y).item())
-    assert parts["node"] == pytest.approx(distill.kd_loss(s.node, t.node).item())
+    assert parts["node"] == pytest.approx(distill.kd_loss(s.node, t.node, normalize=False).item())
 
 
 # --------------------------------------------------------------------------------------------
 # The student
 # --------------------------------------------------------------------------------------------
 def test_student_shapes_and_hidden_patches_are_never_seen():
-    model = student.Student(make_mae(), AUS, T_CFG.width, T_CFG.k_neighbours).eval()
+    model = student.Student(make_mae(), make_teacher()).eval()
     x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     visible = torch.ones(3, L, dtype=torch.bool)
     visible[:, :6] = False
@@ -100,7 +100,7 @@ def test_student_shapes_and_hidden_patches_are_never_seen():
 
 
 def test_student_batches_mixed_visible_counts_like_single_faces():
-    model = student.Student(make_mae(), AUS, T_CFG.width, T_CFG.k_neighbours).eval()
+    model = student.Student(make_mae(), make_teacher()).eval()
     x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     visible = torch.zeros(3, L, dtype=torch.bool)
     for i, count in enumerate((16, 9, 3)):
@@ -157,5 +157,26 @@ def test_trained_student_is_cached_by_teacher_and_encoder(monkeypatch, tmp_path)
     distill.trained_student(ds, 1, {"toy": 1}, make_mae(seed=5), tch, cfg, progress=False)
     assert len(calls) == 3  # another teacher, another encoder: retrained
     stored = torch.load(next((tmp_path / "cache").glob("student-*.pt")), weights_only=True)
-    assert all(k.startswith(("input.", "au_blocks.", "graph.", "edges.", "gated.", "prototypes", "edge_classifier"))
-               for k in stored["head"])  # only the mapping network is stored
+    assert sorted({k.split(".")[0] for k in stored["head"]}) == [
+        "edge_bias", "edge_map", "edge_weight", "node_map", "project", "prototypes"]  # not the encoder
+    fresh = student.Student(encoder, tch)
+    with pytest.raises(ValueError, match="does not match the mapping network"):
+        fresh.load_head_state({k: v for k, v in stored["head"].items() if k != "node_map.bias"})
+
+
+def test_student_reads_with_the_teachers_classifiers_and_starts_at_its_mean():
+    tch = make_teacher(seed=4)
+    model = student.Student(make_mae(), tch, depth=1).eval()
+    N, C = len(AUS), T_CFG.width
+    node, edge = torch.randn(N, C), torch.randn(N, N, C)
+    model.start_at(node, edge)
+    with torch.no_grad():  # a zero mapping now outputs the mean features exactly
+        for m in (model.project, model.node_map, model.edge_map[0], model.edge_map[1]):
+            m.weight.zero_()
+        model.project.bias.zero_()
+    out = model(torch.rand(2, 3, 32, 32), None)
+    assert torch.allclose(out.node, node.expand(2, -1, -1)) and torch.allclose(out.edge, edge.expand(2, -1, -1, -1))
+    want = torch.nn.functional.cosine_similarity(node, torch.relu(tch.head.prototypes), dim=-1).clamp(0, 1)
+    assert torch.allclose(out.probs[0], want, atol=1e-6)
+    assert torch.allclose(out.edge_logits[0], tch.head.edge_classifier(edge), atol=1e-5)
+    assert not any(b.requires_grad for b in (model.prototypes, model.edge_weight, model.edge_bias))

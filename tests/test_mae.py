@@ -878,3 +878,15 @@ def test_token_drift_dropping_hides_the_occluder(model):
     fake = mae.token_drift(model, clean, clean, occ.visible)
     np.testing.assert_allclose(fake["fed"], 1, atol=1e-5)
     assert (fake["dropped"] < 1 - 1e-4).all()
+
+
+def test_encode_depth_stops_early(model):
+    x = images(2, seed=8)
+    vis = visible_from_counts([L, 5], seed=8)
+    with torch.no_grad():
+        full = mae.encode(model, x, vis, output_hidden_states=True)
+        for d in range(CFG.num_layers):
+            assert torch.allclose(mae.encode(model, x, vis, depth=d).tokens, full.hidden_states[d], atol=1e-6)
+        assert torch.allclose(mae.encode(model, x, vis, depth=CFG.num_layers).tokens, full.tokens, atol=1e-6)
+    with pytest.raises(ValueError, match="depth must be in"):
+        mae.encode(model, x, vis, depth=CFG.num_layers + 1)
