@@ -124,12 +124,14 @@ class Student(nn.Module):
 @torch.no_grad()
 def predict(student: Student, images: np.ndarray, visible: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
     """Run the student over uint8 faces (N, S, S, 3) seen through ``visible`` (N, L):
-    ``{"probs": (N, n_au), "node": (N, n_au, C)}``."""
+    ``{"probs": (N, n_au), "node": (N, n_au, C), "both": (N, n_au, n_au)}`` (edge
+    classifier's probability that both AUs of a pair are present)."""
     student.eval()
     device = student.prototypes.device
-    probs, nodes = [], []
+    probs, nodes, both = [], [], []
     for i in range(0, len(images), batch_size):
         out = student(mae.to_tensor(images[i: i + batch_size]).to(device), visible[i: i + batch_size])
         probs.append(out.probs.cpu())
         nodes.append(out.node.cpu())
-    return {"probs": torch.cat(probs).numpy(), "node": torch.cat(nodes).numpy()}
+        both.append(out.edge_logits.softmax(-1)[..., 3].cpu())  # state 3 = 2*1 + 1: both AUs present
+    return {"probs": torch.cat(probs).numpy(), "node": torch.cat(nodes).numpy(), "both": torch.cat(both).numpy()}

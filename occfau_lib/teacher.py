@@ -377,8 +377,10 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrainConfig = TeacherTrainConfig(),
-                  device: str = "cpu", progress: bool = True, log_every: int = 20) -> tuple[Teacher, dict]:
-    """Train a teacher on every row of ``ds`` (an AUDataset, typically one fold's training part).
+                  device: str = "cpu", progress: bool = True, log_every: int = 20,
+                  init: Teacher | None = None) -> tuple[Teacher, dict]:
+    """Train a teacher on every row of ``ds`` (an AUDataset, typically one fold's training part);
+    ``init``: start from that teacher's weights (fine-tuning) instead of from scratch.
 
     Returns ``(teacher in eval mode, history)``, history = {"step", "loss", "lr"} lists logged
     every ``log_every`` steps plus ``images_per_s``. A non-finite loss stops training with an
@@ -386,6 +388,8 @@ def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrain
     """
     torch.manual_seed(train_cfg.seed)
     model = Teacher(cfg, ds.aus, ds.image_size).to(device)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
     weights = au_weights(ds.labels).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     gen = torch.Generator().manual_seed(train_cfg.seed)
@@ -416,15 +420,17 @@ def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrain
 
 @torch.no_grad()
 def predict(model: Teacher, images: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """Run the teacher over uint8 faces (N, S, S, 3): ``{"probs": (N, n_au), "node": (N, n_au, C)}``."""
+    """Run the teacher over uint8 faces (N, S, S, 3): ``{"probs": (N, n_au), "node": (N, n_au, C),
+    "both": (N, n_au, n_au)}`` ("both": the edge classifier's probability that both AUs of a pair are present)."""
     model.eval()
     device = next(model.parameters()).device
-    probs, nodes = [], []
+    probs, nodes, both = [], [], []
     for i in range(0, len(images), batch_size):
         out = model(to_tensor(images[i: i + batch_size]).to(device))
         probs.append(out.probs.cpu())
         nodes.append(out.node.cpu())
-    return {"probs": torch.cat(probs).numpy(), "node": torch.cat(nodes).numpy()}
+        both.append(out.edge_logits.softmax(-1)[..., 3].cpu())  # state 3 = 2*1 + 1: both AUs present
+    return {"probs": torch.cat(probs).numpy(), "node": torch.cat(nodes).numpy(), "both": torch.cat(both).numpy()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,17 +443,22 @@ def _save(obj: tuple[Teacher, dict], config: dict, path: Path) -> None:
 
 def trained_teacher(ds, fold: int, data_key: dict, cfg: TeacherConfig | str = "tiny",
                     train_cfg: TeacherTrainConfig = TeacherTrainConfig(), device: str = "cpu",
-                    progress: bool = True) -> tuple[Teacher, dict]:
+                    progress: bool = True, init: Teacher | None = None) -> tuple[Teacher, dict]:
     """Checkpoint or train: the teacher of subject-exclusive ``fold`` of ``ds`` (trained on that
     fold's training subjects only), from ``data/cache/teacher-<hash>.pt`` when its stored config
     matches, else trained with :func:`train_teacher` and saved atomically.
 
     ``data_key`` says which dataset ``ds`` is (e.g. the SynthFACS config); the key also holds the
-    architecture, schedule, fold, AU list and :data:`TEACHER_VERSION`.
+    architecture, schedule, fold, AU list and :data:`TEACHER_VERSION` (and, for a fine-tuned
+    teacher, a content hash of the ``init`` weights).
     """
+    from .probe import model_fingerprint
+
     cfg = TEACHER_CONFIGS[cfg] if isinstance(cfg, str) else cfg
     config = {"teacher": asdict(cfg), "train": asdict(train_cfg), "data": data_key, "fold": int(fold),
               "aus": list(ds.aus), "n": int(len(ds)), "version": TEACHER_VERSION}
+    if init is not None:
+        config["init"] = model_fingerprint(init)
     path = data_root() / "cache" / f"teacher-{config_hash(config)}.pt"
     train, _ = ds.fold(fold)
 
@@ -457,7 +468,8 @@ def trained_teacher(ds, fold: int, data_key: dict, cfg: TeacherConfig | str = "t
         model.load_state_dict(state["model"])
         return (model.to(device).eval(), state["history"]), state["config"]
 
-    return load_or_build(path, config, lambda: train_teacher(train, cfg, train_cfg, device, progress), _save, load)
+    return load_or_build(path, config, lambda: train_teacher(train, cfg, train_cfg, device, progress, init=init), _save,
+                         load)
 
 
 def teachers_for_profile(profile, ds, data_key: dict, device: str = "cpu",

@@ -54,10 +54,10 @@ def toy_dataset(n_per_subject: int = 8) -> ArrayDataset:
 def test_kd_loss_by_hand():
     s = torch.tensor([[3.0, 4.0], [1.0, 0.0]], requires_grad=True)
     t = torch.tensor([[4.0, 3.0], [0.0, 2.0]], requires_grad=True)
-    # normalised: (0.6, 0.8) vs (0.8, 0.6) -> 0.08; (1, 0) vs (0, 1) -> 2; mean over vectors
-    assert distill.kd_loss(s, t).item() == pytest.approx((0.08 + 2.0) / 2)
+    # normalised: (0.6, 0.8) vs (0.8, 0.6) -> 0.04 + 0.04; (1, 0) vs (0, 1) -> 1 + 1; mean over the 4 elements
+    assert distill.kd_loss(s, t).item() == pytest.approx((0.08 + 2.0) / 4)
     # raw: (1 + 1) and (1 + 4)
-    assert distill.kd_loss(s, t, normalize=False).item() == pytest.approx((2 + 5) / 2)
+    assert distill.kd_loss(s, t, normalize=False).item() == pytest.approx((2 + 5) / 4)
     distill.kd_loss(s, t).backward()
     assert s.grad is not None and t.grad is None  # the teacher is a target, not trained
     with pytest.raises(ValueError, match="do not match"):

@@ -178,3 +178,15 @@ def test_evaluate_conditions_scores_every_fold_on_the_same_occlusions():
     metrics.evaluate_conditions(lambda k, o: sizes.append(len(o.images)) or np.zeros((len(o.images), 2)), ds,
                                 {"c": "clean"}, 8, folds=(1,), test_stride=3)
     assert sizes == [-(-len(ds.fold(1)[1]) // 3)]
+
+
+def test_conditions_table_rows_are_methods_and_columns_conditions():
+    results = {"teacher": {"clean": {"avg_f1": 0.5}, "block 50%": {"avg_f1": 0.25}},
+               "student": {"clean": {"avg_f1": 0.4}, "block 50%": {"avg_f1": float("nan")}}}
+    md = metrics.conditions_table(results).splitlines()
+    assert md[0] == "| Method | clean | block 50% |"
+    assert md[2] == "| teacher | 50.0 | 25.0 |" and md[3] == "| student | 40.0 | – |"
+    csv = metrics.conditions_table(results, fmt="csv").splitlines()
+    assert csv == ["method,clean,block 50%", "teacher,0.5000,0.2500", "student,0.4000,nan"]
+    with pytest.raises(ValueError, match="fmt"):
+        metrics.conditions_table(results, fmt="html")

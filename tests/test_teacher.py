@@ -234,3 +234,18 @@ def test_occlusion_augmented_teacher_trains_on_occluded_faces(monkeypatch):
     teacher.train_teacher(ds, TINY, TeacherTrainConfig(epochs=1, batch_size=8, augment=False, occlusion_patch=8),
                           progress=False)
     assert len(seen) == len(ds) // 8 and all(p == 8 and changed for p, changed in seen)
+
+
+def test_fine_tuning_starts_from_init_and_is_cached_separately(monkeypatch, tmp_path):
+    monkeypatch.setenv("OCCFAU_DATA_DIR", str(tmp_path))
+    ds = toy_dataset(n_per_subject=4)
+    start = make_teacher(seed=7)
+    frozen = TeacherTrainConfig(epochs=1, batch_size=8, lr=0.0, weight_decay=0.0, augment=False, occlusion_patch=8)
+    tuned, _ = teacher.train_teacher(ds, TINY, frozen, progress=False, init=start)
+    for (name, a), b in zip(start.named_parameters(), tuned.parameters()):
+        assert torch.equal(a, b), name  # lr 0: the weights are the init's
+    cfg = TeacherTrainConfig(epochs=1, batch_size=8, augment=False)
+    teacher.trained_teacher(ds, 1, {"toy": 1}, TINY, cfg, progress=False)
+    teacher.trained_teacher(ds, 1, {"toy": 1}, TINY, cfg, progress=False, init=start)
+    teacher.trained_teacher(ds, 1, {"toy": 1}, TINY, cfg, progress=False, init=start)
+    assert len(list((tmp_path / "cache").glob("teacher-*.pt"))) == 2  # scratch and fine-tuned: two entries

@@ -377,3 +377,44 @@ def test_drift_bars_heights_are_mean_token_changes():
     drift = {"hand": {"dropped": np.array([0.9, 0.7]), "fed": np.array([0.5, 0.3])}}
     fig = viz.drift_bars(drift)
     np.testing.assert_allclose([p.get_height() for p in fig.axes[0].patches], [0.2, 0.6])
+
+
+def test_gain_heatmap_is_signed_and_symmetric():
+    gain = np.array([[12.0, -4.0], [np.nan, 3.0]])
+    fig = viz.gain_heatmap(gain, ["mouth block", "upper half"], (12, 1))
+    im = fig.axes[0].images[0]
+    assert im.norm.vmin == -12 and im.norm.vmax == 12
+    assert "12" in texts(fig) and "-4" in texts(fig) and "–" in texts(fig)
+    with pytest.raises(ValueError, match="expected"):
+        viz.gain_heatmap(gain, ["one"], (12, 1))
+
+
+def test_method_bars_one_bar_per_method_and_condition():
+    results = {m: {c: {"avg_f1": v + k / 10} for k, c in enumerate(["clean", "block 50%"])}
+               for m, v in (("teacher", 0.4), ("student", 0.2))}
+    fig = viz.method_bars(results)
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    np.testing.assert_allclose(heights, [40, 50, 20, 30])  # method by method, conditions in order
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["clean", "block 50%"]
+
+
+def test_feature_spaces_marks_clean_and_occluded_rows():
+    emb = np.arange(8.0).reshape(4, 2)
+    fig = viz.feature_spaces({"latent": emb, "student": emb + 1}, [1, 0, 1, -1], [False, False, True, True])
+    assert [a.get_title() for a in fig.axes] == ["latent", "student"]
+    offsets = sorted(tuple(p) for c in fig.axes[0].collections for p in c.get_offsets())
+    assert offsets == [tuple(p) for p in emb]  # every face drawn once
+    labels = {t.get_text() for t in fig.axes[1].get_legend().get_texts()}
+    assert labels == {"present, clean", "absent, clean", "present, occluded", "unknown, occluded"}
+    with pytest.raises(ValueError, match="expected"):
+        viz.feature_spaces({"latent": emb[:3]}, [1, 0, 1, -1], [False] * 4)
+
+
+def test_pair_heatmaps_and_student_flow():
+    m = np.eye(3) * 0.5
+    fig = viz.pair_heatmaps({"empirical": m, "teacher": m.T}, (1, 2, 4))
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), m)
+    assert fig.axes[1].get_title() == "teacher"
+    with pytest.raises(ValueError, match="expected"):
+        viz.pair_heatmaps({"bad": np.eye(2)}, (1, 2, 4))
+    assert any("node KD + edge KD" in t for t in texts(viz.student_flow()))
