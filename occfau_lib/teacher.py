@@ -127,28 +127,10 @@ class CrossAttention(nn.Module):
         self.q, self.k, self.v = nn.Linear(width, width), nn.Linear(width, width), nn.Linear(width, width)
         self.scale = width**-0.5
 
-    def forward(self, queries: torch.Tensor, keys: torch.Tensor, key_bias: torch.Tensor | None = None) -> torch.Tensor:
-        """(..., Dq, C), (..., Dk, C) -> (..., Dq, C). ``key_bias`` (..., 1, Dk): added to the
-        attention logits (-inf on padding keys, see :func:`token_bias`)."""
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """(..., Dq, C), (..., Dk, C) -> (..., Dq, C)."""
         attn = (self.q(queries) @ self.k(keys).transpose(-1, -2)) * self.scale  # (..., Dq, Dk)
-        if key_bias is not None:
-            attn = attn + key_bias
         return attn.softmax(-1) @ self.v(keys)
-
-
-def token_bias(valid: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """Padding mask (B, D) bool (True = a real token) -> additive attention bias (B, D): 0 or -inf."""
-    if valid is None:
-        return None
-    return torch.zeros(valid.shape, dtype=dtype, device=valid.device).masked_fill(~valid, float("-inf"))
-
-
-def token_mean(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-    """Mean over the token axis (-2) of x (B, ..., D, C), real tokens only -> (B, ..., C)."""
-    if valid is None:
-        return x.mean(-2)
-    w = valid.to(x.dtype).view(valid.shape[0], *([1] * (x.ndim - 3)), valid.shape[1], 1)  # (B, 1.., D, 1)
-    return (x * w).sum(-2) / w.sum(-2).clamp(min=1)
 
 
 class EdgeFeatures(nn.Module):
@@ -167,17 +149,13 @@ class EdgeFeatures(nn.Module):
         self.norm = nn.BatchNorm1d(n_au * n_au)
         self.scale = width**-0.5
 
-    def forward(self, u: torch.Tensor, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """U (B, N, D, C) and X (B, D, C) -> edges (B, N, N, C); ``valid`` (B, D) marks real tokens."""
+    def forward(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """U (B, N, D, C) and X (B, D, C) -> edges (B, N, N, C)."""
         B, N, D, C = u.shape
-        bias = token_bias(valid, u.dtype)  # (B, D) or None
-        f = self.fam(u, x[:, None], None if bias is None else bias[:, None, None, :])  # (B, N, D, C)
-        q = self.arm_q(token_mean(f, valid))  # (B, N, C): one query per AU i, its tokens pooled
+        f = self.fam(u, x[:, None])  # (B, N, D, C)
+        q = self.arm_q(f.mean(-2))  # (B, N, C): one query per AU i, its tokens pooled
         k, v = self.arm_k(f), self.arm_v(f)  # (B, N, D, C): AU j's tokens
-        logits = torch.einsum("bic,bjdc->bijd", q, k).mul(self.scale)  # (B, N, N, D)
-        if bias is not None:
-            logits = logits + bias[:, None, None, :]
-        attn = logits.softmax(-1)
+        attn = torch.einsum("bic,bjdc->bijd", q, k).mul(self.scale).softmax(-1)  # (B, N, N, D)
         e = torch.einsum("bijd,bjdc->bijc", attn, v)  # (B, N, N, C)
         e = self.norm(self.proj(e).reshape(B, N * N, C))  # batch norm per edge
         return e.reshape(B, N, N, C)
@@ -223,11 +201,10 @@ class TeacherOutput:
 class GraphHead(nn.Module):
     """Everything after the backbone: tokens (B, D, C_in) -> :class:`TeacherOutput`.
 
-    Kept separate from the backbone because the student of the method puts the same head on
-    MAE latent tokens instead of CNN tokens. ``valid`` (B, D) bool marks real tokens when a batch
-    is padded (faces with different numbers of visible patches): padding tokens are left out of
-    every mean and every attention. (The batch norms of the linear blocks still see them; they
-    are copies of real tokens, see :func:`mae.encode`.)
+    Kept separate from the backbone so it can be studied (and swapped) on any token source; the
+    student of the method does not reuse it -- on MAE tokens it fitted the training subjects and
+    failed on new ones (measurements in :mod:`occfau_lib.student`); the student reads the
+    teacher's node and edge spaces through the teacher's prototypes and edge classifier instead.
     """
 
     def __init__(self, c_in: int, n_au: int, width: int, k_neighbours: int):
@@ -242,11 +219,11 @@ class GraphHead(nn.Module):
         nn.init.xavier_uniform_(self.prototypes)
         self.edge_classifier = nn.Linear(width, 4)
 
-    def forward(self, tokens: torch.Tensor, valid: torch.Tensor | None = None) -> TeacherOutput:
+    def forward(self, tokens: torch.Tensor) -> TeacherOutput:
         x = self.input(tokens)  # (B, D, C)
         u = self.au_blocks(x)  # (B, N, D, C)
-        v = self.graph(token_mean(u, valid))  # (B, N, C)
-        e = self.edges(u, x, valid)  # (B, N, N, C)
+        v = self.graph(u.mean(-2))  # (B, N, C): node = the AU map averaged over tokens
+        e = self.edges(u, x)  # (B, N, N, C)
         for layer in self.gated:
             v, e = layer(v, e)
         probs = nn.functional.cosine_similarity(v, torch.relu(self.prototypes)[None], dim=-1, eps=EPS)  # (B, N)
