@@ -92,6 +92,8 @@ TEACHER_CONFIGS = {
     "tiny": TeacherConfig(),
     # ME-GraphAU's ResNet-50 setting: the 7x7 map of the last stage at 224 px, 512-wide features.
     "paper": TeacherConfig("resnet50", 4, 512, 4),
+    # ME-GraphAU's DISFA setting: K = 3 neighbours in the facial graph (BP4D: 4).
+    "paper-disfa": TeacherConfig("resnet50", 4, 512, 3),
 }
 
 
@@ -208,3 +210,110 @@ def setup(seed: int = 0, profile: str | None = None) -> Profile:
     print(f"occfau profile '{prof.name}' ({prof.data.img_size} px, {prof.data.n_images} SynthFACS images) | "
           f"torch {torch.__version__} on {device}, {torch.get_num_threads()} threads | seed {seed}")
     return prof
+
+
+# --------------------------------------------------------------------------------------------
+# Run configurations for the command line (python -m occfau_lib)
+# --------------------------------------------------------------------------------------------
+#: Command-line presets: the notebook profiles plus one paper preset per dataset. They differ
+#: from "paper" only where ME-GraphAU differs by dataset (paper-notes): lambda of the edge loss
+#: 0.05 (BP4D) / 0.01 (DISFA), the facial graph's K 4 / 3.
+PRESETS: dict[str, Profile] = {
+    "smoke": PROFILES["smoke"],
+    "demo": PROFILES["demo"],
+    "paper-bp4d": replace(PROFILES["paper"], name="paper-bp4d"),
+    "paper-disfa": replace(PROFILES["paper"], name="paper-disfa", teacher="paper-disfa",
+                           teacher_train=replace(PROFILES["paper"].teacher_train, edge_weight=0.01),
+                           distill=replace(PROFILES["paper"].distill, edge_ce_weight=0.01)),
+}
+
+
+def run_config(config: str, overrides=()) -> Profile:
+    """The profile of a command-line run: ``config`` is a preset name (:data:`PRESETS`) or a YAML
+    file (``base: <preset>`` plus any fields, nested as in :class:`Profile`), then ``overrides``
+    ``"key=value"`` with dotted keys (``distill.epochs=2``, ``teacher_train.lr=3e-4``,
+    ``folds=[1,2]``, ``distill.depth=null``). Every key and value is checked against the
+    dataclasses: an unknown key, a wrong type or a malformed override is a ``ValueError`` that
+    names it."""
+    import yaml
+
+    fields: dict = {}
+    if config in PRESETS:
+        base = PRESETS[config]
+    elif config.endswith((".yaml", ".yml")) and os.path.isfile(config):
+        with open(config) as f:
+            fields = yaml.safe_load(f) or {}
+        if not isinstance(fields, dict):
+            raise ValueError(f"{config}: expected a mapping of profile fields at the top level")
+        fields = dict(fields)
+        name = fields.pop("base", "demo")
+        if name not in PRESETS:
+            raise ValueError(f"{config}: base {name!r} is not a preset; choose one of {sorted(PRESETS)}")
+        base = PRESETS[name]
+    else:
+        raise ValueError(f"--config {config!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a YAML file")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} is not key=value")
+        node = fields
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a group of settings")
+        node[leaf] = yaml.safe_load(value)
+    profile = _apply(base, fields, "")
+    for key, table in (("mae", MAE_CONFIGS), ("teacher", TEACHER_CONFIGS)):
+        if getattr(profile, key) not in table:
+            raise ValueError(f"setting {key!r} = {getattr(profile, key)!r} is not one of {sorted(table)}")
+    if not set(profile.folds) | set(profile.distill_folds) <= {1, 2, 3}:
+        raise ValueError(f"folds must be among 1, 2, 3; got {profile.folds} / {profile.distill_folds}")
+    return profile
+
+
+def _apply(obj, changes: dict, where: str):
+    """``obj`` (a frozen dataclass) with ``changes`` applied recursively, every value type-checked."""
+    from dataclasses import fields as dataclass_fields
+    from dataclasses import is_dataclass
+
+    known = {f.name: f for f in dataclass_fields(obj)}
+    updates = {}
+    for key, value in changes.items():
+        path = f"{where}{key}"
+        if key not in known:
+            raise ValueError(f"unknown setting {path!r}; {type(obj).__name__} has {sorted(known)}")
+        current = getattr(obj, key)
+        if is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"setting {path!r} is a group; give its fields ({path}.<field>=...)")
+            updates[key] = _apply(current, value, f"{path}.")
+        else:
+            updates[key] = _coerce(value, current, known[key].type, path)
+    return replace(obj, **updates)
+
+
+def _coerce(value, current, annotation: str, path: str):
+    """``value`` (from YAML) as the type of the field it replaces, or a ValueError naming ``path``."""
+    optional = "None" in str(annotation)
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"setting {path!r} cannot be null")
+    kind = type(current) if current is not None else int  # the only optional field today is an int
+    try:
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if kind is tuple:
+            items = value if isinstance(value, (list, tuple)) else [value]
+            inner = type(current[0]) if current else int
+            return tuple(inner(v) for v in items)
+        if kind in (int, float) and isinstance(value, bool):
+            raise TypeError
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise TypeError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"setting {path!r} must be {kind.__name__}; got {value!r}") from None

@@ -1,0 +1,88 @@
+"""The command line (python -m occfau_lib) and its run configurations."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from occfau_lib import __main__ as cli
+from occfau_lib.config import PRESETS, run_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_presets_carry_the_per_dataset_settings():
+    assert set(PRESETS) == {"smoke", "demo", "paper-bp4d", "paper-disfa"}
+    bp4d, disfa = PRESETS["paper-bp4d"], PRESETS["paper-disfa"]
+    assert bp4d.teacher_train.edge_weight == 0.05 and disfa.teacher_train.edge_weight == 0.01
+    assert bp4d.mae == disfa.mae == "paper" and bp4d.data.img_size == 224
+
+
+def test_overrides_are_typed_and_nested(tmp_path):
+    p = run_config("demo", ["distill.epochs=2", "teacher_train.lr=3e-4", "folds=[1, 2]", "distill.depth=null"])
+    assert (p.distill.epochs, p.teacher_train.lr, p.folds, p.distill.depth) == (2, 3e-4, (1, 2), None)
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text("base: smoke\ndistill:\n  epochs: 3\n  lr: 0.01\n")
+    p = run_config(str(yaml_file), ["distill.epochs=4"])
+    assert p.name == "smoke" and p.distill.epochs == 4 and p.distill.lr == 0.01  # the command line wins
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["nope=1"], "unknown setting 'nope'"),
+    (["distill.nope=1"], "unknown setting 'distill.nope'"),
+    (["distill.epochs=two"], "'distill.epochs' must be int"),
+    (["distill.epochs=1.5"], "'distill.epochs' must be int"),
+    (["distill.augment=1"], "'distill.augment' must be bool"),
+    (["batch_size=null"], "cannot be null"),
+    (["distill=3"], "is a group"),
+    (["epochs"], "is not key=value"),
+    (["teacher=huge"], "'teacher' = 'huge' is not one of"),
+    (["folds=[4]"], "folds must be among"),
+])
+def test_config_errors_name_the_setting(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        run_config("demo", overrides)
+
+
+def test_unknown_config_and_bad_yaml(tmp_path):
+    with pytest.raises(ValueError, match="neither a preset"):
+        run_config("paper")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: huge\n")
+    with pytest.raises(ValueError, match="base 'huge' is not a preset"):
+        run_config(str(bad))
+
+
+@pytest.mark.parametrize("stage", list(cli.STAGES))
+def test_every_stage_has_help(stage, capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main([stage, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "--config" in out and "--fold" in out and "key=value" in out
+
+
+def test_bad_input_exits_2_with_a_clear_message(capsys, tmp_path):
+    assert cli.main(["train-teacher", "--config", "smoke", "--out", str(tmp_path), "distill.epochs=x"]) == 2
+    assert "'distill.epochs' must be int" in capsys.readouterr().err
+    assert cli.main(["pretrain-mae", "--config", "paper-bp4d", "--out", str(tmp_path)]) == 2
+    assert "--mae-weights" in capsys.readouterr().err  # before any 224-px world is rendered
+    assert cli.main(["train-teacher", "--config", "smoke", "--data-root", "x", "--out", str(tmp_path)]) == 2
+
+
+def test_all_four_stages_run_on_synthfacs(tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["--config", "smoke", "--out", str(out), "--device", "cpu"]
+    assert cli.main(["pretrain-mae", *common]) == 0
+    assert cli.main(["train-teacher", *common, "--fold", "1"]) == 0
+    assert cli.main(["distill", *common, "--fold", "1", "distill.epochs=1"]) == 0
+    assert cli.main(["evaluate", *common, "--fold", "1", "distill.epochs=1"]) == 0
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in lines[:3]] == ["pretrain-mae", "train-teacher", "distill"]
+    assert lines[1]["fold"] == 1 and "final_loss" in lines[1] and "images_per_s" in lines[1]
+    evaluated = [r for r in lines if r["stage"] == "evaluate"]
+    assert {r["method"] for r in evaluated} == {"teacher", "student"} and len(evaluated) == 2 * 10
+    table = (out / "f1_per_au.md").read_text()
+    assert "| student | clean | fold 1 |" in table and "| teacher | block 50% | 1-fold average |" in table
+    assert (out / "f1_per_au.csv").read_text().startswith("method,AU1,")
+    assert "base: smoke" in (out / "config.yaml").read_text()
