@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    {"pretrain-mae": pretrain_mae, "train-teacher": train_teacher, "distill": distill, "evaluate": evaluate}[args.stage](run)
+    stages = {"pretrain-mae": pretrain_mae, "train-teacher": train_teacher, "distill": distill, "evaluate": evaluate}
+    stages[args.stage](run)
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Taught in notebook 04. For every training face the frozen teacher (eval mode) sees the **clean**
 face and gives its final node features ``(B, N, C)`` and edge features ``(B, N, N, C)``; the
-student sees the same face (same shift and flip) **occluded** by a draw from the training mixture
+student sees the same face (same shift and flip, if ``augment``) **occluded** by a draw from the training mixture
 (:func:`occlusion.training_specs`), encodes only the visible patches, and is trained to
 
     L = L_WA(student probs, labels) + alpha * KD(node) + beta * KD(edge) + lambda * CE(student edges)
@@ -36,7 +36,7 @@ from .train import batches, lr_at, new_history, optimiser_step, record, steps_pe
 DISTILL_VERSION = 3
 
 
-def kd_loss(student: torch.Tensor, teacher: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, normalize: bool = False) -> torch.Tensor:
     """Mean squared error between feature tensors (..., C) of equal shape -- the mean over every
     element, as ``torch.nn.functional.mse_loss``, so a KD weight of 1 puts it on the scale of the
     AU loss (summed over the C channels instead, node KD was ~60x the AU loss and the student
@@ -75,7 +75,8 @@ def train_student(ds, mae_model, teacher, cfg: DistillConfig = DistillConfig(), 
         ref = teacher(to_tensor(ds.batch_images(np.arange(0, len(ds), max(1, len(ds) // 1024)))).to(device))
     student.start_at(ref.node.mean(0), ref.edge.mean(0))
     weights = au_weights(ds.labels).to(device)
-    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    mapping = [p for p in student.parameters() if p.requires_grad]  # the frozen encoder is not among them
+    opt = torch.optim.AdamW(mapping, lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     per_epoch = steps_per_epoch(len(ds), cfg.batch_size)

@@ -55,10 +55,10 @@ def test_kd_loss_by_hand():
     s = torch.tensor([[3.0, 4.0], [1.0, 0.0]], requires_grad=True)
     t = torch.tensor([[4.0, 3.0], [0.0, 2.0]], requires_grad=True)
     # normalised: (0.6, 0.8) vs (0.8, 0.6) -> 0.04 + 0.04; (1, 0) vs (0, 1) -> 1 + 1; mean over the 4 elements
-    assert distill.kd_loss(s, t).item() == pytest.approx((0.08 + 2.0) / 4)
+    assert distill.kd_loss(s, t, normalize=True).item() == pytest.approx((0.08 + 2.0) / 4)
     # raw: (1 + 1) and (1 + 4)
     assert distill.kd_loss(s, t, normalize=False).item() == pytest.approx((2 + 5) / 4)
-    distill.kd_loss(s, t).backward()
+    distill.kd_loss(s, t, normalize=True).backward()
     assert s.grad is not None and t.grad is None  # the teacher is a target, not trained
     with pytest.raises(ValueError, match="do not match"):
         distill.kd_loss(torch.zeros(2, 3), torch.zeros(2, 4))
@@ -78,7 +78,7 @@ def test_distill_loss_weights_select_the_ablation():
                                         rel=1e-5)
     none, _ = distill.distill_loss(s, t, y, None, DistillConfig(node_weight=0, edge_weight=0, edge_ce_weight=0))
     assert none.item() == pytest.approx(teacher.wa_loss(s.probs, y).item())
-    assert parts["node"] == pytest.approx(distill.kd_loss(s.node, t.node, normalize=False).item())
+    assert parts["node"] == pytest.approx(distill.kd_loss(s.node, t.node).item())
 
 
 # --------------------------------------------------------------------------------------------
