@@ -11,9 +11,12 @@ builds it; running a finished stage again is instant)::
 ``--config`` is a preset (smoke, demo, paper-bp4d, paper-disfa) or a YAML file; trailing
 ``key=value`` arguments override single settings (``distill.epochs=2``), see
 :func:`occfau_lib.config.run_config`. ``--dataset`` picks SynthFACS (default) or a licensed
-dataset under ``--data-root``. Every stage writes the resolved config (``config.yaml``) and one
-JSON line per trained model or evaluation to ``<out>/metrics.jsonl``; ``evaluate`` also writes
-per-AU F1 for each fold and their average as Markdown and CSV.
+dataset under ``--data-root``. ``--resume`` continues an interrupted training from its
+last epoch checkpoint (model, optimiser, step, random generators), to the same weights as an
+uninterrupted run; without it an interrupted run starts over. Every stage writes the resolved
+config (``config.yaml``) and one JSON line per trained model or evaluation to
+``<out>/metrics.jsonl``; ``evaluate`` also writes per-AU F1 for each fold and their average as
+Markdown and CSV.
 """
 from __future__ import annotations
 
@@ -46,6 +49,8 @@ def parser() -> argparse.ArgumentParser:
                             "distill and evaluate: its distill_folds)")
         p.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+        p.add_argument("--resume", action="store_true",
+                       help="continue an interrupted training from its last epoch checkpoint (default: start over)")
         p.add_argument("--mae-weights", default=None,
                        help="official MAE weights (HF folder or .pth); required by the paper presets")
         p.add_argument("overrides", nargs="*", metavar="key=value", help="override settings, e.g. distill.epochs=2")
@@ -108,20 +113,21 @@ class Run:
         if self.weights:
             return mae.load_mae(self.weights, self.profile.mae).to(self.device), {}
         if self.args.dataset == "synthfacs":
-            return mae.mae_for_profile(self.profile, self.device)
+            return mae.mae_for_profile(self.profile, self.device, resume=self.args.resume)
         return mae.pretrained_mae(self.ds.images, mae.MAE_CONFIGS[self.profile.mae], self.profile.pretrain,
-                                  self.data_key, self.device)
+                                  self.data_key, self.device, resume=self.args.resume)
 
     def teacher(self, fold: int):
         from .teacher import trained_teacher
 
         return trained_teacher(self.ds, fold, self.data_key, self.profile.teacher, self.profile.teacher_train,
-                               self.device)
+                               self.device, resume=self.args.resume)
 
     def student(self, fold: int, encoder, teacher):
         from .distill import trained_student
 
-        return trained_student(self.ds, fold, self.data_key, encoder, teacher, self.profile.distill, self.device)
+        return trained_student(self.ds, fold, self.data_key, encoder, teacher, self.profile.distill, self.device,
+                               resume=self.args.resume)
 
 
 def summary(history: dict) -> dict:

@@ -30,7 +30,7 @@ from .mae import to_tensor, to_uint8
 from .occlusion import training_occlusion
 from .student import Student, predict
 from .teacher import TeacherOutput, au_weights, augment, edge_loss, wa_loss
-from .train import batches, lr_at, new_history, optimiser_step, record, steps_per_epoch
+from .train import EpochCheckpoint, batches, lr_at, new_history, optimiser_step, record, steps_per_epoch
 
 #: Bump when the student or its training changes in a way the config does not capture.
 DISTILL_VERSION = 3
@@ -62,10 +62,11 @@ def distill_loss(s: TeacherOutput, t: TeacherOutput, labels: torch.Tensor, weigh
 
 
 def train_student(ds, mae_model, teacher, cfg: DistillConfig = DistillConfig(), device: str = "cpu",
-                  progress: bool = True, log_every: int = 20) -> tuple[Student, dict]:
+                  progress: bool = True, log_every: int = 20, resume_path=None) -> tuple[Student, dict]:
     """Train a student on every row of ``ds`` (one fold's training part) against ``teacher``
     (trained on the same fold). Returns ``(student in eval mode, history)``; history also logs
-    the loss parts (``"wa"``, ``"node"``, ``"edge"``, ``"edge_ce"``) and ``images_per_s``."""
+    the loss parts (``"wa"``, ``"node"``, ``"edge"``, ``"edge_ce"``) and ``images_per_s``.
+    ``resume_path``: an epoch checkpoint (:class:`train.EpochCheckpoint`) to write and resume from."""
     torch.manual_seed(cfg.seed)
     if tuple(ds.aus) != tuple(teacher.aus):
         raise ValueError(f"the dataset's AUs {ds.aus} are not the teacher's {teacher.aus}")
@@ -81,11 +82,13 @@ def train_student(ds, mae_model, teacher, cfg: DistillConfig = DistillConfig(), 
     rng = np.random.default_rng(cfg.seed)
     per_epoch = steps_per_epoch(len(ds), cfg.batch_size)
     total, warmup = cfg.epochs * per_epoch, int(cfg.warmup_epochs * per_epoch)
-    history = {**new_history(), "wa": [], "node": [], "edge": [], "edge_ce": []}
+    checkpoint = EpochCheckpoint(resume_path, {"distill": asdict(cfg), "n": len(ds), "aus": list(ds.aus)})
+    step, epoch, history = checkpoint.restore(student, opt, gen, rng)
+    history, start = history or {**new_history(), "wa": [], "node": [], "edge": [], "edge_ce": []}, step
     student.train()
-    step, t0 = 0, time.perf_counter()
-    bar = tqdm(total=total, desc="student", disable=not progress)
-    for rows in batches(len(ds), cfg.batch_size, cfg.epochs, gen):
+    t0 = time.perf_counter()
+    bar = tqdm(total=total, initial=step, desc="student", disable=not progress)
+    for rows in batches(len(ds), cfg.batch_size, cfg.epochs - epoch, gen):
         clean = to_tensor(ds.batch_images(rows))
         if cfg.augment:
             clean = augment(clean, gen)
@@ -102,18 +105,21 @@ def train_student(ds, mae_model, teacher, cfg: DistillConfig = DistillConfig(), 
             for name, value in parts.items():
                 history[name].append(value)
         record(history, bar, step, total, loss, lr, log_every)
+        if step % per_epoch == 0:
+            checkpoint.save(student, opt, gen, rng, step, step // per_epoch, history)
     bar.close()
-    history["images_per_s"] = step * cfg.batch_size / max(1e-9, time.perf_counter() - t0)
+    history["images_per_s"] = (step - start) * cfg.batch_size / max(1e-9, time.perf_counter() - t0)
     return student.eval(), history
 
 
 def trained_student(ds, fold: int, data_key: dict, mae_model, teacher, cfg: DistillConfig = DistillConfig(),
-                    device: str = "cpu", progress: bool = True) -> tuple[Student, dict]:
+                    device: str = "cpu", progress: bool = True, resume: bool = True) -> tuple[Student, dict]:
     """Checkpoint or train: the student of subject-exclusive ``fold``, from
     ``data/cache/student-<hash>.pt`` when its stored config matches, else trained and saved
     atomically. The key holds the distillation config, the data, the fold and content hashes of
     the MAE's and the teacher's weights, so a retrained encoder or teacher retrains the student.
-    Only the mapping network is stored."""
+    Only the mapping network is stored. An interrupted training continues from its last epoch
+    checkpoint (``student-<hash>.partial.pt``), unless ``resume=False``."""
     from .probe import model_fingerprint
 
     config = {"distill": asdict(cfg), "data": data_key, "fold": int(fold), "aus": list(ds.aus), "n": int(len(ds)),
@@ -132,8 +138,13 @@ def trained_student(ds, fold: int, data_key: dict, mae_model, teacher, cfg: Dist
         student.load_head_state(state["head"])
         return (student.to(device).eval(), state["history"]), state["config"]
 
-    return load_or_build(path, config, lambda: train_student(train, mae_model, teacher, cfg, device, progress),
-                         save, load)
+    partial = path.with_name(path.stem + ".partial.pt")  # epoch checkpoints of an interrupted run
+    if not resume:
+        partial.unlink(missing_ok=True)
+    result = load_or_build(path, config, lambda: train_student(train, mae_model, teacher, cfg, device, progress,
+                                                                resume_path=partial), save, load)
+    partial.unlink(missing_ok=True)  # the finished model is stored
+    return result
 
 
 # --------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 from .cache import atomic_write, config_hash, data_root
 from .config import MAE_CONFIGS, MAEConfig, PretrainConfig
-from .train import lr_at, new_history, optimiser_step, record
+from .train import EpochCheckpoint, lr_at, new_history, optimiser_step, record
 
 #: Bump when pretraining changes what it produces: cached MAE checkpoints are then retrained.
 MAE_VERSION = 2
@@ -300,7 +300,7 @@ def pretrain(images: np.ndarray, mae_cfg: MAEConfig, cfg: PretrainConfig, device
              stop_after_steps: int | None = None) -> tuple[ViTMAEForPreTraining, dict]:
     """Pretrain a fresh MAE on uint8 images (N, S, S, 3) with MAE's random masking.
 
-    Saves a resumable state to ``resume_path`` after every epoch (model, optimiser, step, RNG);
+    Saves a resumable state to ``resume_path`` after every epoch (:class:`train.EpochCheckpoint`);
     if that file exists and matches the config, training continues from it. Returns the model
     and a history dict {"step": [...], "loss": [...], "lr": [...], "images_per_s": float}.
     ``stop_after_steps`` interrupts training early (used by the resume test).
@@ -314,15 +314,9 @@ def pretrain(images: np.ndarray, mae_cfg: MAEConfig, cfg: PretrainConfig, device
     if steps_per_epoch == 0:
         raise ValueError(f"{len(images)} images are fewer than one batch of {cfg.batch_size}")
     total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
-    history = new_history()
-    step, start_epoch = 0, 0
-    if resume_path is not None and Path(resume_path).exists():
-        state = torch.load(resume_path, weights_only=True)
-        if state["config"] == config:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            gen.set_state(state["generator"])
-            step, start_epoch, history = state["step"], state["epoch"], state["history"]
+    checkpoint = EpochCheckpoint(resume_path, config)
+    step, start_epoch, history = checkpoint.restore(model, opt, gen)
+    history = history or new_history()
     model.train()
     t0, seen = time.perf_counter(), 0
     bar = tqdm(total=total, initial=step, desc="MAE pretraining", disable=not progress)
@@ -336,17 +330,14 @@ def pretrain(images: np.ndarray, mae_cfg: MAEConfig, cfg: PretrainConfig, device
             if stop_after_steps is not None and step >= stop_after_steps:
                 bar.close()
                 return model.eval(), history
-        if resume_path is not None:
-            _save(Path(resume_path), {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                      "generator": gen.get_state(), "step": step, "epoch": epoch + 1,
-                                      "history": history, "config": config})
+        checkpoint.save(model, opt, gen, None, step, epoch + 1, history)
     bar.close()
     history["images_per_s"] = seen / max(1e-9, time.perf_counter() - t0)
     return model.eval(), history
 
 
-def pretrained_mae(images: np.ndarray, mae_cfg: MAEConfig, cfg: PretrainConfig, data_key: dict,
-                   device: str = "cpu", progress: bool = True) -> tuple[ViTMAEForPreTraining, dict]:
+def pretrained_mae(images: np.ndarray, mae_cfg: MAEConfig, cfg: PretrainConfig, data_key: dict, device: str = "cpu",
+                   progress: bool = True, resume: bool = True) -> tuple[ViTMAEForPreTraining, dict]:
     """Checkpoint or train: the MAE for this (architecture, schedule, dataset) from
     ``data/cache/mae-<hash>.pt`` if it exists and its stored config matches, else pretrain it
     (resuming from ``...partial.pt`` if a previous run was interrupted) and save it atomically."""
@@ -359,6 +350,8 @@ def pretrained_mae(images: np.ndarray, mae_cfg: MAEConfig, cfg: PretrainConfig, 
             model.load_state_dict(state["model"])
             return model.to(device).eval(), state["history"]
     partial = path.with_name(path.stem + ".partial.pt")
+    if not resume:  # start over: an interrupted run's epoch checkpoint is discarded
+        partial.unlink(missing_ok=True)
     model, history = pretrain(images, mae_cfg, cfg, device, progress, resume_path=partial)
     _save(path, {"model": model.state_dict(), "history": history, "config": config})
     partial.unlink(missing_ok=True)
@@ -462,7 +455,8 @@ def load_mae(path: str | Path, cfg: MAEConfig | str = "paper") -> ViTMAEForPreTr
 WEIGHTS_ENV = "OCCFAU_MAE_WEIGHTS"
 
 
-def mae_for_profile(profile, device: str = "cpu", progress: bool = True) -> tuple[ViTMAEForPreTraining, dict]:
+def mae_for_profile(profile, device: str = "cpu", progress: bool = True,
+                    resume: bool = True) -> tuple[ViTMAEForPreTraining, dict]:
     """The MAE the notebooks use: official weights from ``$OCCFAU_MAE_WEIGHTS`` when set, else the
     profile's MAE pretrained on the profile's SynthFACS world (cached after the first run)."""
     import os
@@ -473,7 +467,7 @@ def mae_for_profile(profile, device: str = "cpu", progress: bool = True) -> tupl
         return load_mae(os.environ[WEIGHTS_ENV], profile.mae).to(device), new_history()
     world = load_world(profile.data, progress=progress)
     return pretrained_mae(world.images, MAE_CONFIGS[profile.mae], profile.pretrain, world_key(profile.data), device,
-                          progress)
+                          progress, resume)
 
 
 @torch.no_grad()

@@ -51,7 +51,7 @@ from .cache import config_hash, data_root, load_or_build
 from .config import TEACHER_CONFIGS, TeacherConfig, TeacherTrainConfig
 from .mae import to_tensor, to_uint8
 from .occlusion import training_occlusion
-from .train import batches, lr_at, new_history, optimiser_step, record, steps_per_epoch
+from .train import EpochCheckpoint, batches, lr_at, new_history, optimiser_step, record, steps_per_epoch
 
 #: Bump when the architecture or training changes in a way the config does not capture.
 TEACHER_VERSION = 1
@@ -355,9 +355,10 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrainConfig = TeacherTrainConfig(),
                   device: str = "cpu", progress: bool = True, log_every: int = 20,
-                  init: Teacher | None = None) -> tuple[Teacher, dict]:
+                  init: Teacher | None = None, resume_path: str | Path | None = None) -> tuple[Teacher, dict]:
     """Train a teacher on every row of ``ds`` (an AUDataset, typically one fold's training part);
-    ``init``: start from that teacher's weights (fine-tuning) instead of from scratch.
+    ``init``: start from that teacher's weights (fine-tuning) instead of from scratch;
+    ``resume_path``: an epoch checkpoint (:class:`train.EpochCheckpoint`) to write and resume from.
 
     Returns ``(teacher in eval mode, history)``, history = {"step", "loss", "lr"} lists logged
     every ``log_every`` steps plus ``images_per_s``. A non-finite loss stops training with an
@@ -374,11 +375,14 @@ def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrain
     per_epoch = steps_per_epoch(len(ds), train_cfg.batch_size)
     total = train_cfg.epochs * per_epoch
     warmup = int(train_cfg.warmup_epochs * per_epoch)
-    history = new_history()
+    checkpoint = EpochCheckpoint(resume_path, {"teacher": asdict(model.cfg), "train": asdict(train_cfg),
+                                               "n": len(ds), "aus": list(ds.aus)})
+    step, epoch, history = checkpoint.restore(model, opt, gen, rng)
+    history, start = history or new_history(), step
     model.train()
-    step, t0 = 0, time.perf_counter()
-    bar = tqdm(total=total, desc="teacher", disable=not progress)
-    for rows in batches(len(ds), train_cfg.batch_size, train_cfg.epochs, gen):
+    t0 = time.perf_counter()
+    bar = tqdm(total=total, initial=step, desc="teacher", disable=not progress)
+    for rows in batches(len(ds), train_cfg.batch_size, train_cfg.epochs - epoch, gen):
         x = to_tensor(ds.batch_images(rows))
         if train_cfg.augment:
             x = augment(x, gen)
@@ -390,8 +394,10 @@ def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrain
         loss = optimiser_step(opt, loss, lr, step, "teacher")
         step += 1
         record(history, bar, step, total, loss, lr, log_every)
+        if step % per_epoch == 0:
+            checkpoint.save(model, opt, gen, rng, step, step // per_epoch, history)
     bar.close()
-    history["images_per_s"] = step * train_cfg.batch_size / max(1e-9, time.perf_counter() - t0)
+    history["images_per_s"] = (step - start) * train_cfg.batch_size / max(1e-9, time.perf_counter() - t0)
     return model.eval(), history
 
 
@@ -420,14 +426,15 @@ def _save(obj: tuple[Teacher, dict], config: dict, path: Path) -> None:
 
 def trained_teacher(ds, fold: int, data_key: dict, cfg: TeacherConfig | str = "tiny",
                     train_cfg: TeacherTrainConfig = TeacherTrainConfig(), device: str = "cpu",
-                    progress: bool = True, init: Teacher | None = None) -> tuple[Teacher, dict]:
+                    progress: bool = True, init: Teacher | None = None, resume: bool = True) -> tuple[Teacher, dict]:
     """Checkpoint or train: the teacher of subject-exclusive ``fold`` of ``ds`` (trained on that
     fold's training subjects only), from ``data/cache/teacher-<hash>.pt`` when its stored config
     matches, else trained with :func:`train_teacher` and saved atomically.
 
     ``data_key`` says which dataset ``ds`` is (e.g. the SynthFACS config); the key also holds the
     architecture, schedule, fold, AU list and :data:`TEACHER_VERSION` (and, for a fine-tuned
-    teacher, a content hash of the ``init`` weights).
+    teacher, a content hash of the ``init`` weights). An interrupted training continues from its
+    last epoch checkpoint (``teacher-<hash>.partial.pt``), unless ``resume=False``.
     """
     from .probe import model_fingerprint
 
@@ -445,8 +452,13 @@ def trained_teacher(ds, fold: int, data_key: dict, cfg: TeacherConfig | str = "t
         model.load_state_dict(state["model"])
         return (model.to(device).eval(), state["history"]), state["config"]
 
-    return load_or_build(path, config, lambda: train_teacher(train, cfg, train_cfg, device, progress, init=init), _save,
-                         load)
+    partial = path.with_name(path.stem + ".partial.pt")  # epoch checkpoints of an interrupted run
+    if not resume:
+        partial.unlink(missing_ok=True)
+    result = load_or_build(path, config, lambda: train_teacher(train, cfg, train_cfg, device, progress, init=init,
+                                                                resume_path=partial), _save, load)
+    partial.unlink(missing_ok=True)  # the finished model is stored
+    return result
 
 
 def teachers_for_profile(profile, ds, data_key: dict, device: str = "cpu",

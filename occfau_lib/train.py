@@ -1,13 +1,14 @@
 """The pieces every training loop here shares: schedule, one optimiser step, the loss log.
 
-Used by MAE pretraining (:mod:`occfau_lib.mae`), the teacher (:mod:`occfau_lib.teacher`) and, later,
-the student. Each loop keeps its own data handling; what must behave identically everywhere --
-the learning-rate schedule, refusing a NaN loss with a clear error, and how the loss curve is
-logged -- lives here once.
+Used by MAE pretraining (:mod:`occfau_lib.mae`), the teacher (:mod:`occfau_lib.teacher`) and the
+student (:mod:`occfau_lib.distill`). Each loop keeps its own data handling; what must behave
+identically everywhere -- the learning-rate schedule, refusing a NaN loss with a clear error, how
+the loss curve is logged, and how an interrupted run resumes -- lives here once.
 """
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -68,3 +69,52 @@ def record(history: dict, bar, step: int, total: int, loss: float, lr: float, lo
         history["loss"].append(loss)
         history["lr"].append(lr)
         bar.set_postfix(loss=f"{loss:.4f}")
+
+
+class EpochCheckpoint:
+    """Resume a training loop where it was interrupted, to the same result as an uninterrupted run.
+
+    After every epoch, :meth:`save` writes (atomically) everything the rest of the run depends on:
+    model and optimiser state, step and epoch, the loop's random generators (a torch Generator for
+    batch order and augmentation, a numpy Generator for occlusion draws, torch's global RNG) and the
+    loss log, with the run's ``config``. :meth:`restore` puts them back if the file exists and its
+    config matches, so the next epoch draws exactly the batches, augmentations and occlusions it
+    would have drawn. ``path=None`` switches checkpointing off. (The learning rate needs no state:
+    it is a pure function of the step, :func:`lr_at`.)
+    """
+
+    def __init__(self, path: str | Path | None, config: dict):
+        self.path = None if path is None else Path(path)
+        self.config = config
+
+    def restore(self, model, opt, gen: torch.Generator, rng: np.random.Generator | None = None):
+        """``(step, epoch, history)`` to continue from, or ``(0, 0, None)`` when there is nothing to resume."""
+        if self.path is None or not self.path.exists():
+            return 0, 0, None
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        if state.get("config") != self.config or "torch_rng" not in state:  # another run's, or an old format
+            return 0, 0, None
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if rng is not None:
+            rng.bit_generator.state = state["numpy_rng"]
+        return state["step"], state["epoch"], state["history"]
+
+    def save(self, model, opt, gen: torch.Generator, rng: np.random.Generator | None, step: int, epoch: int,
+             history: dict) -> None:
+        """Write the state after ``epoch`` epochs (``step`` optimiser steps)."""
+        if self.path is None:
+            return
+        from .cache import atomic_write
+
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                 "torch_rng": torch.get_rng_state(), "numpy_rng": None if rng is None else rng.bit_generator.state,
+                 "step": step, "epoch": epoch, "history": history, "config": self.config}
+        atomic_write(self.path, lambda tmp: torch.save(state, tmp))
+
+    def clear(self) -> None:
+        """Remove the checkpoint once the finished model is stored."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)

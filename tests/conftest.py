@@ -26,3 +26,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def interrupt(monkeypatch):
+    """``interrupt(module, k)``: the module's next training run raises KeyboardInterrupt at
+    optimiser step ``k`` (a kill in the middle of training); later runs train normally."""
+
+    def arm(module, k: int) -> None:
+        real = module.optimiser_step
+
+        def step(opt, loss, lr, i, what):
+            if i == k:
+                monkeypatch.setattr(module, "optimiser_step", real)  # disarmed for the resumed run
+                raise KeyboardInterrupt
+            return real(opt, loss, lr, i, what)
+
+        monkeypatch.setattr(module, "optimiser_step", step)
+
+    return arm

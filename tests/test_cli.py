@@ -86,3 +86,41 @@ def test_all_four_stages_run_on_synthfacs(tmp_path, capsys):
     assert "| student | clean | fold 1 |" in table and "| teacher | block 50% | 1-fold average |" in table
     assert (out / "f1_per_au.csv").read_text().startswith("method,AU1,")
     assert "base: smoke" in (out / "config.yaml").read_text()
+
+
+def _cli(data_dir, *args):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OCCFAU_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "occfau_lib", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.script
+def test_a_killed_run_resumes_to_the_same_weights(tmp_path):
+    import signal
+    import time
+
+    import torch
+
+    args = ["train-teacher", "--config", "smoke", "--fold", "1", "--device", "cpu", "teacher_train.epochs=12"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert _cli(straight, *args, "--out", str(tmp_path / "a")).wait(timeout=300) == 0
+    run = _cli(killed, *args, "--out", str(tmp_path / "b"))
+    deadline = time.time() + 300
+    while not list(killed.glob("cache/teacher-*.partial.pt")) and run.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # into the next epoch
+    run.send_signal(signal.SIGKILL)
+    assert run.wait(timeout=60) == -signal.SIGKILL, "the run finished before it could be killed"
+    epoch = torch.load(next(killed.glob("cache/teacher-*.partial.pt")), weights_only=True)["epoch"]
+    assert 1 <= epoch < 12
+    assert _cli(killed, *args, "--out", str(tmp_path / "b"), "--resume").wait(timeout=300) == 0
+    assert not list(killed.glob("cache/*.partial.pt"))  # cleaned up once the model is stored
+    a = torch.load(next(straight.glob("cache/teacher-*.pt")), weights_only=True)
+    b = torch.load(next(killed.glob("cache/teacher-*.pt")), weights_only=True)
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    assert a["history"]["loss"] == b["history"]["loss"]

@@ -180,3 +180,18 @@ def test_student_reads_with_the_teachers_classifiers_and_starts_at_its_mean():
     assert torch.allclose(out.probs[0], want, atol=1e-6)
     assert torch.allclose(out.edge_logits[0], tch.head.edge_classifier(edge), atol=1e-5)
     assert not any(b.requires_grad for b in (model.prototypes, model.edge_weight, model.edge_bias))
+
+
+def test_interrupted_student_resumes_to_the_uninterrupted_result(interrupt, tmp_path):
+    ds = toy_dataset(n_per_subject=4)  # 24 faces, batches of 8: 3 steps per epoch
+    encoder, tch = make_mae(), make_teacher()
+    cfg = DistillConfig(epochs=3, batch_size=8, lr=3e-3, augment=True, clean_rate=0.3)
+    straight, h_straight = distill.train_student(ds, encoder, tch, cfg, progress=False, log_every=1)
+    ckpt = tmp_path / "student.partial.pt"
+    interrupt(distill, 5)  # killed during epoch 2
+    with pytest.raises(KeyboardInterrupt):
+        distill.train_student(ds, encoder, tch, cfg, progress=False, log_every=1, resume_path=ckpt)
+    resumed, h_resumed = distill.train_student(ds, encoder, tch, cfg, progress=False, log_every=1, resume_path=ckpt)
+    for (name, a), b in zip(straight.head_state().items(), resumed.head_state().values()):
+        assert torch.equal(a, b), name
+    assert h_resumed["loss"] == h_straight["loss"]

@@ -249,3 +249,18 @@ def test_fine_tuning_starts_from_init_and_is_cached_separately(monkeypatch, tmp_
     teacher.trained_teacher(ds, 1, {"toy": 1}, TINY, cfg, progress=False, init=start)
     teacher.trained_teacher(ds, 1, {"toy": 1}, TINY, cfg, progress=False, init=start)
     assert len(list((tmp_path / "cache").glob("teacher-*.pt"))) == 2  # scratch and fine-tuned: two entries
+
+
+def test_interrupted_teacher_resumes_to_the_uninterrupted_result(interrupt, tmp_path):
+    ds = toy_dataset(n_per_subject=4)  # 24 faces, batches of 8: 3 steps per epoch
+    cfg = TeacherTrainConfig(epochs=3, batch_size=8, lr=3e-3, occlusion_patch=8)  # augmentation + occlusion RNGs
+    straight, h_straight = teacher.train_teacher(ds, TINY, cfg, progress=False, log_every=1)
+    ckpt = tmp_path / "teacher.partial.pt"
+    interrupt(teacher, 4)  # killed during epoch 2, after epoch 1 was checkpointed
+    with pytest.raises(KeyboardInterrupt):
+        teacher.train_teacher(ds, TINY, cfg, progress=False, log_every=1, resume_path=ckpt)
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
+    resumed, h_resumed = teacher.train_teacher(ds, TINY, cfg, progress=False, log_every=1, resume_path=ckpt)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert h_resumed["loss"] == h_straight["loss"] and h_resumed["step"] == list(range(1, 10))
