@@ -87,9 +87,13 @@ class Run:
         else:
             self.ds = load_dataset(args.dataset, args.data_root, profile=self.profile)
             self.data_key = {"dataset": args.dataset, "root": str(Path(args.data_root).resolve()), "n": len(self.ds)}
+        from .train import distributed
+
+        self.rank, self.world = distributed()  # (0, 1) unless started by torchrun
         self.out = Path(args.out or Path("runs") / self.profile.name)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self._write_config()
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._write_config()
 
     def _write_config(self) -> None:
         import yaml
@@ -101,7 +105,9 @@ class Run:
         return tuple(self.args.fold or default)
 
     def log(self, **record) -> None:
-        """Append one JSON line to ``<out>/metrics.jsonl`` and print a short form."""
+        """Append one JSON line to ``<out>/metrics.jsonl`` and print a short form (rank 0 only)."""
+        if self.rank > 0:
+            return
         record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "stage": self.args.stage, **record}
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -158,6 +164,27 @@ def distill(run: Run) -> None:
         run.log(model="student", fold=k, **summary(history))
 
 
+def gathered(predict, rank: int, world: int):
+    """``predict(fold, occluded)`` run by every process on its share of the test faces, the
+    shares gathered back in order, so F1 is computed over the whole fold on every rank."""
+    from dataclasses import replace
+
+    import numpy as np
+    import torch.distributed as dist
+
+    def run(k, occ):
+        rows = np.arange(rank, len(occ.images), world)
+        part = predict(k, replace(occ, images=occ.images[rows], hidden=occ.hidden[rows], visible=occ.visible[rows]))
+        parts = [None] * world
+        dist.all_gather_object(parts, (rows, part))
+        out = np.empty((len(occ.images), part.shape[1]), part.dtype)
+        for r, p in parts:
+            out[r] = p
+        return out
+
+    return run
+
+
 def evaluate(run: Run) -> None:
     from . import metrics, occlusion, student, teacher
 
@@ -167,6 +194,8 @@ def evaluate(run: Run) -> None:
     students = {k: run.student(k, encoder, teachers[k])[0] for k in folds}
     methods = {"teacher": lambda k, occ: teacher.predict(teachers[k], occ.images)["probs"],
                "student": lambda k, occ: student.predict(students[k], occ.images, occ.visible)["probs"]}
+    if run.world > 1:
+        methods = {name: gathered(fn, run.rank, run.world) for name, fn in methods.items()}
     conditions = occlusion.protocol_conditions()
     rows: dict[str, dict[int, float]] = {}
     for name, predict in methods.items():
@@ -176,7 +205,9 @@ def evaluate(run: Run) -> None:
                 rows[f"{name} | {condition} | fold {k}"] = per_fold["f1"]
             rows[f"{name} | {condition} | {len(folds)}-fold average"] = result["f1"]
             run.log(method=name, condition=condition, folds=list(folds), avg_f1=round(result["avg_f1"], 4),
-                    f1=result["f1"])
+                    avg_auc=round(result["avg_auc"], 4), f1=result["f1"])
+    if run.rank > 0:
+        return
     (run.out / "f1_per_au.md").write_text(metrics.format_table(rows, run.ds.aus) + "\n")
     (run.out / "f1_per_au.csv").write_text(metrics.format_csv(rows, run.ds.aus))
     print(f"written: {run.out / 'f1_per_au.md'}, {run.out / 'f1_per_au.csv'}")

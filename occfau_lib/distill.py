@@ -30,7 +30,8 @@ from .mae import to_tensor, to_uint8
 from .occlusion import training_occlusion
 from .student import Student, predict
 from .teacher import TeacherOutput, au_weights, augment, edge_loss, wa_loss
-from .train import EpochCheckpoint, batches, lr_at, new_history, optimiser_step, record, steps_per_epoch
+from .train import (EpochCheckpoint, batches, distributed, lr_at, new_history, optimiser_step, parallel, record,
+                    shard, steps_per_epoch)
 
 #: Bump when the student or its training changes in a way the config does not capture.
 DISTILL_VERSION = 3
@@ -85,18 +86,20 @@ def train_student(ds, mae_model, teacher, cfg: DistillConfig = DistillConfig(), 
     checkpoint = EpochCheckpoint(resume_path, {"distill": asdict(cfg), "n": len(ds), "aus": list(ds.aus)})
     step, epoch, history = checkpoint.restore(student, opt, gen, rng)
     history, start = history or {**new_history(), "wa": [], "node": [], "edge": [], "edge_ce": []}, step
+    rank, _ = distributed()
+    mine, net = shard(cfg.batch_size), parallel(student, device)  # this process's rows; DDP under torchrun
     student.train()
     t0 = time.perf_counter()
-    bar = tqdm(total=total, initial=step, desc="student", disable=not progress)
+    bar = tqdm(total=total, initial=step, desc="student", disable=not progress or rank > 0)
     for rows in batches(len(ds), cfg.batch_size, cfg.epochs - epoch, gen):
         clean = to_tensor(ds.batch_images(rows))
         if cfg.augment:
             clean = augment(clean, gen)
-        occ = training_occlusion(to_uint8(clean), student.patch_size, rng, cfg.clean_rate)
+        occ = training_occlusion(to_uint8(clean), student.patch_size, rng, cfg.clean_rate)  # the whole batch's draws
         with torch.no_grad():
-            target = teacher(clean.to(device))
-        out = student(to_tensor(occ.images).to(device), occ.visible)
-        y = torch.from_numpy(ds.labels[rows]).to(device)
+            target = teacher(clean[mine].to(device))
+        out = net(to_tensor(occ.images[mine]).to(device), occ.visible[mine])
+        y = torch.from_numpy(ds.labels[rows][mine]).to(device)
         loss, parts = distill_loss(out, target, y, weights, cfg)
         lr = lr_at(step, total, warmup, cfg.lr)
         loss = optimiser_step(opt, loss, lr, step, "student")
@@ -105,7 +108,7 @@ def train_student(ds, mae_model, teacher, cfg: DistillConfig = DistillConfig(), 
             for name, value in parts.items():
                 history[name].append(value)
         record(history, bar, step, total, loss, lr, log_every)
-        if step % per_epoch == 0:
+        if step % per_epoch == 0 and rank == 0:
             checkpoint.save(student, opt, gen, rng, step, step // per_epoch, history)
     bar.close()
     history["images_per_s"] = (step - start) * cfg.batch_size / max(1e-9, time.perf_counter() - t0)

@@ -51,7 +51,8 @@ from .cache import config_hash, data_root, load_or_build
 from .config import TEACHER_CONFIGS, TeacherConfig, TeacherTrainConfig
 from .mae import to_tensor, to_uint8
 from .occlusion import training_occlusion
-from .train import EpochCheckpoint, batches, lr_at, new_history, optimiser_step, record, steps_per_epoch
+from .train import (EpochCheckpoint, batches, distributed, lr_at, new_history, optimiser_step, parallel, record,
+                    shard, steps_per_epoch)
 
 #: Bump when the architecture or training changes in a way the config does not capture.
 TEACHER_VERSION = 1
@@ -379,22 +380,24 @@ def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrain
                                                "n": len(ds), "aus": list(ds.aus)})
     step, epoch, history = checkpoint.restore(model, opt, gen, rng)
     history, start = history or new_history(), step
+    rank, _ = distributed()
+    mine, net = shard(train_cfg.batch_size), parallel(model, device)  # this process's rows; DDP under torchrun
     model.train()
     t0 = time.perf_counter()
-    bar = tqdm(total=total, initial=step, desc="teacher", disable=not progress)
+    bar = tqdm(total=total, initial=step, desc="teacher", disable=not progress or rank > 0)
     for rows in batches(len(ds), train_cfg.batch_size, train_cfg.epochs - epoch, gen):
         x = to_tensor(ds.batch_images(rows))
         if train_cfg.augment:
             x = augment(x, gen)
         if train_cfg.occlusion_patch:  # the "teacher + occlusion augmentation" baseline
             x = to_tensor(training_occlusion(to_uint8(x), train_cfg.occlusion_patch, rng).images)
-        y = torch.from_numpy(ds.labels[rows]).to(device)
+        y = torch.from_numpy(ds.labels[rows][mine]).to(device)
         lr = lr_at(step, total, warmup, train_cfg.lr)
-        loss = teacher_loss(model(x.to(device)), y, weights, train_cfg.edge_weight)
+        loss = teacher_loss(net(x[mine].to(device)), y, weights, train_cfg.edge_weight)
         loss = optimiser_step(opt, loss, lr, step, "teacher")
         step += 1
-        record(history, bar, step, total, loss, lr, log_every)
-        if step % per_epoch == 0:
+        record(history, bar, step, total, loss, lr, log_every)  # rank 0 logs its own share's loss
+        if step % per_epoch == 0 and rank == 0:
             checkpoint.save(model, opt, gen, rng, step, step // per_epoch, history)
     bar.close()
     history["images_per_s"] = (step - start) * train_cfg.batch_size / max(1e-9, time.perf_counter() - t0)

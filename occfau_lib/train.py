@@ -8,6 +8,7 @@ the loss curve is logged, and how an interrupted run resumes -- lives here once.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -118,3 +119,44 @@ class EpochCheckpoint:
         """Remove the checkpoint once the finished model is stored."""
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Several processes: torchrun + DistributedDataParallel
+# --------------------------------------------------------------------------------------------
+def distributed() -> tuple[int, int]:
+    """``(rank, world size)`` of this process. Under ``torchrun`` (``WORLD_SIZE`` > 1) the process
+    group is initialised on first use -- NCCL when CUDA is available, gloo on CPU; a plain run is
+    ``(0, 1)`` and touches nothing."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+
+def parallel(model: torch.nn.Module, device: str) -> torch.nn.Module:
+    """``model`` wrapped in DistributedDataParallel when running under torchrun (gradients are
+    averaged across processes in backward), else ``model`` itself."""
+    _, world = distributed()
+    if world == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[torch.device(device).index] if "cuda" in device else None)
+
+
+def shard(batch_size: int) -> slice:
+    """This process's share of every global batch: rows ``rank, rank + world, ...``.
+
+    Every process draws the *whole* batch (same batch order, augmentation and occlusion random
+    numbers as a single process) and trains on its share; DDP averages the equal-sized shares'
+    gradients, which is the gradient of the whole batch's mean loss. (Batch-norm statistics are
+    per share, the one difference from a single process.)"""
+    rank, world = distributed()
+    if batch_size % world:
+        raise ValueError(f"batch size {batch_size} is not divisible by the {world} processes")
+    return slice(rank, None, world)
