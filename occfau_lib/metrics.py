@@ -263,3 +263,19 @@ def conditions_table(results: dict[str, dict[str, dict]], metric: str = "avg_f1"
         vals = [MISSING if math.isnan(row[c][metric]) else f"{100 * row[c][metric]:.{digits}f}" for c in conditions]
         lines.append(f"| {name} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
+
+
+def read_jsonl(path) -> list[dict]:
+    """The records of a JSON-lines log (one JSON object per line, e.g. a run's ``metrics.jsonl``),
+    in order; a line that is not JSON is a ValueError naming the file and line."""
+    import json
+    from pathlib import Path
+
+    records = []
+    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}, line {i}: not JSON ({err.msg})") from None
+    return records

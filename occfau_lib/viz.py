@@ -342,19 +342,41 @@ def sequence_plot(intensities, aus=ALL_AUS, frames=None, ax=None):
 # --------------------------------------------------------------------------------------------
 # The masked autoencoder (notebook 01)
 # --------------------------------------------------------------------------------------------
-def loss_curve(history: dict, ax=None):
-    """MAE pretraining loss (hidden patches only) and learning rate against the optimiser step;
-    ``history`` as returned by ``mae.pretrain`` / ``mae.mae_for_profile``. Notebook 01."""
+def loss_curve(history: dict, ax=None, title: str = "MAE pretraining",
+               ylabel: str = "reconstruction loss (hidden patches)"):
+    """Training loss and learning rate against the optimiser step; ``history`` as returned by
+    every training loop (``mae.mae_for_profile``, ``teacher.trained_teacher``,
+    ``distill.trained_student``). Notebooks 01 and 04."""
     if ax is None:
         ax = _figure(5.5, 3.0).add_subplot()
     ax.plot(history["step"], history["loss"], marker=".", color="C0")
     ax.set_xlabel("optimiser step")
-    ax.set_ylabel("reconstruction loss (hidden patches)", color="C0")
+    ax.set_ylabel(ylabel, color="C0")
     lr_ax = ax.twinx()
     lr_ax.plot(history["step"], history["lr"], color="C1", alpha=0.6)
     lr_ax.set_ylabel("learning rate", color="C1")
-    ax.set_title("MAE pretraining")
+    ax.set_title(title)
     return ax.figure
+
+
+def run_curves(records: list[dict]):
+    """Loss curves of a command-line run, from its ``metrics.jsonl`` records (see
+    :func:`occfau_lib.metrics.read_jsonl`): one panel per kind of model (mae, teacher, student), one
+    line per fold. Records without a logged history (a model loaded from the cache) are skipped.
+    Notebook 05."""
+    trained = [r for r in records if r.get("history", {}).get("loss")]
+    kinds = list(dict.fromkeys(r["model"] for r in trained))
+    if not kinds:
+        raise ValueError("run_curves: no record with a loss history (were all models loaded from the cache?)")
+    fig = _figure(4.2 * len(kinds), 3.2)
+    axes = np.atleast_1d(fig.subplots(1, len(kinds)))
+    for ax, kind in zip(axes, kinds):
+        for r in (r for r in trained if r["model"] == kind):
+            label = f"fold {r['fold']}" if "fold" in r else kind
+            ax.plot(r["history"]["step"], r["history"]["loss"], label=label)
+        ax.set(title=kind, xlabel="optimiser step", ylabel="training loss")
+        ax.legend(fontsize=7)
+    return fig
 
 
 def masked_view(image: np.ndarray, visible: np.ndarray, patch_size: int) -> np.ndarray:

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from occfau_lib import __main__ as cli
+from occfau_lib import cli
 from occfau_lib.config import PRESETS, run_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")

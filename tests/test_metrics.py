@@ -190,3 +190,12 @@ def test_conditions_table_rows_are_methods_and_columns_conditions():
     assert csv == ["method,clean,block 50%", "teacher,0.5000,0.2500", "student,0.4000,nan"]
     with pytest.raises(ValueError, match="fmt"):
         metrics.conditions_table(results, fmt="html")
+
+
+def test_read_jsonl(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"a": 1}\n\n{"b": [1, 2]}\n')
+    assert metrics.read_jsonl(path) == [{"a": 1}, {"b": [1, 2]}]
+    path.write_text('{"a": 1}\nnot json\n')
+    with pytest.raises(ValueError, match="line 2: not JSON"):
+        metrics.read_jsonl(path)

@@ -418,3 +418,22 @@ def test_pair_heatmaps_and_student_flow():
     with pytest.raises(ValueError, match="expected"):
         viz.pair_heatmaps({"bad": np.eye(2)}, (1, 2, 4))
     assert any("node KD + edge KD" in t for t in texts(viz.student_flow()))
+
+
+def test_run_curves_one_panel_per_model_kind():
+    records = [{"stage": "pretrain-mae", "model": "mae", "history": {"step": [1, 2], "loss": [0.5, 0.4]}},
+               {"stage": "train-teacher", "model": "teacher", "fold": 1, "history": {"step": [1, 2], "loss": [3, 2]}},
+               {"stage": "train-teacher", "model": "teacher", "fold": 2, "history": {"step": [1, 2], "loss": [4, 1]}},
+               {"stage": "distill", "model": "student", "fold": 1},  # loaded from the cache: no history
+               {"stage": "evaluate", "method": "teacher", "condition": "clean"}]
+    fig = viz.run_curves(records)
+    assert [ax.get_title() for ax in fig.axes] == ["mae", "teacher"]
+    assert [line.get_label() for line in fig.axes[1].lines] == ["fold 1", "fold 2"]
+    np.testing.assert_allclose(fig.axes[1].lines[1].get_ydata(), [4, 1])
+    with pytest.raises(ValueError, match="no record with a loss history"):
+        viz.run_curves(records[3:])
+
+
+def test_loss_curve_titles():
+    fig = viz.loss_curve({"step": [1, 2], "loss": [1.0, 0.5], "lr": [0.1, 0.05]}, title="teacher", ylabel="loss")
+    assert fig.axes[0].get_title() == "teacher" and fig.axes[0].get_ylabel() == "loss"
