@@ -43,7 +43,7 @@ def main() -> None:
     table = metrics.conditions_table(results)
     (out / "methods_f1.md").write_text(table + "\n")
     (out / "methods_f1.csv").write_text(metrics.conditions_table(results, fmt="csv"))
-    per_au = {f"{method} | {condition}": r["f1"] for method, rows in results.items() for condition, r in rows.items()}
+    per_au = {f"{method} / {condition}": r["f1"] for method, rows in results.items() for condition, r in rows.items()}
     (out / "methods_per_au.csv").write_text(metrics.format_csv(per_au, ds.aus))
     folds = args.folds or profile.distill_folds
     print(f"\nprofile {profile.name}, folds {list(folds)}, average F1 (%), every {args.test_stride}. test face; "

@@ -203,8 +203,8 @@ def evaluate(run: Run) -> None:
         results = metrics.evaluate_conditions(predict, run.ds, conditions, encoder.config.patch_size, folds)
         for condition, result in results.items():
             for k, per_fold in zip(folds, result["folds"]):
-                rows[f"{name} | {condition} | fold {k}"] = per_fold["f1"]
-            rows[f"{name} | {condition} | {len(folds)}-fold average"] = result["f1"]
+                rows[f"{name} / {condition} / fold {k}"] = per_fold["f1"]
+            rows[f"{name} / {condition} / {len(folds)}-fold average"] = result["f1"]
             run.log(method=name, condition=condition, folds=list(folds), avg_f1=round(result["avg_f1"], 4),
                     avg_auc=round(result["avg_auc"], 4), f1=result["f1"])
     if run.rank > 0:

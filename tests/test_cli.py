@@ -84,7 +84,7 @@ def test_all_four_stages_run_on_synthfacs(tmp_path, capsys):
     evaluated = [r for r in lines if r["stage"] == "evaluate"]
     assert {r["method"] for r in evaluated} == {"teacher", "student"} and len(evaluated) == 2 * 10
     table = (out / "f1_per_au.md").read_text()
-    assert "| student | clean | fold 1 |" in table and "| teacher | block 50% | 1-fold average |" in table
+    assert "| student / clean / fold 1 |" in table and "| teacher / block 50% / 1-fold average |" in table
     assert (out / "f1_per_au.csv").read_text().startswith("method,AU1,")
     assert "base: smoke" in (out / "config.yaml").read_text()
 
