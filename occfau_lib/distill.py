@@ -16,7 +16,6 @@ ablations "no KD", "edge only", "node only" (:data:`ABLATIONS`).
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 
 import numpy as np
@@ -30,8 +29,7 @@ from .mae import to_tensor, to_uint8
 from .occlusion import training_occlusion
 from .student import Student, predict
 from .teacher import TeacherOutput, au_weights, augment, edge_loss, wa_loss
-from .train import (EpochCheckpoint, batches, distributed, lr_at, new_history, optimiser_step, parallel, record,
-                    shard, steps_per_epoch)
+from .train import Loop, new_history
 
 #: Bump when the student or its training changes in a way the config does not capture.
 DISTILL_VERSION = 3
@@ -79,39 +77,26 @@ def train_student(ds, mae_model, teacher, cfg: DistillConfig = DistillConfig(), 
     weights = au_weights(ds.labels).to(device)
     mapping = [p for p in student.parameters() if p.requires_grad]  # the frozen encoder is not among them
     opt = torch.optim.AdamW(mapping, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    per_epoch = steps_per_epoch(len(ds), cfg.batch_size)
-    total, warmup = cfg.epochs * per_epoch, int(cfg.warmup_epochs * per_epoch)
-    checkpoint = EpochCheckpoint(resume_path, {"distill": asdict(cfg), "n": len(ds), "aus": list(ds.aus)})
-    step, epoch, history = checkpoint.restore(student, opt, gen, rng)
-    history, start = history or {**new_history(), "wa": [], "node": [], "edge": [], "edge_ce": []}, step
-    rank, _ = distributed()
-    mine, net = shard(cfg.batch_size), parallel(student, device)  # this process's rows; DDP under torchrun
-    student.train()
-    t0 = time.perf_counter()
-    bar = tqdm(total=total, initial=step, desc="student", disable=not progress or rank > 0)
-    for rows in batches(len(ds), cfg.batch_size, cfg.epochs - epoch, gen):
-        clean = to_tensor(ds.batch_images(rows))
+    config = {"distill": asdict(cfg), "n": len(ds), "aus": list(ds.aus)}
+    loop = Loop("student", student, opt, len(ds), cfg.batch_size, cfg.epochs, cfg.warmup_epochs, cfg.lr, cfg.seed,
+                resume_path, config, device, progress, log_every,
+                history={**new_history(), "wa": [], "node": [], "edge": [], "edge_ce": []})
+    for rows in loop:
+        clean = to_tensor(ds.batch_images(rows))  # the whole batch: every process draws the same occlusions
         if cfg.augment:
-            clean = augment(clean, gen)
-        occ = training_occlusion(to_uint8(clean), student.patch_size, rng, cfg.clean_rate)  # the whole batch's draws
+            clean = augment(clean, loop.gen)
+        occ = training_occlusion(to_uint8(clean), student.patch_size, loop.rng, cfg.clean_rate)
+        mine = loop.mine
         with torch.no_grad():
             target = teacher(clean[mine].to(device))
-        out = net(to_tensor(occ.images[mine]).to(device), occ.visible[mine])
+        out = loop.net(to_tensor(occ.images[mine]).to(device), occ.visible[mine])
         y = torch.from_numpy(ds.labels[rows][mine]).to(device)
         loss, parts = distill_loss(out, target, y, weights, cfg)
-        lr = lr_at(step, total, warmup, cfg.lr)
-        loss = optimiser_step(opt, loss, lr, step, "student")
-        step += 1
-        if step % log_every == 0 or step == total:
+        if loop.logging:
             for name, value in parts.items():
-                history[name].append(value)
-        record(history, bar, step, total, loss, lr, log_every)
-        if step % per_epoch == 0 and rank == 0:
-            checkpoint.save(student, opt, gen, rng, step, step // per_epoch, history)
-    bar.close()
-    history["images_per_s"] = (step - start) * cfg.batch_size / max(1e-9, time.perf_counter() - t0)
+                loop.history[name].append(value)
+        loop.step(loss)
+    history = loop.finish()
     return student.eval(), history
 
 

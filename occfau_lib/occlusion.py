@@ -326,7 +326,7 @@ def apply_each(images: np.ndarray, specs, patch_size: int, seed: int = 0, **kwar
     specs = list(specs)
     if len(specs) != len(images):
         raise ValueError(f"{len(specs)} specs for {len(images)} images")
-    size, L = images.shape[1], (images.shape[1] // patch_size) ** 2
+    L = (images.shape[1] // patch_size) ** 2
     out = np.empty_like(images)
     hidden = np.zeros(images.shape[:3], bool)
     visible = np.zeros((len(images), L), bool)

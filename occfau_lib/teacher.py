@@ -38,21 +38,18 @@ Where this departs from ME-GraphAU (documented choices):
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .cache import config_hash, data_root, load_or_build
 from .config import TEACHER_CONFIGS, TeacherConfig, TeacherTrainConfig
 from .mae import to_tensor, to_uint8
 from .occlusion import training_occlusion
-from .train import (EpochCheckpoint, batches, distributed, lr_at, new_history, optimiser_step, parallel, record,
-                    shard, steps_per_epoch)
+from .train import Loop
 
 #: Bump when the architecture or training changes in a way the config does not capture.
 TEACHER_VERSION = 1
@@ -371,36 +368,18 @@ def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrain
         model.load_state_dict(init.state_dict())
     weights = au_weights(ds.labels).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-    gen = torch.Generator().manual_seed(train_cfg.seed)
-    rng = np.random.default_rng(train_cfg.seed)  # occlusion draws
-    per_epoch = steps_per_epoch(len(ds), train_cfg.batch_size)
-    total = train_cfg.epochs * per_epoch
-    warmup = int(train_cfg.warmup_epochs * per_epoch)
-    checkpoint = EpochCheckpoint(resume_path, {"teacher": asdict(model.cfg), "train": asdict(train_cfg),
-                                               "n": len(ds), "aus": list(ds.aus)})
-    step, epoch, history = checkpoint.restore(model, opt, gen, rng)
-    history, start = history or new_history(), step
-    rank, _ = distributed()
-    mine, net = shard(train_cfg.batch_size), parallel(model, device)  # this process's rows; DDP under torchrun
-    model.train()
-    t0 = time.perf_counter()
-    bar = tqdm(total=total, initial=step, desc="teacher", disable=not progress or rank > 0)
-    for rows in batches(len(ds), train_cfg.batch_size, train_cfg.epochs - epoch, gen):
-        x = to_tensor(ds.batch_images(rows))
+    config = {"teacher": asdict(model.cfg), "train": asdict(train_cfg), "n": len(ds), "aus": list(ds.aus)}
+    loop = Loop("teacher", model, opt, len(ds), train_cfg.batch_size, train_cfg.epochs, train_cfg.warmup_epochs,
+                train_cfg.lr, train_cfg.seed, resume_path, config, device, progress, log_every)
+    for rows in loop:
+        x = to_tensor(ds.batch_images(rows))  # the whole batch: every process draws the same augmentation
         if train_cfg.augment:
-            x = augment(x, gen)
+            x = augment(x, loop.gen)
         if train_cfg.occlusion_patch:  # the "teacher + occlusion augmentation" baseline
-            x = to_tensor(training_occlusion(to_uint8(x), train_cfg.occlusion_patch, rng).images)
-        y = torch.from_numpy(ds.labels[rows][mine]).to(device)
-        lr = lr_at(step, total, warmup, train_cfg.lr)
-        loss = teacher_loss(net(x[mine].to(device)), y, weights, train_cfg.edge_weight)
-        loss = optimiser_step(opt, loss, lr, step, "teacher")
-        step += 1
-        record(history, bar, step, total, loss, lr, log_every)  # rank 0 logs its own share's loss
-        if step % per_epoch == 0 and rank == 0:
-            checkpoint.save(model, opt, gen, rng, step, step // per_epoch, history)
-    bar.close()
-    history["images_per_s"] = (step - start) * train_cfg.batch_size / max(1e-9, time.perf_counter() - t0)
+            x = to_tensor(training_occlusion(to_uint8(x), train_cfg.occlusion_patch, loop.rng).images)
+        y = torch.from_numpy(ds.labels[rows][loop.mine]).to(device)
+        loop.step(teacher_loss(loop.net(x[loop.mine].to(device)), y, weights, train_cfg.edge_weight))
+    history = loop.finish()
     return model.eval(), history
 
 

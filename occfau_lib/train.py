@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -160,3 +161,73 @@ def shard(batch_size: int) -> slice:
     if batch_size % world:
         raise ValueError(f"batch size {batch_size} is not divisible by the {world} processes")
     return slice(rank, None, world)
+
+
+class Loop:
+    """The bookkeeping of one supervised training run, shared by the teacher and the student.
+
+    Creates the run's random generators from ``seed`` (a torch Generator for batch order and
+    augmentation, a numpy Generator for occlusion draws), restores an interrupted run from
+    ``resume_path`` (:class:`EpochCheckpoint`), wraps ``model`` for DistributedDataParallel under
+    torchrun (:attr:`net`, with :attr:`mine` this process's share of each batch), and runs the
+    progress bar. Iterate over it for the row indices of each batch; call :meth:`step` with the
+    batch's loss; :meth:`finish` returns the history with ``images_per_s``::
+
+        loop = Loop("teacher", model, opt, len(ds), cfg.batch_size, cfg.epochs, cfg.warmup_epochs, cfg.lr,
+                    cfg.seed, resume_path, config, device, progress)
+        for rows in loop:
+            loss = loss_fn(loop.net(x[loop.mine]), y[loop.mine])
+            loop.step(loss)
+        history = loop.finish()
+    """
+
+    def __init__(self, name: str, model: torch.nn.Module, opt: torch.optim.Optimizer, n: int, batch_size: int,
+                 epochs: int, warmup_epochs: float, peak_lr: float, seed: int, resume_path, config: dict,
+                 device: str, progress: bool, log_every: int = 20, history: dict | None = None):
+        self.name, self.model, self.opt, self.peak_lr, self.log_every = name, model, opt, peak_lr, log_every
+        self.batch_size = batch_size
+        self.gen = torch.Generator().manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        self.per_epoch = steps_per_epoch(n, batch_size)
+        self.total, self.warmup = epochs * self.per_epoch, int(warmup_epochs * self.per_epoch)
+        self.checkpoint = EpochCheckpoint(resume_path, config)
+        self.done, epoch, restored = self.checkpoint.restore(model, opt, self.gen, self.rng)
+        self.history = restored or history or new_history()
+        self.start = self.done
+        self.rank, _ = distributed()
+        self.mine, self.net = shard(batch_size), parallel(model, device)
+        self._batches = batches(n, batch_size, epochs - epoch, self.gen)
+        self.bar = None
+        self.progress = progress
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        from tqdm.auto import tqdm
+
+        self.model.train()
+        self.t0 = time.perf_counter()
+        self.bar = tqdm(total=self.total, initial=self.done, desc=self.name, disable=not self.progress or self.rank > 0)
+        return iter(self._batches)
+
+    @property
+    def logging(self) -> bool:
+        """True when the step about to be completed is one the loss log records."""
+        return (self.done + 1) % self.log_every == 0 or self.done + 1 == self.total
+
+    def step(self, loss: torch.Tensor) -> float:
+        """One optimiser step on ``loss`` at the scheduled learning rate, logged (rank 0's share)
+        and, at the end of an epoch, checkpointed by rank 0. Returns the loss value."""
+        lr = lr_at(self.done, self.total, self.warmup, self.peak_lr)
+        value = optimiser_step(self.opt, loss, lr, self.done, self.name)
+        self.done += 1
+        record(self.history, self.bar, self.done, self.total, value, lr, self.log_every)
+        if self.done % self.per_epoch == 0 and self.rank == 0:
+            self.checkpoint.save(self.model, self.opt, self.gen, self.rng, self.done, self.done // self.per_epoch,
+                                 self.history)
+        return value
+
+    def finish(self) -> dict:
+        """Close the bar; the history with ``images_per_s`` of this session's steps."""
+        self.bar.close()
+        elapsed = max(1e-9, time.perf_counter() - self.t0)
+        self.history["images_per_s"] = (self.done - self.start) * self.batch_size / elapsed
+        return self.history

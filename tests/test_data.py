@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from occfau_lib import data
-from occfau_lib.aus import ALL_AUS, BP4D_AUS, DISFA_AUS
+from occfau_lib.aus import BP4D_AUS, DISFA_AUS
 
 S = 16  # image side of every fake tree
 RNG = np.random.default_rng(0)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from occfau_lib import distill, mae, metrics, student, teacher
+from occfau_lib import distill, mae, metrics, student, teacher, train
 from occfau_lib.config import DistillConfig, MAEConfig, TeacherConfig
 from occfau_lib.data import ArrayDataset
 
@@ -188,7 +188,7 @@ def test_interrupted_student_resumes_to_the_uninterrupted_result(interrupt, tmp_
     cfg = DistillConfig(epochs=3, batch_size=8, lr=3e-3, augment=True, clean_rate=0.3)
     straight, h_straight = distill.train_student(ds, encoder, tch, cfg, progress=False, log_every=1)
     ckpt = tmp_path / "student.partial.pt"
-    interrupt(distill, 5)  # killed during epoch 2
+    interrupt(train, 5)  # killed during epoch 2
     with pytest.raises(KeyboardInterrupt):
         distill.train_student(ds, encoder, tch, cfg, progress=False, log_every=1, resume_path=ckpt)
     resumed, h_resumed = distill.train_student(ds, encoder, tch, cfg, progress=False, log_every=1, resume_path=ckpt)

@@ -1,5 +1,4 @@
 """Smoke execution of every notebook on the smoke profile (the way `make demo` runs them)."""
-import os
 from pathlib import Path
 
 import nbformat

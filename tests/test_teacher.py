@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from occfau_lib import metrics, teacher
+from occfau_lib import metrics, teacher, train
 from occfau_lib.config import TeacherConfig, TeacherTrainConfig
 from occfau_lib.data import ArrayDataset
 
@@ -256,7 +256,7 @@ def test_interrupted_teacher_resumes_to_the_uninterrupted_result(interrupt, tmp_
     cfg = TeacherTrainConfig(epochs=3, batch_size=8, lr=3e-3, occlusion_patch=8)  # augmentation + occlusion RNGs
     straight, h_straight = teacher.train_teacher(ds, TINY, cfg, progress=False, log_every=1)
     ckpt = tmp_path / "teacher.partial.pt"
-    interrupt(teacher, 4)  # killed during epoch 2, after epoch 1 was checkpointed
+    interrupt(train, 4)  # killed during epoch 2, after epoch 1 was checkpointed
     with pytest.raises(KeyboardInterrupt):
         teacher.train_teacher(ds, TINY, cfg, progress=False, log_every=1, resume_path=ckpt)
     assert torch.load(ckpt, weights_only=True)["epoch"] == 1
