@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import os
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -340,6 +341,22 @@ class FileDataset(AUDataset):
             raise FileNotFoundError(f"{self.name}: image file not found: {path}") from None
         except (UnidentifiedImageError, OSError, SyntaxError) as err:
             raise ValueError(f"{path}: image file is corrupt or cannot be decoded ({err})") from err
+
+    def batch_images(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Decode a batch's files on :data:`LOAD_WORKERS` threads (PIL releases the GIL while it
+        decodes), in ``rows`` order: the same array as one by one, several times faster on many
+        cores. The first bad file raises its own error."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        rows = [int(i) for i in rows]
+        if LOAD_WORKERS <= 1 or len(rows) < 2:
+            return super().batch_images(rows)
+        with ThreadPoolExecutor(min(LOAD_WORKERS, len(rows))) as pool:
+            return np.stack(list(pool.map(self._image, rows)))
+
+
+#: Threads that decode image files for one batch (:meth:`FileDataset.batch_images`).
+LOAD_WORKERS = min(8, os.cpu_count() or 1)
 
 
 def _frame_files(directory: Path) -> dict[int, Path]:

@@ -461,9 +461,21 @@ def test_load_dataset_errors():
 def test_batch_images_gathers_rows_in_order(csv_path):
     ds = data.load_csv(csv_path, image_size=S)
     rows = [len(ds) - 1, 0]
-    batch = ds.batch_images(rows)  # files read one by one
+    batch = ds.batch_images(rows)  # files decoded on threads
     assert batch.shape == (2, ds.image_size, ds.image_size, 3) and batch.dtype == np.uint8
     np.testing.assert_array_equal(batch[0], (ds[rows[0]]["image"].permute(1, 2, 0) * 255).round().numpy())
     mem = data.ArrayDataset(np.stack([ds._image(i) for i in range(len(ds))]), ds.labels, ds.subjects, ds.aus, "mem")
     sub = mem.subset([2, 0, 1])
     np.testing.assert_array_equal(sub.batch_images([1, 2]), mem.images[[0, 1]])  # fancy-indexing path
+
+
+def test_threaded_batch_loading_equals_one_by_one_and_keeps_errors(csv_path, monkeypatch):
+    ds = data.load_csv(csv_path, image_size=S)
+    rows = list(range(len(ds)))[::-1] * 3
+    threaded = ds.batch_images(rows)
+    monkeypatch.setattr(data, "LOAD_WORKERS", 1)
+    np.testing.assert_array_equal(threaded, ds.batch_images(rows))
+    monkeypatch.setattr(data, "LOAD_WORKERS", 4)
+    Path(ds.paths[1]).write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="corrupt or cannot be decoded"):
+        ds.batch_images(rows)
