@@ -164,16 +164,9 @@ def latent_probe(ds, fold: int, mae_model, depth: int | None, epochs: int):
     mean-imputed (:func:`probe.probe_probs`), as in notebook 02."""
     from .probe import fit_probe, missing_tokens, probe_probs
 
-    L = (mae_model.config.image_size // mae_model.config.patch_size) ** 2
-
     def grid(images: np.ndarray, visible: np.ndarray | None) -> np.ndarray:
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(images), 256):
-                vis = None if visible is None else visible[i: i + 256]
-                enc = mae.encode(mae_model, to_tensor(images[i: i + 256]), vis, depth=depth)
-                out.append(enc.on_grid(L).flatten(1).numpy())  # (B, L * D), hidden = 0
-        return np.concatenate(out)
+        patch = mae.extract_features(mae_model, images, visible, depth=depth)["patch"]  # (N, L, D), hidden = 0
+        return patch.reshape(len(patch), -1)
 
     train, _ = ds.fold(fold)
     probe = fit_probe(grid(train.images, None), train.labels, epochs)
@@ -227,7 +220,7 @@ def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str
 def feature_views(student: Student, teacher, images: np.ndarray, occluded) -> dict[str, np.ndarray]:
     """The three spaces of notebook 04's UMAP views, for ``images`` (M, S, S, 3) clean and as
     ``occluded`` (an :class:`occlusion.Occluded` of the same faces): rows 0..M-1 clean, M..2M-1
-    occluded. ``"MAE latent"``: (2M, D) mean of the visible tokens at the student's block;
+    occluded. ``"MAE latent"``: (2M, D) mean of the visible tokens after the student's block;
     ``"student node"`` and ``"teacher node"``: (2M, N, C) (the teacher reads the occluder's pixels,
     the student drops the hidden patches)."""
     from .teacher import predict as teacher_predict
@@ -235,8 +228,6 @@ def feature_views(student: Student, teacher, images: np.ndarray, occluded) -> di
     every = np.ones_like(occluded.visible)
     both = np.concatenate([images, occluded.images])
     visible = np.concatenate([every, occluded.visible])
-    with torch.no_grad():
-        latent = torch.cat([mae.encode(student.mae, to_tensor(both[i: i + 256]), visible[i: i + 256],
-                                       depth=student.depth).mean_pool() for i in range(0, len(both), 256)])
-    return {"MAE latent": latent.numpy(), "student node": predict(student, both, visible)["node"],
+    latent = mae.extract_features(student.mae, both, visible, depth=student.depth)["mean"][-1]  # (2M, D)
+    return {"MAE latent": latent, "student node": predict(student, both, visible)["node"],
             "teacher node": teacher_predict(teacher, both)["node"]}

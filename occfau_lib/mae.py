@@ -472,22 +472,24 @@ def mae_for_profile(profile, device: str = "cpu", progress: bool = True,
 
 @torch.no_grad()
 def extract_features(model: ViTMAEForPreTraining, images: np.ndarray, visible: np.ndarray | None = None,
-                     batch_size: int = 256, progress: bool = False) -> dict[str, np.ndarray]:
+                     batch_size: int = 256, progress: bool = False, depth: int | None = None) -> dict[str, np.ndarray]:
     """Encode uint8 images (N, S, S, 3) once and return probe-ready features (float32):
 
     - ``cls``:   (n_layers + 1, N, D) CLS token after the embeddings and after every block
     - ``mean``:  (n_layers + 1, N, D) mean of the visible patch tokens, same layers
     - ``patch``: (N, L, D) last-layer (layer-normed) patch tokens on the grid, zeros where hidden
     ``visible`` (N, L) bool hides patches exactly as :func:`encode` does (None: all visible).
+    ``depth``: stop after that many blocks (:func:`encode`): n_layers = ``depth`` and ``patch``
+    holds block ``depth``'s tokens.
     """
     model.eval()
     device = next(model.parameters()).device
     L = model.vit.embeddings.patch_embeddings.num_patches
     cls, mean, patch = [], [], []
     for i in tqdm(range(0, len(images), batch_size), desc="encoding", disable=not progress):
-        x = torch.from_numpy(images[i : i + batch_size]).permute(0, 3, 1, 2).float().div(255).to(device)
+        x = to_tensor(images[i : i + batch_size]).to(device)
         vis = None if visible is None else torch.as_tensor(visible[i : i + batch_size])
-        enc = encode(model, x, vis, output_hidden_states=True)
+        enc = encode(model, x, vis, output_hidden_states=True, depth=depth)
         layers = range(len(enc.hidden_states))
         cls.append(torch.stack([enc.hidden_states[k][:, 0] for k in layers]).cpu())
         mean.append(torch.stack([enc.mean_pool(k) for k in layers]).cpu())

@@ -116,11 +116,6 @@ class EpochCheckpoint:
                  "step": step, "epoch": epoch, "history": history, "config": self.config}
         atomic_write(self.path, lambda tmp: torch.save(state, tmp))
 
-    def clear(self) -> None:
-        """Remove the checkpoint once the finished model is stored."""
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
-
 
 # --------------------------------------------------------------------------------------------
 # Several processes: torchrun + DistributedDataParallel

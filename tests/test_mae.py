@@ -888,5 +888,11 @@ def test_encode_depth_stops_early(model):
         for d in range(CFG.num_layers):
             assert torch.allclose(mae.encode(model, x, vis, depth=d).tokens, full.hidden_states[d], atol=1e-6)
         assert torch.allclose(mae.encode(model, x, vis, depth=CFG.num_layers).tokens, full.tokens, atol=1e-6)
+    feats = mae.extract_features(model, mae.to_uint8(x), vis.numpy(), depth=1)
+    with torch.no_grad():
+        enc = mae.encode(model, mae.to_tensor(mae.to_uint8(x)), vis, depth=1)
+    assert feats["mean"].shape[0] == 2  # embeddings + block 1
+    np.testing.assert_allclose(feats["patch"], enc.on_grid(L).numpy(), atol=1e-5)
+    np.testing.assert_allclose(feats["mean"][-1], enc.mean_pool().numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="depth must be in"):
         mae.encode(model, x, vis, depth=CFG.num_layers + 1)
