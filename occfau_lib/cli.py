@@ -75,7 +75,6 @@ class Run:
             raise ValueError(f"config {self.profile.name!r} uses the {self.profile.mae!r} MAE (ViT-B/16): give the "
                              "official weights with --mae-weights PATH (a Hugging Face ViTMAEForPreTraining folder "
                              "with config.json + model.safetensors, or a facebookresearch/timm .pth checkpoint)")
-        self.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if args.dataset == "synthfacs":
             if args.data_root:
                 raise ValueError("--data-root is for bp4d, disfa and csv; SynthFACS is rendered, not read")
@@ -87,9 +86,12 @@ class Run:
         else:
             self.ds = load_dataset(args.dataset, args.data_root, profile=self.profile)
             self.data_key = {"dataset": args.dataset, "root": str(Path(args.data_root).resolve()), "n": len(self.ds)}
-        from .train import distributed
+        from .train import Engine, distributed, local_device
 
         self.rank, self.world = distributed()  # (0, 1) unless started by torchrun
+        device = local_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.engine = Engine(device, self.profile.engine)  # with the preset's precision and loader workers
+        self.device = device
         self.out = Path(args.out or Path("runs") / self.profile.name)
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -119,20 +121,20 @@ class Run:
         if self.weights:
             return mae.load_mae(self.weights, self.profile.mae).to(self.device), {}
         if self.args.dataset == "synthfacs":
-            return mae.mae_for_profile(self.profile, self.device, resume=self.args.resume)
+            return mae.mae_for_profile(self.profile, self.engine, resume=self.args.resume)
         return mae.pretrained_mae(self.ds.images, mae.MAE_CONFIGS[self.profile.mae], self.profile.pretrain,
-                                  self.data_key, self.device, resume=self.args.resume)
+                                  self.data_key, self.engine, resume=self.args.resume)
 
     def teacher(self, fold: int):
         from .teacher import trained_teacher
 
         return trained_teacher(self.ds, fold, self.data_key, self.profile.teacher, self.profile.teacher_train,
-                               self.device, resume=self.args.resume)
+                               self.engine, resume=self.args.resume)
 
     def student(self, fold: int, encoder, teacher):
         from .distill import trained_student
 
-        return trained_student(self.ds, fold, self.data_key, encoder, teacher, self.profile.distill, self.device,
+        return trained_student(self.ds, fold, self.data_key, encoder, teacher, self.profile.distill, self.engine,
                                resume=self.args.resume)
 
 

@@ -140,6 +140,22 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class EngineConfig:
+    """How training uses a GPU (:class:`occfau_lib.train.Engine`). Never part of a model's cache
+    key except a non-default precision, which changes the numbers."""
+
+    precision: str = "fp32"  # "bf16": bfloat16 autocast of the forward passes (paper presets, on CUDA)
+    workers: int = 0  # data-loading processes (pinned memory on CUDA); 0: load in the training process
+    channels_last: bool = True  # the teacher's CNN in channels-last memory format on CUDA (faster convs)
+
+    def __post_init__(self):
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16'; got {self.precision!r}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0; got {self.workers}")
+
+
+@dataclass(frozen=True)
 class Profile:
     """Everything that changes with the machine: one frozen record per named profile."""
 
@@ -154,6 +170,7 @@ class Profile:
     folds: tuple[int, ...] = (1, 2, 3)  # subject-exclusive folds trained and evaluated
     distill: DistillConfig = field(default_factory=DistillConfig)
     distill_folds: tuple[int, ...] = (1, 2, 3)  # folds notebook 04 trains students for (4 per fold)
+    engine: EngineConfig = field(default_factory=EngineConfig)  # precision, loader workers (GPU runs)
 
 
 PROFILES: dict[str, Profile] = {
@@ -173,7 +190,10 @@ PROFILES: dict[str, Profile] = {
     # GPU scale: 224 px faces, BP4D-sized subject pool.
     "paper": Profile("paper", DataConfig(img_size=224, n_subjects=41, n_tasks=8, frames_per_task=100), mae="paper",
                      teacher="paper",
-                     pretrain=PretrainConfig(epochs=100, batch_size=256, warmup_epochs=10), probe_epochs=90),
+                     pretrain=PretrainConfig(epochs=100, batch_size=256, warmup_epochs=10), probe_epochs=90,
+                     # bf16 autocast (ViT-B and ResNet-50 train stably in bf16, no loss scaling needed);
+                     # 8 processes decode the JPEG/PNG frames of BP4D/DISFA while the GPU trains
+                     engine=EngineConfig(precision="bf16", workers=8)),
 }
 
 
@@ -290,7 +310,10 @@ def _apply(obj, changes: dict, where: str):
             updates[key] = _apply(current, value, f"{path}.")
         else:
             updates[key] = _coerce(value, current, known[key].type, path)
-    return replace(obj, **updates)
+    try:
+        return replace(obj, **updates)
+    except ValueError as err:  # a dataclass's own check (EngineConfig.__post_init__)
+        raise ValueError(f"setting {where.rstrip('.') or 'profile'!r}: {err}") from None
 
 
 def _coerce(value, current, annotation: str, path: str):

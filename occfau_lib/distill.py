@@ -29,7 +29,7 @@ from .mae import to_tensor, to_uint8
 from .occlusion import training_occlusion
 from .student import Student, predict
 from .teacher import TeacherOutput, au_weights, augment, edge_loss, wa_loss
-from .train import Loop, new_history
+from .train import Engine, Loop, new_history
 
 #: Bump when the student or its training changes in a way the config does not capture.
 DISTILL_VERSION = 3
@@ -43,7 +43,7 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, normalize: bool = Fals
     normalisation of each feature vector. The teacher side is detached (it is a target)."""
     if student.shape != teacher.shape:
         raise ValueError(f"student features {tuple(student.shape)} do not match the teacher's {tuple(teacher.shape)}")
-    teacher = teacher.detach()
+    student, teacher = student.float(), teacher.detach().float()  # fp32 even from a bf16 forward pass
     if normalize:
         student = torch.nn.functional.normalize(student, dim=-1)
         teacher = torch.nn.functional.normalize(teacher, dim=-1)
@@ -60,37 +60,41 @@ def distill_loss(s: TeacherOutput, t: TeacherOutput, labels: torch.Tensor, weigh
     return total, {k: v.item() for k, v in parts.items()}
 
 
-def train_student(ds, mae_model, teacher, cfg: DistillConfig = DistillConfig(), device: str = "cpu",
+def train_student(ds, mae_model, teacher, cfg: DistillConfig = DistillConfig(), device: str | Engine = "cpu",
                   progress: bool = True, log_every: int = 20, resume_path=None) -> tuple[Student, dict]:
     """Train a student on every row of ``ds`` (one fold's training part) against ``teacher``
     (trained on the same fold). Returns ``(student in eval mode, history)``; history also logs
     the loss parts (``"wa"``, ``"node"``, ``"edge"``, ``"edge_ce"``) and ``images_per_s``.
-    ``resume_path``: an epoch checkpoint (:class:`train.EpochCheckpoint`) to write and resume from."""
+    ``device``: a device name or a :class:`train.Engine`; ``resume_path``: an epoch checkpoint
+    (:class:`train.EpochCheckpoint`) to write and resume from."""
+    engine = Engine.of(device)
     torch.manual_seed(cfg.seed)
     if tuple(ds.aus) != tuple(teacher.aus):
         raise ValueError(f"the dataset's AUs {ds.aus} are not the teacher's {teacher.aus}")
-    student = Student(mae_model, teacher, cfg.depth, cfg.rank, cfg.edge_rank).to(device)
-    teacher = teacher.to(device).eval()
-    with torch.no_grad():  # the teacher's average face, from up to 1,024 training faces
-        ref = teacher(to_tensor(ds.batch_images(np.arange(0, len(ds), max(1, len(ds) // 1024)))).to(device))
-    student.start_at(ref.node.mean(0), ref.edge.mean(0))
-    weights = au_weights(ds.labels).to(device)
+    student = engine.place(Student(mae_model, teacher, cfg.depth, cfg.rank, cfg.edge_rank))
+    teacher = engine.place(teacher, conv=True).eval()
+    with torch.no_grad(), engine.autocast():  # the teacher's average face, from up to 1,024 training faces
+        faces = ds.batch_images(np.arange(0, len(ds), max(1, len(ds) // 1024)))
+        ref = teacher(engine.batch(to_tensor(faces), conv=True))
+    student.start_at(ref.node.float().mean(0), ref.edge.float().mean(0))
+    weights = au_weights(ds.labels).to(engine.device)
     mapping = [p for p in student.parameters() if p.requires_grad]  # the frozen encoder is not among them
-    opt = torch.optim.AdamW(mapping, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    config = {"distill": asdict(cfg), "n": len(ds), "aus": list(ds.aus)}
+    opt = engine.adamw(mapping, cfg.lr, cfg.weight_decay)
+    config = {"distill": asdict(cfg), "n": len(ds), "aus": list(ds.aus), **engine.key()}
     loop = Loop("student", student, opt, len(ds), cfg.batch_size, cfg.epochs, cfg.warmup_epochs, cfg.lr, cfg.seed,
-                resume_path, config, device, progress, log_every,
-                history={**new_history(), "wa": [], "node": [], "edge": [], "edge_ce": []})
-    for rows in loop:
-        clean = to_tensor(ds.batch_images(rows))  # the whole batch: every process draws the same occlusions
+                resume_path, config, engine, progress, log_every,
+                history={**new_history(), "wa": [], "node": [], "edge": [], "edge_ce": []}, fetch=ds.batch_images)
+    for rows, faces in loop:
+        clean = to_tensor(faces)  # (B, 3, S, S) the whole batch: every process draws the same occlusions
         if cfg.augment:
             clean = augment(clean, loop.gen)
         occ = training_occlusion(to_uint8(clean), student.patch_size, loop.rng, cfg.clean_rate)
         mine = loop.mine
-        with torch.no_grad():
-            target = teacher(clean[mine].to(device))
-        out = loop.net(to_tensor(occ.images[mine]).to(device), occ.visible[mine])
-        y = torch.from_numpy(ds.labels[rows][mine]).to(device)
+        with torch.no_grad(), loop.autocast():
+            target = teacher(engine.batch(clean[mine], conv=True))
+        with loop.autocast():
+            out = loop.net(engine.batch(to_tensor(occ.images[mine])), occ.visible[mine])
+        y = torch.from_numpy(ds.labels[rows][mine]).to(engine.device)
         loss, parts = distill_loss(out, target, y, weights, cfg)
         if loop.logging:
             for name, value in parts.items():
@@ -101,7 +105,7 @@ def train_student(ds, mae_model, teacher, cfg: DistillConfig = DistillConfig(), 
 
 
 def trained_student(ds, fold: int, data_key: dict, mae_model, teacher, cfg: DistillConfig = DistillConfig(),
-                    device: str = "cpu", progress: bool = True, resume: bool = True) -> tuple[Student, dict]:
+                    device: str | Engine = "cpu", progress: bool = True, resume: bool = True) -> tuple[Student, dict]:
     """Checkpoint or train: the student of subject-exclusive ``fold``, from
     ``data/cache/student-<hash>.pt`` when its stored config matches, else trained and saved
     atomically. The key holds the distillation config, the data, the fold and content hashes of
@@ -110,9 +114,10 @@ def trained_student(ds, fold: int, data_key: dict, mae_model, teacher, cfg: Dist
     checkpoint (``student-<hash>.partial.pt``), unless ``resume=False``."""
     from .probe import model_fingerprint
 
+    engine = Engine.of(device)
     config = {"distill": asdict(cfg), "data": data_key, "fold": int(fold), "aus": list(ds.aus), "n": int(len(ds)),
               "mae": model_fingerprint(mae_model), "teacher": model_fingerprint(teacher),
-              "version": DISTILL_VERSION}
+              "version": DISTILL_VERSION, **engine.key()}
     path = data_root() / "cache" / f"student-{config_hash(config)}.pt"
     train, _ = ds.fold(fold)
 
@@ -124,12 +129,12 @@ def trained_student(ds, fold: int, data_key: dict, mae_model, teacher, cfg: Dist
         state = torch.load(p, map_location="cpu", weights_only=True)
         student = Student(mae_model, teacher, cfg.depth, cfg.rank, cfg.edge_rank)
         student.load_head_state(state["head"])
-        return (student.to(device).eval(), state["history"]), state["config"]
+        return (student.to(engine.device).eval(), state["history"]), state["config"]
 
     partial = path.with_name(path.stem + ".partial.pt")  # epoch checkpoints of an interrupted run
     if not resume:
         partial.unlink(missing_ok=True)
-    result = load_or_build(path, config, lambda: train_student(train, mae_model, teacher, cfg, device, progress,
+    result = load_or_build(path, config, lambda: train_student(train, mae_model, teacher, cfg, engine, progress,
                                                                 resume_path=partial), save, load)
     partial.unlink(missing_ok=True)  # the finished model is stored
     return result
@@ -145,8 +150,8 @@ ABLATIONS = {"student, no KD": {"node_weight": 0.0, "edge_weight": 0.0},
              "student, node + edge KD": {}}
 
 
-def students_for_profile(profile, ds, data_key: dict, mae_model, teachers: dict, ablations=ABLATIONS,
-                         folds=None, device: str = "cpu", progress: bool = True) -> dict[str, dict[int, Student]]:
+def students_for_profile(profile, ds, data_key: dict, mae_model, teachers: dict, ablations=ABLATIONS, folds=None,
+                         device: str | Engine = "cpu", progress: bool = True) -> dict[str, dict[int, Student]]:
     """``{ablation: {fold: student}}`` for ``profile.distill_folds`` (or ``folds``), each cached;
     ``teachers`` is ``{fold: teacher}``."""
     from dataclasses import replace
@@ -175,7 +180,7 @@ def latent_probe(ds, fold: int, mae_model, depth: int | None, epochs: int):
 
 
 def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str, str], folds=None,
-                    test_stride: int = 2, device: str = "cpu", progress: bool = True) -> dict[str, dict]:
+                    test_stride: int = 2, device: str | Engine = "cpu", progress: bool = True) -> dict[str, dict]:
     """The table of notebook 04: every method under every occlusion condition, through the one
     harness :func:`metrics.evaluate_conditions` (same test faces, same fixed occlusions).
 

@@ -21,10 +21,8 @@ mean colour.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -34,7 +32,7 @@ from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 from .cache import atomic_write, config_hash, data_root
 from .config import MAE_CONFIGS, MAEConfig, PretrainConfig
-from .train import EpochCheckpoint, lr_at, new_history, optimiser_step, record
+from .train import Engine, Loop, new_history
 
 #: Bump when pretraining changes what it produces: cached MAE checkpoints are then retrained.
 MAE_VERSION = 2
@@ -248,7 +246,7 @@ def patch_targets(model: ViTMAEForPreTraining, images: torch.Tensor) -> torch.Te
 def masked_loss(model: ViTMAEForPreTraining, images: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
     """MAE's loss: mean squared error over the **hidden** patches only (visible ones are free)."""
     pred = decode(model, encode(model, images, visible))  # (B, L, P*P*3)
-    per_patch = ((pred - patch_targets(model, images)) ** 2).mean(-1)  # (B, L)
+    per_patch = ((pred.float() - patch_targets(model, images)) ** 2).mean(-1)  # (B, L), fp32 even under bf16
     hidden = (~visible).to(per_patch.device, per_patch.dtype)
     return (per_patch * hidden).sum() / hidden.sum().clamp(min=1)
 
@@ -278,14 +276,6 @@ def paste_visible(images: torch.Tensor, recon: torch.Tensor, visible: torch.Tens
 # --------------------------------------------------------------------------------------------
 # Pretraining: AdamW, warm-up + cosine, checkpoint-or-train with resume
 # --------------------------------------------------------------------------------------------
-def _batches(images: np.ndarray, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Shuffled float batches (B, 3, S, S) in [0, 1] from uint8 (N, S, S, 3); drops the last partial."""
-    order = torch.randperm(len(images), generator=generator).numpy()
-    for i in range(0, len(order) - batch_size + 1, batch_size):
-        batch = torch.from_numpy(images[np.sort(order[i : i + batch_size])])
-        yield batch.permute(0, 3, 1, 2).float().div(255)
-
-
 def checkpoint_path(kind: str, config: dict) -> Path:
     """Where an artefact of ``kind`` with this config lives: ``data/cache/<kind>-<hash>.pt``."""
     return data_root() / "cache" / f"{kind}-{config_hash(config)}.pt"
@@ -295,64 +285,64 @@ def _save(path: Path, state: dict) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def pretrain(images: np.ndarray, mae_cfg: MAEConfig, cfg: PretrainConfig, device: str = "cpu",
-             progress: bool = True, resume_path: Path | None = None, log_every: int = 50,
-             stop_after_steps: int | None = None) -> tuple[ViTMAEForPreTraining, dict]:
+def pretrain(images: np.ndarray, mae_cfg: MAEConfig, cfg: PretrainConfig, device: str | Engine = "cpu",
+             progress: bool = True, resume_path: Path | None = None, log_every: int = 50
+             ) -> tuple[ViTMAEForPreTraining, dict]:
     """Pretrain a fresh MAE on uint8 images (N, S, S, 3) with MAE's random masking.
 
     Saves a resumable state to ``resume_path`` after every epoch (:class:`train.EpochCheckpoint`);
-    if that file exists and matches the config, training continues from it. Returns the model
-    and a history dict {"step": [...], "loss": [...], "lr": [...], "images_per_s": float}.
-    ``stop_after_steps`` interrupts training early (used by the resume test).
+    if that file exists and matches the config, training continues from it. ``device``: a device
+    name or a :class:`train.Engine` (bf16, loader workers). Returns the model and a history dict
+    {"step": [...], "loss": [...], "lr": [...], "images_per_s": float}.
     """
-    config = {"mae": asdict(mae_cfg), "pretrain": asdict(cfg), "n_images": int(len(images))}
+    engine = Engine.of(device)
+    config = {"mae": asdict(mae_cfg), "pretrain": asdict(cfg), "n_images": int(len(images)), **engine.key()}
     torch.manual_seed(cfg.seed)
-    model = build_mae(mae_cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    steps_per_epoch = len(images) // cfg.batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(images)} images are fewer than one batch of {cfg.batch_size}")
-    total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
-    checkpoint = EpochCheckpoint(resume_path, config)
-    step, start_epoch, history = checkpoint.restore(model, opt, gen)
-    history = history or new_history()
-    model.train()
-    t0, seen = time.perf_counter(), 0
-    bar = tqdm(total=total, initial=step, desc="MAE pretraining", disable=not progress)
-    for epoch in range(start_epoch, cfg.epochs):
-        for x in _batches(images, cfg.batch_size, gen):
-            lr = lr_at(step, total, warmup, cfg.lr)
-            visible = random_visible(len(x), mae_cfg.num_patches, mae_cfg.mask_ratio, gen)
-            loss = optimiser_step(opt, masked_loss(model, x.to(device), visible), lr, step, "MAE")
-            step, seen = step + 1, seen + len(x)
-            record(history, bar, step, total, loss, lr, log_every)
-            if stop_after_steps is not None and step >= stop_after_steps:
-                bar.close()
-                return model.eval(), history
-        checkpoint.save(model, opt, gen, None, step, epoch + 1, history)
-    bar.close()
-    history["images_per_s"] = seen / max(1e-9, time.perf_counter() - t0)
-    return model.eval(), history
+    objective = engine.place(_MaskedObjective(build_mae(mae_cfg)))
+    opt = engine.adamw(objective.parameters(), cfg.lr, cfg.weight_decay, betas=(0.9, 0.95))  # MAE's betas
+    loop = Loop("MAE pretraining", objective, opt, len(images), cfg.batch_size, cfg.epochs, cfg.warmup_epochs,
+                cfg.lr, cfg.seed, resume_path, config, engine, progress, log_every, fetch=images.__getitem__)
+    for _, faces in loop:
+        x = to_tensor(engine.batch(faces))  # (B, 3, S, S): the whole batch, the same masks on every process
+        visible = random_visible(len(x), mae_cfg.num_patches, mae_cfg.mask_ratio, loop.gen)  # (B, L)
+        with loop.autocast():
+            loss = loop.net(x[loop.mine], visible[loop.mine])
+        loop.step(loss)
+    return objective.mae.eval(), loop.finish()
 
 
-def pretrained_mae(images: np.ndarray, mae_cfg: MAEConfig, cfg: PretrainConfig, data_key: dict, device: str = "cpu",
+class _MaskedObjective(nn.Module):
+    """:func:`masked_loss` as a module's forward, so DistributedDataParallel (which hooks forward)
+    can wrap MAE pretraining."""
+
+    def __init__(self, model: ViTMAEForPreTraining):
+        super().__init__()
+        self.mae = model
+
+    def forward(self, images: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        return masked_loss(self.mae, images, visible)
+
+
+def pretrained_mae(images: np.ndarray, mae_cfg: MAEConfig, cfg: PretrainConfig, data_key: dict,
+                   device: str | Engine = "cpu",
                    progress: bool = True, resume: bool = True) -> tuple[ViTMAEForPreTraining, dict]:
     """Checkpoint or train: the MAE for this (architecture, schedule, dataset) from
     ``data/cache/mae-<hash>.pt`` if it exists and its stored config matches, else pretrain it
     (resuming from ``...partial.pt`` if a previous run was interrupted) and save it atomically."""
-    config = {"mae": asdict(mae_cfg), "pretrain": asdict(cfg), "data": data_key, "version": MAE_VERSION}
+    engine = Engine.of(device)
+    config = {"mae": asdict(mae_cfg), "pretrain": asdict(cfg), "data": data_key, "version": MAE_VERSION,
+              **engine.key()}
     path = checkpoint_path("mae", config)
     if path.exists():
         state = torch.load(path, weights_only=True)
         if state.get("config") == config:
             model = build_mae(mae_cfg)
             model.load_state_dict(state["model"])
-            return model.to(device).eval(), state["history"]
+            return model.to(engine.device).eval(), state["history"]
     partial = path.with_name(path.stem + ".partial.pt")
     if not resume:  # start over: an interrupted run's epoch checkpoint is discarded
         partial.unlink(missing_ok=True)
-    model, history = pretrain(images, mae_cfg, cfg, device, progress, resume_path=partial)
+    model, history = pretrain(images, mae_cfg, cfg, engine, progress, resume_path=partial)
     _save(path, {"model": model.state_dict(), "history": history, "config": config})
     partial.unlink(missing_ok=True)
     return model, history
@@ -455,7 +445,7 @@ def load_mae(path: str | Path, cfg: MAEConfig | str = "paper") -> ViTMAEForPreTr
 WEIGHTS_ENV = "OCCFAU_MAE_WEIGHTS"
 
 
-def mae_for_profile(profile, device: str = "cpu", progress: bool = True,
+def mae_for_profile(profile, device: str | Engine = "cpu", progress: bool = True,
                     resume: bool = True) -> tuple[ViTMAEForPreTraining, dict]:
     """The MAE the notebooks use: official weights from ``$OCCFAU_MAE_WEIGHTS`` when set, else the
     profile's MAE pretrained on the profile's SynthFACS world (cached after the first run)."""
@@ -464,7 +454,7 @@ def mae_for_profile(profile, device: str = "cpu", progress: bool = True,
     from .synthfacs import load_world, world_key
 
     if os.environ.get(WEIGHTS_ENV):
-        return load_mae(os.environ[WEIGHTS_ENV], profile.mae).to(device), new_history()
+        return load_mae(os.environ[WEIGHTS_ENV], profile.mae).to(Engine.of(device).device), new_history()
     world = load_world(profile.data, progress=progress)
     return pretrained_mae(world.images, MAE_CONFIGS[profile.mae], profile.pretrain, world_key(profile.data), device,
                           progress, resume)
@@ -500,9 +490,11 @@ def extract_features(model: ViTMAEForPreTraining, images: np.ndarray, visible: n
 # --------------------------------------------------------------------------------------------
 # What reconstructions tell us (notebook 01)
 # --------------------------------------------------------------------------------------------
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, S, S, 3) -> float (N, 3, S, S) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(255)
+def to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 (N, S, S, 3) -> float (N, 3, S, S) in [0, 1] (on the device of a tensor input)."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    return images.permute(0, 3, 1, 2).float().div(255)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

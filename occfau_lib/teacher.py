@@ -49,7 +49,7 @@ from .cache import config_hash, data_root, load_or_build
 from .config import TEACHER_CONFIGS, TeacherConfig, TeacherTrainConfig
 from .mae import to_tensor, to_uint8
 from .occlusion import training_occlusion
-from .train import Loop
+from .train import Engine, Loop
 
 #: Bump when the architecture or training changes in a way the config does not capture.
 TEACHER_VERSION = 1
@@ -310,7 +310,7 @@ def wa_loss(probs: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | N
     """
     known = (labels >= 0).float()
     y = labels.clamp(min=0).float()
-    p = probs.clamp(EPS, 1 - EPS)
+    p = probs.float().clamp(EPS, 1 - EPS)  # fp32 even from a bf16 forward pass
     term = y * torch.log(p) + (1 - y) * p.detach() * torch.log(1 - p)  # (B, N)
     if weights is not None:
         term = term * weights.to(term)[None]
@@ -327,7 +327,7 @@ def edge_labels(labels: torch.Tensor) -> torch.Tensor:
 def edge_loss(edge_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of the 4 co-occurrence states over all known ordered pairs (i, j)."""
     target = edge_labels(labels).reshape(-1)  # (B * N * N,)
-    return nn.functional.cross_entropy(edge_logits.reshape(-1, 4), target, ignore_index=-1)
+    return nn.functional.cross_entropy(edge_logits.float().reshape(-1, 4), target, ignore_index=-1)
 
 
 def teacher_loss(out: TeacherOutput, labels: torch.Tensor, weights: torch.Tensor | None,
@@ -345,16 +345,17 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     B, _, S, _ = images.shape
     pad = max(1, S // 16)
     padded = nn.functional.pad(images, (pad, pad, pad, pad), mode="reflect")
-    dx, dy = (torch.randint(0, 2 * pad + 1, (B,), generator=generator) for _ in range(2))
-    flip = torch.rand(B, generator=generator) < 0.5
+    dx, dy = (torch.randint(0, 2 * pad + 1, (B,), generator=generator).tolist() for _ in range(2))
+    flip = (torch.rand(B, generator=generator) < 0.5).to(images.device)  # drawn on the CPU generator
     out = torch.stack([padded[b, :, dy[b]: dy[b] + S, dx[b]: dx[b] + S] for b in range(B)])
     return torch.where(flip[:, None, None, None], out.flip(-1), out)
 
 
 def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrainConfig = TeacherTrainConfig(),
-                  device: str = "cpu", progress: bool = True, log_every: int = 20,
+                  device: str | Engine = "cpu", progress: bool = True, log_every: int = 20,
                   init: Teacher | None = None, resume_path: str | Path | None = None) -> tuple[Teacher, dict]:
     """Train a teacher on every row of ``ds`` (an AUDataset, typically one fold's training part);
+    ``device``: a device name or a :class:`train.Engine` (bf16, channels-last, loader workers);
     ``init``: start from that teacher's weights (fine-tuning) instead of from scratch;
     ``resume_path``: an epoch checkpoint (:class:`train.EpochCheckpoint`) to write and resume from.
 
@@ -362,23 +363,29 @@ def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrain
     every ``log_every`` steps plus ``images_per_s``. A non-finite loss stops training with an
     error naming the step.
     """
+    engine = Engine.of(device)
     torch.manual_seed(train_cfg.seed)
-    model = Teacher(cfg, ds.aus, ds.image_size).to(device)
+    model = Teacher(cfg, ds.aus, ds.image_size)
     if init is not None:
         model.load_state_dict(init.state_dict())
-    weights = au_weights(ds.labels).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-    config = {"teacher": asdict(model.cfg), "train": asdict(train_cfg), "n": len(ds), "aus": list(ds.aus)}
+    model = engine.place(model, conv=True)
+    weights = au_weights(ds.labels).to(engine.device)
+    opt = engine.adamw(model.parameters(), train_cfg.lr, train_cfg.weight_decay)
+    config = {"teacher": asdict(model.cfg), "train": asdict(train_cfg), "n": len(ds), "aus": list(ds.aus),
+              **engine.key()}
     loop = Loop("teacher", model, opt, len(ds), train_cfg.batch_size, train_cfg.epochs, train_cfg.warmup_epochs,
-                train_cfg.lr, train_cfg.seed, resume_path, config, device, progress, log_every)
-    for rows in loop:
-        x = to_tensor(ds.batch_images(rows))  # the whole batch: every process draws the same augmentation
+                train_cfg.lr, train_cfg.seed, resume_path, config, engine, progress, log_every,
+                fetch=ds.batch_images)
+    for rows, faces in loop:
+        x = to_tensor(engine.batch(faces))  # (B, 3, S, S) the whole batch: every process draws the same augmentation
         if train_cfg.augment:
             x = augment(x, loop.gen)
         if train_cfg.occlusion_patch:  # the "teacher + occlusion augmentation" baseline
             x = to_tensor(training_occlusion(to_uint8(x), train_cfg.occlusion_patch, loop.rng).images)
-        y = torch.from_numpy(ds.labels[rows][loop.mine]).to(device)
-        loop.step(teacher_loss(loop.net(x[loop.mine].to(device)), y, weights, train_cfg.edge_weight))
+        y = torch.from_numpy(ds.labels[rows][loop.mine]).to(engine.device)
+        with loop.autocast():
+            loss = teacher_loss(loop.net(engine.batch(x[loop.mine], conv=True)), y, weights, train_cfg.edge_weight)
+        loop.step(loss)
     history = loop.finish()
     return model.eval(), history
 
@@ -407,7 +414,7 @@ def _save(obj: tuple[Teacher, dict], config: dict, path: Path) -> None:
 
 
 def trained_teacher(ds, fold: int, data_key: dict, cfg: TeacherConfig | str = "tiny",
-                    train_cfg: TeacherTrainConfig = TeacherTrainConfig(), device: str = "cpu",
+                    train_cfg: TeacherTrainConfig = TeacherTrainConfig(), device: str | Engine = "cpu",
                     progress: bool = True, init: Teacher | None = None, resume: bool = True) -> tuple[Teacher, dict]:
     """Checkpoint or train: the teacher of subject-exclusive ``fold`` of ``ds`` (trained on that
     fold's training subjects only), from ``data/cache/teacher-<hash>.pt`` when its stored config
@@ -415,14 +422,16 @@ def trained_teacher(ds, fold: int, data_key: dict, cfg: TeacherConfig | str = "t
 
     ``data_key`` says which dataset ``ds`` is (e.g. the SynthFACS config); the key also holds the
     architecture, schedule, fold, AU list and :data:`TEACHER_VERSION` (and, for a fine-tuned
-    teacher, a content hash of the ``init`` weights). An interrupted training continues from its
-    last epoch checkpoint (``teacher-<hash>.partial.pt``), unless ``resume=False``.
+    teacher, a content hash of the ``init`` weights; for a bf16 run, the precision). An interrupted
+    training continues from its last epoch checkpoint (``teacher-<hash>.partial.pt``), unless
+    ``resume=False``.
     """
     from .probe import model_fingerprint
 
+    engine = Engine.of(device)
     cfg = TEACHER_CONFIGS[cfg] if isinstance(cfg, str) else cfg
     config = {"teacher": asdict(cfg), "train": asdict(train_cfg), "data": data_key, "fold": int(fold),
-              "aus": list(ds.aus), "n": int(len(ds)), "version": TEACHER_VERSION}
+              "aus": list(ds.aus), "n": int(len(ds)), "version": TEACHER_VERSION, **engine.key()}
     if init is not None:
         config["init"] = model_fingerprint(init)
     path = data_root() / "cache" / f"teacher-{config_hash(config)}.pt"
@@ -432,18 +441,18 @@ def trained_teacher(ds, fold: int, data_key: dict, cfg: TeacherConfig | str = "t
         state = torch.load(p, map_location="cpu", weights_only=True)
         model = Teacher(cfg, ds.aus, ds.image_size)
         model.load_state_dict(state["model"])
-        return (model.to(device).eval(), state["history"]), state["config"]
+        return (model.to(engine.device).eval(), state["history"]), state["config"]
 
     partial = path.with_name(path.stem + ".partial.pt")  # epoch checkpoints of an interrupted run
     if not resume:
         partial.unlink(missing_ok=True)
-    result = load_or_build(path, config, lambda: train_teacher(train, cfg, train_cfg, device, progress, init=init,
+    result = load_or_build(path, config, lambda: train_teacher(train, cfg, train_cfg, engine, progress, init=init,
                                                                 resume_path=partial), _save, load)
     partial.unlink(missing_ok=True)  # the finished model is stored
     return result
 
 
-def teachers_for_profile(profile, ds, data_key: dict, device: str = "cpu",
+def teachers_for_profile(profile, ds, data_key: dict, device: str | Engine = "cpu",
                          progress: bool = True) -> dict[int, tuple[Teacher, dict]]:
     """``{fold: (teacher, history)}`` for every fold of the profile, each cached."""
     return {k: trained_teacher(ds, k, data_key, profile.teacher, profile.teacher_train, device, progress)

@@ -1,20 +1,25 @@
-"""The pieces every training loop here shares: schedule, one optimiser step, the loss log.
+"""The pieces every training loop here shares: schedule, one optimiser step, the loss log,
+resume, the engine (device, precision, data loading) and the torchrun plumbing.
 
 Used by MAE pretraining (:mod:`occfau_lib.mae`), the teacher (:mod:`occfau_lib.teacher`) and the
-student (:mod:`occfau_lib.distill`). Each loop keeps its own data handling; what must behave
+student (:mod:`occfau_lib.distill`), all three through :class:`Loop`. What must behave
 identically everywhere -- the learning-rate schedule, refusing a NaN loss with a clear error, how
-the loss curve is logged, and how an interrupted run resumes -- lives here once.
+the loss curve is logged, how an interrupted run resumes, how a GPU is used -- lives here once.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
+
+from .config import EngineConfig
 
 
 def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
@@ -33,14 +38,12 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return steps
 
 
-def batches(n: int, batch_size: int, epochs: int, generator: torch.Generator) -> Iterator[np.ndarray]:
-    """Row indices of every training batch: ``epochs`` passes over ``n`` rows, reshuffled each
-    pass by ``generator``, full batches only, each batch sorted (cheaper gathers from memory)."""
+def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[np.ndarray]:
+    """Row indices of one epoch's batches: ``n`` rows shuffled by ``generator``, full batches
+    only, each batch sorted (cheaper gathers from memory and from files in order)."""
     steps = steps_per_epoch(n, batch_size)
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=generator)[: steps * batch_size]
-        for rows in order.view(steps, batch_size):
-            yield np.sort(rows.numpy())
+    order = torch.randperm(n, generator=generator)[: steps * batch_size]
+    return [np.sort(rows.numpy()) for rows in order.view(steps, batch_size)]
 
 
 def optimiser_step(opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float, step: int, what: str) -> float:
@@ -73,6 +76,88 @@ def record(history: dict, bar, step: int, total: int, loss: float, lr: float, lo
         bar.set_postfix(loss=f"{loss:.4f}")
 
 
+# --------------------------------------------------------------------------------------------
+# The engine: device, precision, optimiser, data loading
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Engine:
+    """Where and how a run computes: a device plus the GPU-side settings of
+    :class:`~occfau_lib.config.EngineConfig`. Every training function takes one where it takes a
+    ``device`` (a plain device name means the defaults: fp32, loading in the training process).
+
+    On CUDA: bf16 autocast of the forward passes when ``precision="bf16"`` (on CPU too, if asked);
+    the fused AdamW kernel; the teacher's CNN and its inputs in channels-last memory format;
+    ``workers`` loader processes that hand over batches in pinned memory for asynchronous
+    copies. On CPU with the defaults every one of these is a no-op, so CPU results are unchanged.
+    """
+
+    device: str = "cpu"
+    cfg: EngineConfig = field(default_factory=EngineConfig)
+
+    @staticmethod
+    def of(device: "str | Engine") -> "Engine":
+        """``device`` itself if it is an Engine, else an Engine with the default settings on it."""
+        return device if isinstance(device, Engine) else Engine(str(device))
+
+    @property
+    def cuda(self) -> bool:
+        return torch.device(self.device).type == "cuda"
+
+    def autocast(self):
+        """Context for forward passes: bfloat16 autocast when ``precision="bf16"``, else nothing.
+        (bf16 keeps fp32's exponent range, so no loss scaling is needed, unlike fp16.)"""
+        if self.cfg.precision != "bf16":
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16)
+
+    def adamw(self, params, lr: float, weight_decay: float, betas=(0.9, 0.999)) -> torch.optim.AdamW:
+        """AdamW; on CUDA its fused kernel (one launch for all parameters instead of one per tensor)."""
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay,
+                                 fused=True if self.cuda else None)
+
+    @property
+    def channels_last(self) -> bool:
+        """Convolutions in channels-last layout: faster with cuDNN's tensor-core kernels, not on CPU."""
+        return self.cfg.channels_last and self.cuda
+
+    def place(self, model: torch.nn.Module, conv: bool = False) -> torch.nn.Module:
+        """``model`` on the device (a CNN, ``conv=True``, in channels-last layout where it helps)."""
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if conv and self.channels_last else model
+
+    def batch(self, x: torch.Tensor, conv: bool = False) -> torch.Tensor:
+        """An input batch on the device: an asynchronous copy when it comes from pinned memory."""
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if conv and self.channels_last and x.ndim == 4 else x
+
+    def key(self) -> dict:
+        """What a cached model's key must add: a non-default precision changes the weights."""
+        return {"precision": self.cfg.precision} if self.cfg.precision != "fp32" else {}
+
+
+class _Rows(torch.utils.data.Dataset):
+    """A 'dataset' whose items are whole batches: ``self[rows]`` = ``fetch(rows)`` (uint8 faces)."""
+
+    def __init__(self, fetch: Callable[[np.ndarray], np.ndarray]):
+        self.fetch = fetch
+
+    def __getitem__(self, rows):
+        return self.fetch(rows)
+
+
+class _EpochOrder(torch.utils.data.Sampler):
+    """The loader's sampler: the current epoch's batches, set by :class:`Loop` before each epoch."""
+
+    def __init__(self):
+        self.batches: list[np.ndarray] = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self):
+        return len(self.batches)
+
+
 class EpochCheckpoint:
     """Resume a training loop where it was interrupted, to the same result as an uninterrupted run.
 
@@ -96,7 +181,10 @@ class EpochCheckpoint:
         state = torch.load(self.path, map_location="cpu", weights_only=True)
         if state.get("config") != self.config or "torch_rng" not in state:  # another run's, or an old format
             return 0, 0, None
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError:  # written by an older version of the loop: start over
+            return 0, 0, None
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -134,6 +222,16 @@ def distributed() -> tuple[int, int]:
     return dist.get_rank(), world
 
 
+def local_device(device: str) -> str:
+    """The device this process trains on: under torchrun, ``"cuda"`` means this process's own GPU
+    (``cuda:$LOCAL_RANK``, made the current device); anything else is returned as given."""
+    if device != "cuda" or distributed()[1] == 1:
+        return device
+    index = int(os.environ.get("LOCAL_RANK", "0"))
+    torch.cuda.set_device(index)
+    return f"cuda:{index}"
+
+
 def parallel(model: torch.nn.Module, device: str) -> torch.nn.Module:
     """``model`` wrapped in DistributedDataParallel when running under torchrun (gradients are
     averaged across processes in backward), else ``model`` itself."""
@@ -142,7 +240,8 @@ def parallel(model: torch.nn.Module, device: str) -> torch.nn.Module:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(model, device_ids=[torch.device(device).index] if "cuda" in device else None)
+    gpu = torch.device(device)
+    return DistributedDataParallel(model, device_ids=[gpu.index or 0] if gpu.type == "cuda" else None)
 
 
 def shard(batch_size: int) -> slice:
@@ -159,49 +258,76 @@ def shard(batch_size: int) -> slice:
 
 
 class Loop:
-    """The bookkeeping of one supervised training run, shared by the teacher and the student.
+    """The bookkeeping of one training run, shared by the MAE, the teacher and the student.
 
-    Creates the run's random generators from ``seed`` (a torch Generator for batch order and
-    augmentation, a numpy Generator for occlusion draws), restores an interrupted run from
+    Creates the run's random generators from ``seed`` (a torch Generator for batch order, masking
+    and augmentation, a numpy Generator for occlusion draws), restores an interrupted run from
     ``resume_path`` (:class:`EpochCheckpoint`), wraps ``model`` for DistributedDataParallel under
-    torchrun (:attr:`net`, with :attr:`mine` this process's share of each batch), and runs the
-    progress bar. Iterate over it for the row indices of each batch; call :meth:`step` with the
-    batch's loss; :meth:`finish` returns the history with ``images_per_s``::
+    torchrun (:attr:`net`, with :attr:`mine` this process's share of each batch), loads batches
+    (``fetch(rows)`` -> uint8 faces, in ``engine.cfg.workers`` processes if > 0) and runs the
+    progress bar. Iterate over it for each batch's row indices and uint8 faces (a tensor, pinned
+    when loaded by workers for CUDA); run the forward pass under :meth:`autocast`; call
+    :meth:`step` with the batch's loss; :meth:`finish` returns the history with ``images_per_s``::
 
         loop = Loop("teacher", model, opt, len(ds), cfg.batch_size, cfg.epochs, cfg.warmup_epochs, cfg.lr,
-                    cfg.seed, resume_path, config, device, progress)
-        for rows in loop:
-            loss = loss_fn(loop.net(x[loop.mine]), y[loop.mine])
+                    cfg.seed, resume_path, config, engine, progress, fetch=ds.batch_images)
+        for rows, faces in loop:
+            with loop.autocast():
+                loss = loss_fn(loop.net(to_tensor(faces)[loop.mine]), labels[rows][loop.mine])
             loop.step(loss)
         history = loop.finish()
+
+    Each epoch's batch order is drawn when the epoch starts, from the same generator that then
+    draws the epoch's augmentations, so loader workers change nothing in the results.
     """
 
     def __init__(self, name: str, model: torch.nn.Module, opt: torch.optim.Optimizer, n: int, batch_size: int,
                  epochs: int, warmup_epochs: float, peak_lr: float, seed: int, resume_path, config: dict,
-                 device: str, progress: bool, log_every: int = 20, history: dict | None = None):
+                 device: "str | Engine", progress: bool, log_every: int = 20, history: dict | None = None,
+                 fetch: Callable[[np.ndarray], np.ndarray] | None = None):
         self.name, self.model, self.opt, self.peak_lr, self.log_every = name, model, opt, peak_lr, log_every
-        self.batch_size = batch_size
+        self.engine = Engine.of(device)
+        self.n, self.batch_size, self.epochs, self.fetch = n, batch_size, epochs, fetch
         self.gen = torch.Generator().manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.per_epoch = steps_per_epoch(n, batch_size)
         self.total, self.warmup = epochs * self.per_epoch, int(warmup_epochs * self.per_epoch)
         self.checkpoint = EpochCheckpoint(resume_path, config)
-        self.done, epoch, restored = self.checkpoint.restore(model, opt, self.gen, self.rng)
+        self.done, self.epoch, restored = self.checkpoint.restore(model, opt, self.gen, self.rng)
         self.history = restored or history or new_history()
         self.start = self.done
         self.rank, _ = distributed()
-        self.mine, self.net = shard(batch_size), parallel(model, device)
-        self._batches = batches(n, batch_size, epochs - epoch, self.gen)
+        self.mine, self.net = shard(batch_size), parallel(model, self.engine.device)
         self.bar = None
         self.progress = progress
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def _loader(self) -> torch.utils.data.DataLoader | None:
+        """Worker processes that run ``fetch`` ahead of training (None with 0 workers)."""
+        if not self.engine.cfg.workers:
+            return None
+        return torch.utils.data.DataLoader(_Rows(self.fetch), sampler=_EpochOrder(), batch_size=None,
+                                           num_workers=self.engine.cfg.workers, pin_memory=self.engine.cuda,
+                                           persistent_workers=True)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
         from tqdm.auto import tqdm
 
         self.model.train()
         self.t0 = time.perf_counter()
         self.bar = tqdm(total=self.total, initial=self.done, desc=self.name, disable=not self.progress or self.rank > 0)
-        return iter(self._batches)
+        loader = self._loader()
+        for _ in range(self.epoch, self.epochs):
+            order = epoch_batches(self.n, self.batch_size, self.gen)
+            if loader is None:
+                faces = (torch.from_numpy(self.fetch(rows)) for rows in order)
+            else:
+                loader.sampler.batches = order
+                faces = iter(loader)
+            yield from zip(order, faces)
+
+    def autocast(self):
+        """The engine's precision context for this run's forward passes."""
+        return self.engine.autocast()
 
     @property
     def logging(self) -> bool:

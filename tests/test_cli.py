@@ -17,6 +17,8 @@ def test_presets_carry_the_per_dataset_settings():
     bp4d, disfa = PRESETS["paper-bp4d"], PRESETS["paper-disfa"]
     assert bp4d.teacher_train.edge_weight == 0.05 and disfa.teacher_train.edge_weight == 0.01
     assert bp4d.mae == disfa.mae == "paper" and bp4d.data.img_size == 224
+    assert bp4d.engine.precision == disfa.engine.precision == "bf16" and bp4d.engine.workers == 8
+    assert PRESETS["demo"].engine.precision == "fp32" and PRESETS["demo"].engine.workers == 0
 
 
 def test_overrides_are_typed_and_nested(tmp_path):
@@ -39,6 +41,8 @@ def test_overrides_are_typed_and_nested(tmp_path):
     (["epochs"], "is not key=value"),
     (["teacher=huge"], "'teacher' = 'huge' is not one of"),
     (["folds=[4]"], "folds must be among"),
+    (["engine.precision=fp16"], "setting 'engine': precision must be 'fp32' or 'bf16'"),
+    (["engine.workers=-2"], "setting 'engine': workers must be >= 0"),
 ])
 def test_config_errors_name_the_setting(overrides, message):
     with pytest.raises(ValueError, match=message):

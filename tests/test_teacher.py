@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from occfau_lib import metrics, teacher, train
-from occfau_lib.config import TeacherConfig, TeacherTrainConfig
+from occfau_lib.config import EngineConfig, TeacherConfig, TeacherTrainConfig
 from occfau_lib.data import ArrayDataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
@@ -264,3 +264,30 @@ def test_interrupted_teacher_resumes_to_the_uninterrupted_result(interrupt, tmp_
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
     assert h_resumed["loss"] == h_straight["loss"] and h_resumed["step"] == list(range(1, 10))
+
+
+def test_loader_workers_change_nothing_in_the_result():
+    """Batches decoded by 2 loader processes train the same teacher as loading in the training
+    process: each epoch's order is drawn before its augmentations, workers only fetch."""
+    ds = toy_dataset(n_per_subject=4)
+    cfg = TeacherTrainConfig(epochs=2, batch_size=8, lr=3e-3, occlusion_patch=8)
+    inline, h_inline = teacher.train_teacher(ds, TINY, cfg, progress=False, log_every=1)
+    engine = train.Engine("cpu", EngineConfig(workers=2))
+    loaded, h_loaded = teacher.train_teacher(ds, TINY, cfg, engine, progress=False, log_every=1)
+    for (name, a), b in zip(inline.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert h_loaded["loss"] == h_inline["loss"]
+
+
+def test_bf16_teacher_trains_close_to_fp32_and_is_cached_apart(tmp_path, monkeypatch):
+    monkeypatch.setenv("OCCFAU_DATA_DIR", str(tmp_path))
+    ds = toy_dataset(n_per_subject=4)
+    cfg = TeacherTrainConfig(epochs=2, batch_size=8, lr=3e-3)
+    fp32, h32 = teacher.trained_teacher(ds, 1, {"toy": 1}, TINY, cfg, progress=False)
+    bf16, h16 = teacher.trained_teacher(ds, 1, {"toy": 1}, TINY, cfg, train.Engine("cpu", EngineConfig("bf16")),
+                                        progress=False)
+    assert len(list((tmp_path / "cache").glob("teacher-*.pt"))) == 2  # the precision is part of the key
+    assert all(math.isfinite(v) for v in h16["loss"])
+    assert h16["loss"] != h32["loss"]  # really computed in bf16 ...
+    assert np.allclose(h16["loss"], h32["loss"], rtol=0.1, atol=0.02)  # ... and close to fp32
+    assert all(p.dtype == torch.float32 for p in bf16.parameters())  # weights stay fp32 (autocast)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from occfau_lib import train
+from occfau_lib.config import EngineConfig
 
 
 def test_lr_schedule():
@@ -63,13 +64,54 @@ def test_record_logs_every_n_steps_and_the_last():
     assert bar.n == 7 and bar.postfix == {"loss": "7.0000"}
 
 
-def test_batches_cover_each_epoch_once_sorted_and_reshuffled():
-    out = list(train.batches(10, 3, 2, torch.Generator().manual_seed(0)))
-    assert len(out) == 2 * 3 and all(len(b) == 3 and (np.diff(b) > 0).all() for b in out)
-    first, second = np.concatenate(out[:3]), np.concatenate(out[3:])
-    assert len(set(first)) == 9 and len(set(second)) == 9  # no row twice in an epoch; one left out
-    again = list(train.batches(10, 3, 2, torch.Generator().manual_seed(0)))
-    assert all(np.array_equal(a, b) for a, b in zip(out, again))
-    assert not all(np.array_equal(a, b) for a, b in zip(out[:3], out[3:]))
+def test_epoch_batches_cover_each_epoch_once_sorted_and_reshuffled():
+    gen = torch.Generator().manual_seed(0)
+    first, second = train.epoch_batches(10, 3, gen), train.epoch_batches(10, 3, gen)
+    assert len(first) == len(second) == 3
+    assert all(len(b) == 3 and (np.diff(b) > 0).all() for b in first + second)
+    assert len(set(np.concatenate(first))) == 9 and len(set(np.concatenate(second))) == 9  # one row left out
+    again = torch.Generator().manual_seed(0)
+    assert all(np.array_equal(a, b) for a, b in zip(first, train.epoch_batches(10, 3, again)))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, second))
     with pytest.raises(ValueError, match="2 training images are fewer than one batch of 3"):
         train.steps_per_epoch(2, 3)
+
+
+def test_engine_defaults_change_nothing_on_cpu():
+    engine = train.Engine.of("cpu")
+    assert engine == train.Engine("cpu") and train.Engine.of(engine) is engine
+    assert not engine.cuda and not engine.channels_last and engine.key() == {}
+    lin = torch.nn.Linear(4, 4)
+    with engine.autocast():
+        assert lin(torch.ones(1, 4)).dtype == torch.float32
+    conv = engine.place(torch.nn.Conv2d(3, 4, 3), conv=True)
+    assert conv.weight.is_contiguous()  # no channels-last on CPU
+    opt = engine.adamw(lin.parameters(), lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95))
+    assert not opt.defaults["fused"] and opt.defaults["betas"] == (0.9, 0.95)
+    assert train.local_device("cuda") == "cuda" and train.local_device("cpu") == "cpu"  # not under torchrun
+
+
+def test_engine_bf16_autocasts_and_keys_the_cache():
+    engine = train.Engine("cpu", EngineConfig(precision="bf16"))
+    lin = torch.nn.Linear(4, 4)
+    with engine.autocast():
+        assert lin(torch.ones(1, 4)).dtype == torch.bfloat16
+    assert lin.weight.dtype == torch.float32
+    assert engine.key() == {"precision": "bf16"}
+
+
+def test_engine_on_cuda_uses_the_fused_optimiser_and_channels_last():
+    engine = train.Engine("cuda:0", EngineConfig(precision="bf16", workers=8))
+    assert engine.cuda and engine.channels_last
+    assert not train.Engine("cuda", EngineConfig(channels_last=False)).channels_last
+    if torch.cuda.is_available():
+        conv = engine.place(torch.nn.Conv2d(3, 4, 3), conv=True)
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+        assert engine.adamw(conv.parameters(), lr=1e-3, weight_decay=0.0).defaults["fused"]
+
+
+@pytest.mark.parametrize("bad, message", [({"precision": "fp16"}, "precision must be 'fp32' or 'bf16'"),
+                                          ({"workers": -1}, "workers must be >= 0")])
+def test_engine_config_refuses_bad_values(bad, message):
+    with pytest.raises(ValueError, match=message):
+        EngineConfig(**bad)
