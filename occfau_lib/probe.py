@@ -287,6 +287,23 @@ def pixel_features(images: np.ndarray) -> np.ndarray:
     return images.reshape(len(images), -1).astype(np.float32) / 255
 
 
+def subject_centred(features: np.ndarray, subjects: np.ndarray) -> np.ndarray:
+    """Person-specific normalisation: each subject's mean feature subtracted from their frames
+    (float32 (N, ...) -> same shape). Uses no labels, only which frames belong to one person -- at
+    test time that person's own unlabelled frames, as OpenFace's AU detectors do (Baltrusaitis
+    et al., 2015). What stays is how a frame differs from its person's average: expression, pose,
+    not identity or the recording session."""
+    features = np.asarray(features, np.float32)
+    subjects = np.asarray(subjects)
+    if len(subjects) != len(features):
+        raise ValueError(f"{len(features)} feature rows but {len(subjects)} subject ids")
+    out = features.copy()
+    for subject in np.unique(subjects):
+        rows = subjects == subject
+        out[rows] -= features[rows].mean(0)
+    return out
+
+
 def retained(results: dict[str, dict], aus: Sequence[int], reference: dict | None = None) -> np.ndarray:
     """F1 per condition and AU as a matrix (n_conditions, n_au), in the order of ``results``;
     with a ``reference`` result (the clean features), the fraction of its F1 that each condition

@@ -403,3 +403,21 @@ def test_model_fingerprint_tracks_the_weights():
     with torch.no_grad():
         b.vit.embeddings.cls_token += 1e-3
     assert probe.model_fingerprint(a) != probe.model_fingerprint(b)
+
+
+def test_subject_centred_removes_each_persons_mean_and_helps_a_probe():
+    rng = np.random.default_rng(0)
+    ds = toy_dataset(n_subjects=6, per_subject=40)
+    # identity offsets 10x larger than the AU signal: a probe has to see past them
+    identity = rng.normal(0, 10, (6, 8)).astype(np.float32)
+    person = np.array([int(s[1:]) for s in ds.subjects])
+    x = identity[person] + rng.normal(0, 1, (len(ds), 8)).astype(np.float32)
+    x[:, : len(AUS)] += 2.0 * ds.labels
+    centred = probe.subject_centred(x, ds.subjects)
+    assert centred.shape == x.shape and centred.dtype == np.float32
+    for s in np.unique(ds.subjects):
+        assert np.allclose(centred[ds.subjects == s].mean(0), 0, atol=1e-4)
+    raw = probe.probe_folds(x, ds, epochs=20)["avg_f1"]
+    assert probe.probe_folds(centred, ds, epochs=20)["avg_f1"] > raw + 0.05
+    with pytest.raises(ValueError, match="subject ids"):
+        probe.subject_centred(x, ds.subjects[:-1])
