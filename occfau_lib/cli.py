@@ -58,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 class Run:
-    """What every stage needs: the resolved profile, the dataset, its cache key, the device, the log."""
+    """What every stage needs: the resolved profile, the dataset, its cache key, the engine, the log."""
 
     def __init__(self, args: argparse.Namespace):
         import torch
@@ -91,7 +91,6 @@ class Run:
         self.rank, self.world = distributed()  # (0, 1) unless started by torchrun
         device = local_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.engine = Engine(device, self.profile.engine)  # with the preset's precision and loader workers
-        self.device = device
         self.out = Path(args.out or Path("runs") / self.profile.name)
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -119,7 +118,7 @@ class Run:
         from . import mae
 
         if self.weights:
-            return mae.load_mae(self.weights, self.profile.mae).to(self.device), {}
+            return mae.load_mae(self.weights, self.profile.mae).to(self.engine.device), {}
         if self.args.dataset == "synthfacs":
             return mae.mae_for_profile(self.profile, self.engine, resume=self.args.resume)
         return mae.pretrained_mae(self.ds.images, mae.MAE_CONFIGS[self.profile.mae], self.profile.pretrain,
