@@ -25,7 +25,7 @@ import torch
 
 from occfau_lib import mae, occlusion, student, teacher
 from occfau_lib.config import TEACHER_CONFIGS, get_profile
-from occfau_lib.data import load_dataset
+from occfau_lib.loaders import load_dataset
 
 
 def timed(fn, batches) -> float:

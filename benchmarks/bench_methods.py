@@ -19,7 +19,7 @@ from pathlib import Path
 
 from occfau_lib import distill, mae, metrics, occlusion
 from occfau_lib.config import get_profile
-from occfau_lib.data import load_dataset
+from occfau_lib.loaders import load_dataset
 from occfau_lib.synthfacs import world_key
 
 

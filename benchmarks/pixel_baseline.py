@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from occfau_lib import metrics
 from occfau_lib.aus import au_set
 from occfau_lib.config import get_profile
-from occfau_lib.data import load_dataset
+from occfau_lib.loaders import load_dataset
 
 
 def pixels(ds) -> np.ndarray:

@@ -6,7 +6,11 @@ that contains the hash of the config that produced it; the file also stores that
 - a file whose stored config differs from the one asked for, or that cannot be read, is
   rebuilt with a warning;
 - files are written atomically (temporary file + ``os.replace``): an interrupted run never
-  leaves a half-written artefact behind.
+  leaves a half-written artefact behind, and the temporary files of runs that were killed are
+  removed by the next write in the same folder;
+- every checkpoint is read by :func:`read_state` (``weights_only``): a file it cannot read is a
+  :class:`CorruptFile` error naming it, which the cache turns into "rebuilt with a warning" and
+  which reaches the user as is when the file was theirs (official weights).
 """
 from __future__ import annotations
 
@@ -14,9 +18,13 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
+import torch
 
 DATA_ENV = "OCCFAU_DATA_DIR"
 
@@ -47,10 +55,56 @@ def config_hash(config: Any, length: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+class CorruptFile(ValueError):
+    """A checkpoint that cannot be read (truncated, not a PyTorch file, not a dict); the message names it."""
+
+
+def read_state(path: str | Path) -> dict:
+    """The dict saved at ``path`` with ``torch.save``, loaded onto the CPU with ``weights_only=True``
+    (no code is ever unpickled). Anything unreadable raises :class:`CorruptFile` naming the file."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # truncated zip, random bytes, an unpickler refusing the content...
+        reason = (str(err).strip().splitlines() or [""])[0][:120]  # torch's messages run to paragraphs
+        raise CorruptFile(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {reason})") from None
+    if not isinstance(state, dict):
+        raise CorruptFile(f"{path}: expected a checkpoint dict, found {type(state).__name__}")
+    return state
+
+
+_TMP = re.compile(r"^\..+\.(\d+)\.tmp$")  # the temporary name atomic_write uses: .<name>.<pid>.tmp
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_tmp(folder: Path) -> int:
+    """Delete the temporary files that killed writers left in ``folder`` (their process is gone);
+    returns how many. Called by every :func:`atomic_write`, so they never pile up."""
+    removed = 0
+    for tmp in Path(folder).glob(".*.tmp"):
+        match = _TMP.match(tmp.name)
+        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` then move the result onto ``path`` in one step."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
@@ -70,7 +124,8 @@ def load_or_build(
     """Load the artefact at ``path`` if its stored config equals ``config``, else build and save it.
 
     ``save(obj, config_dict, tmp_path)`` writes the artefact with its config;
-    ``load(path) -> (obj, stored_config_dict)`` reads both back.
+    ``load(path) -> (obj, stored_config_dict)`` reads both back (checkpoints through
+    :func:`read_state`); a file ``load`` cannot read is rebuilt with a warning.
     """
     path = Path(path)
     wanted = config_dict(config)
@@ -78,7 +133,8 @@ def load_or_build(
         try:
             obj, stored = load(path)
         except Exception as err:  # a corrupt or truncated file is rebuilt, never used
-            warnings.warn(f"cannot read cached {path.name} ({err}); rebuilding it", stacklevel=2)
+            detail = str(err).removeprefix(f"{path}: ")
+            warnings.warn(f"cannot read cached {path} ({detail}); rebuilding it", stacklevel=2)
         else:
             if stored == wanted:
                 return obj
@@ -90,15 +146,19 @@ def load_or_build(
 
 def save_npz(arrays: dict, config: dict, path: Path) -> None:
     """Write named arrays plus their config to an ``.npz`` (the ``save`` of :func:`load_or_build`)."""
-    import numpy as np
-
     with Path(path).open("wb") as f:
         np.savez(f, config=np.array(json.dumps(config)), **arrays)
 
 
 def load_npz(path: Path) -> tuple[dict, dict]:
     """Read what :func:`save_npz` wrote: (arrays, config) (the ``load`` of :func:`load_or_build`)."""
-    import numpy as np
-
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files if k != "config"}, json.loads(str(z["config"]))
+
+
+
+def save_model(obj: tuple[torch.nn.Module, dict], config: dict, path: Path) -> None:
+    """Write ``(model, history)`` with its config as ``{"model", "history", "config"}`` (the ``save``
+    of :func:`load_or_build` for a trained model; read back with :func:`read_state`)."""
+    model, history = obj
+    torch.save({"model": model.state_dict(), "history": history, "config": config}, path)

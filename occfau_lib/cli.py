@@ -28,6 +28,16 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
+import yaml
+
+from .cache import atomic_write, config_hash
+from .config import run_config
+from .loaders import load_dataset
+from .mae import WEIGHTS_ENV
+from .synthfacs import world_key
+from .train import Engine, distributed, local_device
+
 STAGES = {
     "pretrain-mae": "pretrain the MAE on the dataset's faces (or load official weights: --mae-weights)",
     "train-teacher": "train the ME-GraphAU-style teacher of each fold on clean faces",
@@ -44,6 +54,17 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--config", default="demo", help="preset (smoke, demo, paper-bp4d, paper-disfa) or YAML file")
         p.add_argument("--dataset", default="synthfacs", choices=["synthfacs", "bp4d", "disfa", "csv"])
         p.add_argument("--data-root", default=None, help="dataset folder (csv: the CSV file); not for synthfacs")
+        p.add_argument("--labels", default=None, help="bp4d/disfa: label folder, relative to --data-root or absolute "
+                                                      "(default: AU_OCC or AUCoding/AU_OCC; ActionUnit_Labels)")
+        p.add_argument("--images", default=None, help="bp4d/disfa: frame folder, relative to --data-root or absolute "
+                                                      "(default: images or img)")
+        p.add_argument("--resize", action="store_true",
+                       help="file datasets: resize square face crops of another size to the config's image size")
+        p.add_argument("--numbering", default=None, choices=["auto", "0", "1"],
+                       help="disfa: image numbering, 0 = ME-GraphAU's (label frame f -> (f-1).png), "
+                            "1 = as the labels (f -> f.png), auto (default) = detect per subject")
+        p.add_argument("--threshold", type=int, default=None,
+                       help="disfa: AU present when its intensity is at least this (1..5, default 2)")
         p.add_argument("--fold", type=int, action="append", choices=[1, 2, 3], default=None,
                        help="a subject-exclusive fold; repeat for several (default: the config's folds; "
                             "distill and evaluate: its distill_folds)")
@@ -51,6 +72,9 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
         p.add_argument("--resume", action="store_true",
                        help="continue an interrupted training from its last epoch checkpoint (default: start over)")
+        p.add_argument("--overwrite", action="store_true",
+                       help="reuse a run directory made with another config: its config and records are replaced "
+                            "(default: refuse, so one directory holds one run)")
         p.add_argument("--mae-weights", default=None,
                        help="official MAE weights (HF folder or .pth); required by the paper presets")
         p.add_argument("overrides", nargs="*", metavar="key=value", help="override settings, e.g. distill.epochs=2")
@@ -58,16 +82,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 class Run:
-    """What every stage needs: the resolved profile, the dataset, its cache key, the engine, the log."""
+    """What every stage needs: the resolved profile, the dataset, its cache key, the engine, the log.
+
+    Everything a user gives is checked here, before any data is read or model trained: settings
+    (:func:`config.run_config`), the device, the MAE weights' path, dataset flags; then the
+    dataset's labels (:mod:`occfau_lib.loaders`). A run directory holds one run: reusing it with
+    another config is refused unless ``--overwrite``.
+    """
 
     def __init__(self, args: argparse.Namespace):
-        import torch
-
-        from .config import run_config
-        from .data import load_dataset
-
-        from .mae import WEIGHTS_ENV
-
         self.args = args
         self.profile = run_config(args.config, args.overrides)
         self.weights = args.mae_weights or os.environ.get(WEIGHTS_ENV)
@@ -75,32 +98,54 @@ class Run:
             raise ValueError(f"config {self.profile.name!r} uses the {self.profile.mae!r} MAE (ViT-B/16): give the "
                              "official weights with --mae-weights PATH (a Hugging Face ViTMAEForPreTraining folder "
                              "with config.json + model.safetensors, or a facebookresearch/timm .pth checkpoint)")
+        if self.weights and not Path(self.weights).exists():
+            raise FileNotFoundError(f"--mae-weights: no such file or folder: {self.weights}")
+        self.rank, self.world = distributed()  # (0, 1) unless started by torchrun
+        self.engine = Engine(check_device(args.device), self.profile.engine)  # precision, loader workers
+        self.ds, self.data_key = self._dataset()
+        self.out = Path(args.out or Path("runs") / self.profile.name)
+        if self.rank == 0:
+            self._claim_out()
+
+    def _dataset(self):
+        """The dataset and its cache key: SynthFACS by its config, a file dataset by content."""
+        args = self.args
+        kwargs = {k: v for k, v in (("labels", args.labels), ("images", args.images), ("threshold", args.threshold),
+                                    ("numbering", args.numbering)) if v is not None}
+        allowed = {"synthfacs": set(), "csv": set(), "bp4d": {"labels", "images"},
+                   "disfa": {"labels", "images", "threshold", "numbering"}}[args.dataset]
+        wrong = sorted(set(kwargs) - allowed) + (["resize"] if args.resize and args.dataset == "synthfacs" else [])
+        if wrong:
+            raise ValueError(f"--{', --'.join(wrong)} cannot be used with --dataset {args.dataset}")
+        if "numbering" in kwargs and kwargs["numbering"] != "auto":
+            kwargs["numbering"] = int(kwargs["numbering"])
         if args.dataset == "synthfacs":
             if args.data_root:
                 raise ValueError("--data-root is for bp4d, disfa and csv; SynthFACS is rendered, not read")
-            from .synthfacs import world_key
-
             aus = "disfa" if self.profile.name == "paper-disfa" else "bp4d"
-            self.ds = load_dataset("synthfacs", profile=self.profile, aus=aus, progress=False)
-            self.data_key = world_key(self.profile.data)
-        else:
-            self.ds = load_dataset(args.dataset, args.data_root, profile=self.profile)
-            self.data_key = {"dataset": args.dataset, "root": str(Path(args.data_root).resolve()), "n": len(self.ds)}
-        from .train import Engine, distributed, local_device
+            return (load_dataset("synthfacs", profile=self.profile, aus=aus, progress=False),
+                    world_key(self.profile.data))
+        ds = load_dataset(args.dataset, args.data_root, profile=self.profile, resize=args.resize, **kwargs)
+        return ds, ds.key()
 
-        self.rank, self.world = distributed()  # (0, 1) unless started by torchrun
-        device = local_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.engine = Engine(device, self.profile.engine)  # with the preset's precision and loader workers
-        self.out = Path(args.out or Path("runs") / self.profile.name)
-        if self.rank == 0:
-            self.out.mkdir(parents=True, exist_ok=True)
-            self._write_config()
-
-    def _write_config(self) -> None:
-        import yaml
-
+    def _claim_out(self) -> None:
+        """Write ``config.yaml``; a directory that holds another config's run is refused (or, with
+        ``--overwrite``, emptied of that run's config and records)."""
         resolved = {"base": self.profile.name, **{k: v for k, v in asdict(self.profile).items() if k != "name"}}
-        (self.out / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(resolved)), sort_keys=False))
+        text = yaml.safe_dump(json.loads(json.dumps(resolved)), sort_keys=False)
+        config_file = self.out / "config.yaml"
+        if config_file.exists() and config_file.read_text() != text:
+            if not self.args.overwrite:
+                old = yaml.safe_load(config_file.read_text()) or {}
+                changed = sorted(_changed(old, yaml.safe_load(text)))
+                raise ValueError(f"{self.out} holds a run made with another config (differs in: "
+                                 f"{', '.join(changed[:6]) or 'format'}); use another --out, or --overwrite "
+                                 "to replace that run's config and records")
+            for name in ("metrics.jsonl", "f1_per_au.md", "f1_per_au.csv"):
+                (self.out / name).unlink(missing_ok=True)
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write(config_file, lambda tmp: tmp.write_text(text))
+        self.config_id = config_hash(resolved)
 
     def folds(self, default) -> tuple[int, ...]:
         return tuple(self.args.fold or default)
@@ -109,9 +154,14 @@ class Run:
         """Append one JSON line to ``<out>/metrics.jsonl`` and print a short form (rank 0 only)."""
         if self.rank > 0:
             return
-        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "stage": self.args.stage, **record}
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "stage": self.args.stage, "config": self.config_id,
+                  **record}
+        line = (json.dumps(record) + "\n").encode()
+        fd = os.open(self.out / "metrics.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:  # one write of the whole line in append mode: a killed run never leaves half a record
+            os.write(fd, line)
+        finally:
+            os.close(fd)
         print(" ".join(f"{k}={v}" for k, v in record.items() if not isinstance(v, (dict, list))))
 
     def mae(self):
@@ -121,7 +171,7 @@ class Run:
             return mae.load_mae(self.weights, self.profile.mae).to(self.engine.device), {}
         if self.args.dataset == "synthfacs":
             return mae.mae_for_profile(self.profile, self.engine, resume=self.args.resume)
-        return mae.pretrained_mae(self.ds.images, mae.MAE_CONFIGS[self.profile.mae], self.profile.pretrain,
+        return mae.pretrained_mae(self.ds, mae.MAE_CONFIGS[self.profile.mae], self.profile.pretrain,
                                   self.data_key, self.engine, resume=self.args.resume)
 
     def teacher(self, fold: int):
@@ -135,6 +185,39 @@ class Run:
 
         return trained_student(self.ds, fold, self.data_key, encoder, teacher, self.profile.distill, self.engine,
                                resume=self.args.resume)
+
+
+def check_device(name: str | None) -> str:
+    """The device to train on (default: cuda if available), checked before any work: a name
+    torch does not know, or a GPU this machine does not have, is a ValueError saying what exists."""
+    if name is None:
+        return local_device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name!r} is not a device; use cpu, cuda or cuda:<index>")
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise ValueError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"--device {name}: this machine has {count} GPU(s) (cuda:0..cuda:{count - 1})")
+    return local_device(name)
+
+
+def _changed(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ between two nested config dicts."""
+    keys = set(old) | set(new)
+    out = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _changed(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}")
+    return out
 
 
 def summary(history: dict) -> dict:
@@ -217,12 +300,11 @@ def evaluate(run: Run) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    stages = {"pretrain-mae": pretrain_mae, "train-teacher": train_teacher, "distill": distill, "evaluate": evaluate}
     try:
-        run = Run(args)
-    except (ValueError, FileNotFoundError) as err:
+        stages[args.stage](Run(args))
+    except (ValueError, FileNotFoundError) as err:  # bad settings, data, weights: named, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
-    stages = {"pretrain-mae": pretrain_mae, "train-teacher": train_teacher, "distill": distill, "evaluate": evaluate}
-    stages[args.stage](run)
     return 0
 

@@ -13,6 +13,19 @@ PROFILE_ENV = "OCCFAU_PROFILE"
 DEFAULT_PROFILE = "demo"
 
 
+def check_schedule(cfg, lr_field: str = "lr") -> None:
+    """The checks every training schedule shares (MAE pretraining, teacher, student): a run with
+    no epochs, an empty batch or a negative learning rate is refused before any work."""
+    if cfg.epochs < 1:
+        raise ValueError(f"epochs must be >= 1; got {cfg.epochs}")
+    if cfg.batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {cfg.batch_size}")
+    if not getattr(cfg, lr_field) >= 0:  # 0 is allowed: a frozen run (tests use it)
+        raise ValueError(f"{lr_field} must be >= 0; got {getattr(cfg, lr_field)}")
+    if cfg.warmup_epochs < 0 or cfg.weight_decay < 0:
+        raise ValueError(f"warmup_epochs and weight_decay must be >= 0; got {cfg.warmup_epochs}, {cfg.weight_decay}")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Size of the SynthFACS world a profile generates (hashed to key the dataset cache)."""
@@ -22,6 +35,11 @@ class DataConfig:
     n_tasks: int = 8  # sequences per subject (BP4D: 8 elicitation tasks T1..T8)
     frames_per_task: int = 40  # frames sampled from each onset-apex-offset sequence
     seed: int = 0  # the world's seed: identities, expressions, nuisances
+
+    def __post_init__(self):
+        small = {k: v for k, v in vars(self).items() if k != "seed" and v < 1}
+        if small:
+            raise ValueError(f"sizes must be >= 1; got {small}")
 
     @property
     def n_images(self) -> int:
@@ -71,6 +89,9 @@ class PretrainConfig:
     warmup_epochs: int = 2  # MAE paper: 40
     seed: int = 0
 
+    def __post_init__(self):
+        check_schedule(self, "base_lr")
+
     @property
     def lr(self) -> float:
         return self.base_lr * self.batch_size / 256
@@ -112,6 +133,9 @@ class TeacherTrainConfig:
     #                           (the MAE's): the "teacher + occlusion augmentation" baseline of notebook 04
     seed: int = 0
 
+    def __post_init__(self):
+        check_schedule(self)
+
 
 @dataclass(frozen=True)
 class DistillConfig:
@@ -137,6 +161,11 @@ class DistillConfig:
     augment: bool = False  # shift + flip before occluding; off: the position-specific linear mapping
     #                        generalised worse with it (demo fold 1 clean F1 17.0 vs 34.0) [ours]
     seed: int = 0
+
+    def __post_init__(self):
+        check_schedule(self)
+        if self.depth is not None and self.depth < 1:
+            raise ValueError(f"depth must be >= 1 (MAE blocks read) or null (all); got {self.depth}")
 
 
 @dataclass(frozen=True)
@@ -287,6 +316,9 @@ def run_config(config: str, overrides=()) -> Profile:
     for key, table in (("mae", MAE_CONFIGS), ("teacher", TEACHER_CONFIGS)):
         if getattr(profile, key) not in table:
             raise ValueError(f"setting {key!r} = {getattr(profile, key)!r} is not one of {sorted(table)}")
+    for key in ("batch_size", "probe_epochs"):
+        if getattr(profile, key) < 1:
+            raise ValueError(f"setting {key!r} must be >= 1; got {getattr(profile, key)}")
     if not set(profile.folds) | set(profile.distill_folds) <= {1, 2, 3}:
         raise ValueError(f"folds must be among 1, 2, 3; got {profile.folds} / {profile.distill_folds}")
     return profile
@@ -312,7 +344,7 @@ def _apply(obj, changes: dict, where: str):
             updates[key] = _coerce(value, current, known[key].type, path)
     try:
         return replace(obj, **updates)
-    except ValueError as err:  # a dataclass's own check (EngineConfig.__post_init__)
+    except ValueError as err:  # a dataclass's own check (__post_init__: schedules, EngineConfig)
         raise ValueError(f"setting {where.rstrip('.') or 'profile'!r}: {err}") from None
 
 

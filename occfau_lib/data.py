@@ -16,46 +16,16 @@ Two storage kinds: :class:`ArrayDataset` keeps uint8 images in memory (SynthFACS
 :class:`FileDataset` reads image files lazily, checking each one (missing, corrupt, not RGB,
 wrong size) with an error that names the file.
 
-BP4D and DISFA are licensed and never shipped; obtain them from their owners, then lay them out
-as below and call :func:`load_dataset` (or the loader directly). Images must already be face
-crops, square and RGB; pass ``resize=True`` to scale square crops to ``image_size``.
-
-BP4D (``load_bp4d(root)``), the official occurrence files plus one folder of frames per task::
-
-    root/AU_OCC/F001_T1.csv            # <Subject>_<Task>.csv, as distributed with BP4D
-    root/images/F001/T1/0001.jpg       # <Subject>/<Task>/<frame>.jpg or .png
-
-  Each CSV has a header row whose first cell names the frame column (usually ``0``) and whose
-  other cells are AU numbers (``1,2,4,5,6,7,...``); then one row per frame with 0 (absent),
-  1 (present) or 9 (unknown, loaded as -1). Frame file names are the frame number, zero-padded
-  or not (``0001.jpg`` and ``1.jpg`` are both frame 1). Labelled frames without an image are
-  skipped and counted in ``ds.skipped_frames``.
-
-DISFA (``load_disfa(root)``), the official intensity files plus the left-camera frames::
-
-    root/ActionUnit_Labels/SN001/SN001_au1.txt   # one file per AU, lines "frame,intensity"
-    root/images/SN001/0001.jpg                   # <Subject>/<frame>.jpg or .png (left camera)
-
-  Intensities run 0..5; an AU is present when its intensity is at least ``threshold`` (2, the
-  usual choice). All AU files of a subject must list the same frames.
-
-Both use the official subject-exclusive parts (``BP4D_PARTS``, ``DISFA_PARTS``), so results
-compare with the literature; a tree holding only some subjects gives smaller parts.
-
-Any other dataset (``load_csv(path, image_size)``), one CSV row per image::
-
-    image,subject,AU1,AU2,AU12,part      # "part" (1, 2 or 3) is optional
-    faces/a_0001.png,a,1,0,,1            # image path: absolute or relative to the CSV's folder
-
-  AU columns are named ``AU<number>``; values 0 or 1, and empty, -1 or 9 for unknown. Without a
-  ``part`` column, subjects are dealt into three parts by :func:`default_parts`.
+The file datasets (BP4D, DISFA, any CSV) are read and validated by :mod:`occfau_lib.loaders`,
+which also holds the one entry point :func:`~occfau_lib.loaders.load_dataset`; the SynthFACS
+world is rendered by :mod:`occfau_lib.synthfacs`. Both build the classes defined here.
 """
 from __future__ import annotations
 
 import copy
-import csv
+import hashlib
+import json
 import os
-import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -63,31 +33,12 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .aus import ALL_AUS, BP4D_AUS, DISFA_AUS, au_labels, au_set, parse_au_label
-from .config import Profile, get_profile
+from .aus import au_labels, au_set
 
 Parts = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
 
-#: Official BP4D subject-exclusive parts (41 subjects) used by the 3-fold protocol.
-BP4D_PARTS: Parts = (
-    ("F001", "M007", "F018", "F008", "F002", "M004", "F010",
-     "F009", "M012", "M001", "F016", "M014", "F023", "M008"),
-    ("M011", "F003", "M010", "M002", "F005", "F022", "M018",
-     "M017", "F013", "M016", "F020", "F011", "M013", "M005"),
-    ("F007", "F015", "F006", "F019", "M006", "M009", "F012",
-     "M003", "F004", "F021", "F017", "M015", "F014"),
-)
-#: Official DISFA subject-exclusive parts (27 subjects) used by the 3-fold protocol.
-DISFA_PARTS: Parts = (
-    ("SN002", "SN010", "SN001", "SN026", "SN027", "SN032", "SN030", "SN009", "SN016"),
-    ("SN013", "SN018", "SN011", "SN028", "SN012", "SN006", "SN031", "SN021", "SN024"),
-    ("SN003", "SN029", "SN023", "SN025", "SN008", "SN005", "SN007", "SN017", "SN004"),
-)
-
 #: Image file types the loaders pick up as frames.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-#: Names accepted by :func:`load_dataset`.
-DATASETS = ("synthfacs", "bp4d", "disfa", "csv")
 
 
 def default_parts(subjects: Sequence[str]) -> Parts:
@@ -342,6 +293,21 @@ class FileDataset(AUDataset):
         except (UnidentifiedImageError, OSError, SyntaxError) as err:
             raise ValueError(f"{path}: image file is corrupt or cannot be decoded ({err})") from err
 
+    def key(self) -> dict:
+        """What identifies this dataset in the cache keys of everything trained on it: a content
+        fingerprint of the labels (values, AU columns, subjects, parts) and of the image list
+        (each file's path, size and modification time), plus the image size and resize rule. A
+        relabelled row, a re-cropped or touched image, another subset: a different key, so a
+        model trained on the old data is never reused. Costs one ``stat`` per file."""
+        labels = hashlib.sha256(self.labels.tobytes())
+        labels.update(json.dumps([list(self.aus), self.subjects.tolist(), self.parts]).encode())
+        files = hashlib.sha256()
+        for path in self.paths:
+            st = os.stat(path)
+            files.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return {"dataset": self.name, "n": len(self), "image_size": self.image_size, "resize": bool(self.resize),
+                "labels": labels.hexdigest()[:16], "images": files.hexdigest()[:16]}
+
     def batch_images(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """Decode a batch's files on :data:`LOAD_WORKERS` threads (PIL releases the GIL while it
         decodes), in ``rows`` order: the same array as one by one, several times faster on many
@@ -359,223 +325,7 @@ class FileDataset(AUDataset):
 LOAD_WORKERS = min(8, os.cpu_count() or 1)
 
 
-def _frame_files(directory: Path) -> dict[int, Path]:
-    """Frame number -> image file in ``directory``; ``0001.jpg`` and ``1.png`` are both frame 1."""
-    frames: dict[int, Path] = {}
-    if not directory.is_dir():
-        return frames
-    for path in sorted(directory.iterdir()):
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.stem.isdigit():
-            frame = int(path.stem)
-            if frame in frames:
-                raise ValueError(f"two images for frame {frame}: {frames[frame]} and {path}")
-            frames[frame] = path
-    return frames
+def load_dataset(*args, **kwargs):  # TEMPORARY while notebooks move to occfau_lib.loaders
+    from .loaders import load_dataset as real
 
-
-def _require_dir(path: Path, what: str) -> Path:
-    if not path.is_dir():
-        raise FileNotFoundError(f"{what} directory not found: {path}")
-    return path
-
-
-def load_bp4d(
-    root: str | Path, image_size: int = 224, aus: str | Sequence[int] = BP4D_AUS, resize: bool = False
-) -> FileDataset:
-    """BP4D from the layout in the module docstring: AU_OCC/*.csv labels, images/<Subject>/<Task>/ frames."""
-    root = _require_dir(Path(root), "BP4D root")
-    aus = au_set(aus)
-    label_files = sorted(_require_dir(root / "AU_OCC", "BP4D label").glob("*.csv"))
-    if not label_files:
-        raise FileNotFoundError(f"no BP4D label files (<Subject>_<Task>.csv) in {root / 'AU_OCC'}")
-    paths, rows, subjects = [], [], []
-    skipped = 0
-    frames_per_subject: dict[str, int] = {}
-    for csv_path in label_files:
-        subject, _, task = csv_path.stem.partition("_")
-        if not task:
-            raise ValueError(f"{csv_path}: label file name must be <Subject>_<Task>.csv")
-        with open(csv_path, newline="") as f:
-            table = [row for row in csv.reader(f) if row]
-        if not table:
-            raise ValueError(f"{csv_path}: empty label file")
-        columns = {parse_au_label(cell): j for j, cell in enumerate(table[0]) if j > 0}
-        missing = [a for a in aus if a not in columns]
-        if missing:
-            raise ValueError(f"{csv_path}: no column for {au_labels(missing)}")
-        images = _frame_files(root / "images" / subject / task)
-        frames_per_subject[subject] = frames_per_subject.get(subject, 0) + len(images)
-        for r, row in enumerate(table[1:], start=2):
-            if len(row) != len(table[0]) or not row[0].strip().isdigit():
-                raise ValueError(
-                    f"{csv_path}, row {r}: expected a frame number and {len(table[0]) - 1} labels, got {row}"
-                )
-            values = [row[columns[a]].strip() for a in aus]
-            for a, value in zip(aus, values):
-                if value not in ("0", "1", "9"):
-                    raise ValueError(f"{csv_path}, row {r}, column AU{a}: label {value!r} is not 0, 1 or 9")
-            image = images.get(int(row[0]))
-            if image is None:
-                skipped += 1
-                continue
-            paths.append(image)
-            rows.append([-1 if v == "9" else int(v) for v in values])
-            subjects.append(subject)
-    for subject, n_images in frames_per_subject.items():
-        if n_images == 0:
-            raise FileNotFoundError(
-                f"BP4D subject {subject} has labels but no frame images under {root / 'images' / subject}"
-            )
-    labels = np.array(rows, dtype=np.int8).reshape(-1, len(aus))  # (N, n_au)
-    dataset = FileDataset(paths, labels, subjects, aus, "BP4D", image_size, BP4D_PARTS, resize)
-    dataset.skipped_frames = skipped
-    return dataset
-
-
-def _read_intensities(path: Path) -> tuple[list[int], list[int]]:
-    """Frames and intensities (0..5) of one DISFA ``<Subject>_au<k>.txt`` file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"DISFA label file not found: {path}")
-    frames, intensities = [], []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            frame, intensity = (int(v) for v in line.split(","))
-        except ValueError:
-            raise ValueError(f"{path}, line {n}: expected 'frame,intensity', got {line!r}") from None
-        if not 0 <= intensity <= 5:
-            raise ValueError(f"{path}, line {n}: intensity {intensity} is outside 0..5")
-        frames.append(frame)
-        intensities.append(intensity)
-    return frames, intensities
-
-
-def load_disfa(
-    root: str | Path,
-    image_size: int = 224,
-    aus: str | Sequence[int] = DISFA_AUS,
-    resize: bool = False,
-    threshold: int = 2,
-) -> FileDataset:
-    """DISFA from the layout in the module docstring; an AU is present iff its intensity >= ``threshold``."""
-    root = _require_dir(Path(root), "DISFA root")
-    aus = au_set(aus)
-    label_root = _require_dir(root / "ActionUnit_Labels", "DISFA label")
-    subject_dirs = sorted(p for p in label_root.iterdir() if p.is_dir())
-    if not subject_dirs:
-        raise FileNotFoundError(f"no DISFA subject folders (e.g. SN001/) in {label_root}")
-    paths, rows, subjects = [], [], []
-    skipped = 0
-    for subject_dir in subject_dirs:
-        subject = subject_dir.name
-        columns, frames = [], None
-        for a in aus:
-            label_file = subject_dir / f"{subject}_au{a}.txt"
-            au_frames, intensities = _read_intensities(label_file)
-            if frames is None:
-                frames, first_file = au_frames, label_file
-            elif au_frames != frames:
-                raise ValueError(f"{label_file}: frames do not match those of {first_file}")
-            columns.append(intensities)
-        present = (np.array(columns).T >= threshold).astype(np.int8)  # (n_frames, n_au)
-        images = _frame_files(root / "images" / subject)
-        if not images:
-            raise FileNotFoundError(
-                f"DISFA subject {subject} has labels but no frame images in {root / 'images' / subject}"
-            )
-        for frame, label in zip(frames, present):
-            if frame not in images:
-                skipped += 1
-                continue
-            paths.append(images[frame])
-            rows.append(label)
-            subjects.append(subject)
-    labels = np.array(rows, dtype=np.int8).reshape(-1, len(aus))  # (N, n_au)
-    dataset = FileDataset(paths, labels, subjects, aus, "DISFA", image_size, DISFA_PARTS, resize)
-    dataset.skipped_frames = skipped
-    return dataset
-
-
-def _csv_label(value: str, where: str) -> int:
-    """One generic-CSV label cell: 0/1, and empty, -1 or 9 for unknown (-1)."""
-    value = value.strip()
-    try:
-        number = float(value) if value else -1.0
-    except ValueError:
-        number = None  # not a number: reported just below
-    if number not in (0, 1, -1, 9):
-        raise ValueError(f"{where}: label {value!r} is not 0, 1 or unknown (empty, -1, 9)")
-    return -1 if number in (-1, 9) else int(number)
-
-
-def load_csv(
-    csv_path: str | Path,
-    image_size: int,
-    aus: str | Sequence[int] | None = None,
-    resize: bool = False,
-    name: str | None = None,
-) -> FileDataset:
-    """Any dataset listed in a CSV (format in the module docstring); ``aus=None`` keeps every AU column."""
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"CSV file not found: {csv_path}")
-    with open(csv_path, newline="") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        table = list(reader)
-    for column in ("image", "subject"):
-        if column not in header:
-            raise ValueError(f"{csv_path}: missing column {column!r}")
-    au_columns = {parse_au_label(c): c for c in header if re.fullmatch(r"(?i)au\d+", c.strip())}
-    unknown = [au_columns[a] for a in au_columns if a not in ALL_AUS]
-    if unknown:
-        raise ValueError(f"{csv_path}: unknown AU column(s) {unknown}; known AUs are {au_labels(ALL_AUS)}")
-    if aus is None:
-        aus = tuple(a for a in ALL_AUS if a in au_columns)
-    aus = au_set(aus)
-    missing = [f"AU{a}" for a in aus if a not in au_columns]
-    if missing:
-        raise ValueError(f"{csv_path}: missing label column(s) {missing}")
-    if not table:
-        raise ValueError(f"{csv_path}: no rows")
-    labels = np.array(
-        [[_csv_label(row[au_columns[a]] or "", f"{csv_path}, row {r}, column {au_columns[a]}") for a in aus]
-         for r, row in enumerate(table, start=2)],
-        dtype=np.int8,
-    )  # (N, n_au)
-    paths = [csv_path.parent / row["image"] for row in table]  # absolute paths survive the join
-    subjects = [row["subject"] for row in table]
-    parts = None
-    if "part" in header:
-        part_of = [row["part"].strip() for row in table]
-        bad = sorted(set(part_of) - {"1", "2", "3"})
-        if bad:
-            raise ValueError(f"{csv_path}: column 'part' must be 1, 2 or 3, found {bad}")
-        parts = tuple(tuple(sorted({s for s, p in zip(subjects, part_of) if p == str(k)})) for k in (1, 2, 3))
-    return FileDataset(paths, labels, subjects, aus, name or csv_path.stem, image_size, parts, resize)
-
-
-def load_dataset(
-    name: str, root: str | Path | None = None, profile: str | Profile | None = None, **kwargs
-) -> AUDataset:
-    """One entry point: ``"synthfacs"``, ``"bp4d"``, ``"disfa"`` or ``"csv"`` (``root`` = the CSV file).
-
-    ``profile`` (a name or a :class:`~occfau_lib.config.Profile`) sizes the SynthFACS world, which
-    needs no ``root``; for file datasets it sets ``image_size`` (unless given), so real images
-    match what the profile's models expect. ``kwargs`` go to the loader.
-    """
-    key = name.lower()
-    if key == "synthfacs":
-        from occfau_lib import synthfacs
-
-        return synthfacs.build_dataset(profile, **kwargs)
-    loaders = {"bp4d": load_bp4d, "disfa": load_disfa, "csv": load_csv}
-    if key not in loaders:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}")
-    if root is None:
-        raise ValueError(f"dataset {name!r} needs root (its folder, or for 'csv' the CSV file)")
-    if profile is not None and "image_size" not in kwargs:
-        resolved = profile if isinstance(profile, Profile) else get_profile(profile)
-        kwargs["image_size"] = resolved.data.img_size
-    return loaders[key](root, **kwargs)
+    return real(*args, **kwargs)

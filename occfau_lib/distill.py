@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import mae
-from .cache import config_hash, data_root, load_or_build
+from .cache import config_hash, data_root, load_or_build, read_state
 from .config import DistillConfig
 from .mae import to_tensor, to_uint8
 from .occlusion import training_occlusion
@@ -126,7 +126,7 @@ def trained_student(ds, fold: int, data_key: dict, mae_model, teacher, cfg: Dist
         torch.save({"head": student.head_state(), "history": history, "config": stored}, tmp)
 
     def load(p):
-        state = torch.load(p, map_location="cpu", weights_only=True)
+        state = read_state(p)
         student = Student(mae_model, teacher, cfg.depth, cfg.rank, cfg.edge_rank)
         student.load_head_state(state["head"])
         return (student.to(engine.device).eval(), state["history"]), state["config"]

@@ -30,10 +30,14 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
-from .cache import atomic_write, config_hash, data_root
+from .cache import config_hash, data_root, load_or_build, read_state, save_model
 from .config import MAE_CONFIGS, MAEConfig, PretrainConfig
+from .data import AUDataset
 from .train import Engine, Loop, new_history
 
+#: The fields of :class:`MAEConfig` that fix the weights' shapes (checked when loading weights).
+ARCHITECTURE_FIELDS = ("img_size", "patch_size", "hidden_size", "num_layers", "num_heads", "decoder_hidden_size",
+                       "decoder_layers", "decoder_heads")
 #: Bump when pretraining changes what it produces: cached MAE checkpoints are then retrained.
 MAE_VERSION = 2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -281,14 +285,12 @@ def checkpoint_path(kind: str, config: dict) -> Path:
     return data_root() / "cache" / f"{kind}-{config_hash(config)}.pt"
 
 
-def _save(path: Path, state: dict) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
-def pretrain(images: np.ndarray, mae_cfg: MAEConfig, cfg: PretrainConfig, device: str | Engine = "cpu",
+def pretrain(images: np.ndarray | AUDataset, mae_cfg: MAEConfig, cfg: PretrainConfig, device: str | Engine = "cpu",
              progress: bool = True, resume_path: Path | None = None, log_every: int = 50
              ) -> tuple[ViTMAEForPreTraining, dict]:
-    """Pretrain a fresh MAE on uint8 images (N, S, S, 3) with MAE's random masking.
+    """Pretrain a fresh MAE on uint8 images (N, S, S, 3) -- or on a dataset's images, streamed a
+    batch at a time through ``batch_images`` (BP4D/DISFA never fit in memory) -- with MAE's random
+    masking. Labels are never read.
 
     Saves a resumable state to ``resume_path`` after every epoch (:class:`train.EpochCheckpoint`);
     if that file exists and matches the config, training continues from it. ``device``: a device
@@ -301,7 +303,8 @@ def pretrain(images: np.ndarray, mae_cfg: MAEConfig, cfg: PretrainConfig, device
     objective = engine.place(_MaskedObjective(build_mae(mae_cfg)))
     opt = engine.adamw(objective.parameters(), cfg.lr, cfg.weight_decay, betas=(0.9, 0.95))  # MAE's betas
     loop = Loop("MAE pretraining", objective, opt, len(images), cfg.batch_size, cfg.epochs, cfg.warmup_epochs,
-                cfg.lr, cfg.seed, resume_path, config, engine, progress, log_every, fetch=images.__getitem__)
+                cfg.lr, cfg.seed, resume_path, config, engine, progress, log_every,
+                fetch=images.batch_images if isinstance(images, AUDataset) else images.__getitem__)
     for _, faces in loop:
         x = to_tensor(engine.batch(faces))  # (B, 3, S, S): the whole batch, the same masks on every process
         visible = random_visible(len(x), mae_cfg.num_patches, mae_cfg.mask_ratio, loop.gen)  # (B, L)
@@ -323,29 +326,31 @@ class _MaskedObjective(nn.Module):
         return masked_loss(self.mae, images, visible)
 
 
-def pretrained_mae(images: np.ndarray, mae_cfg: MAEConfig, cfg: PretrainConfig, data_key: dict,
+def pretrained_mae(images: np.ndarray | AUDataset, mae_cfg: MAEConfig, cfg: PretrainConfig, data_key: dict,
                    device: str | Engine = "cpu",
                    progress: bool = True, resume: bool = True) -> tuple[ViTMAEForPreTraining, dict]:
     """Checkpoint or train: the MAE for this (architecture, schedule, dataset) from
     ``data/cache/mae-<hash>.pt`` if it exists and its stored config matches, else pretrain it
-    (resuming from ``...partial.pt`` if a previous run was interrupted) and save it atomically."""
+    (resuming from ``...partial.pt`` if a previous run was interrupted) and save it atomically;
+    an unreadable file is rebuilt with a warning (:func:`cache.load_or_build`)."""
     engine = Engine.of(device)
     config = {"mae": asdict(mae_cfg), "pretrain": asdict(cfg), "data": data_key, "version": MAE_VERSION,
               **engine.key()}
     path = checkpoint_path("mae", config)
-    if path.exists():
-        state = torch.load(path, weights_only=True)
-        if state.get("config") == config:
-            model = build_mae(mae_cfg)
-            model.load_state_dict(state["model"])
-            return model.to(engine.device).eval(), state["history"]
+
+    def load(p):
+        state = read_state(p)
+        model = build_mae(mae_cfg)
+        model.load_state_dict(state["model"])
+        return (model.to(engine.device).eval(), state["history"]), state["config"]
+
     partial = path.with_name(path.stem + ".partial.pt")
     if not resume:  # start over: an interrupted run's epoch checkpoint is discarded
         partial.unlink(missing_ok=True)
-    model, history = pretrain(images, mae_cfg, cfg, engine, progress, resume_path=partial)
-    _save(path, {"model": model.state_dict(), "history": history, "config": config})
+    result = load_or_build(path, config, lambda: pretrain(images, mae_cfg, cfg, engine, progress, resume_path=partial),
+                           save_model, load)
     partial.unlink(missing_ok=True)
-    return model, history
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -414,17 +419,27 @@ def load_mae(path: str | Path, cfg: MAEConfig | str = "paper") -> ViTMAEForPreTr
             f"no MAE weights at {path}: expected a Hugging Face directory (config.json + model.safetensors, "
             f"e.g. facebook/vit-mae-base saved with save_pretrained) or a facebookresearch/timm MAE .pth file"
         )
+    wanted = MAE_CONFIGS[cfg] if isinstance(cfg, str) else cfg
     if path.is_dir():
         if not (path / "config.json").exists():
             raise FileNotFoundError(f"{path} is a directory without config.json: not a Hugging Face model folder")
-        return ViTMAEForPreTraining.from_pretrained(path, local_files_only=True).eval()
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            model = ViTMAEForPreTraining.from_pretrained(path, local_files_only=True).eval()
+        except Exception as err:  # bad config.json, truncated safetensors, ...
+            raise ValueError(f"{path}: cannot load the Hugging Face MAE folder ({type(err).__name__}: {err})") from None
+        differ = {k: (v, getattr(wanted, k)) for k, v in asdict(mae_config_of(model)).items()
+                  if k in ARCHITECTURE_FIELDS and v != getattr(wanted, k)}
+        if differ:
+            raise ValueError(f"{path} holds a different MAE than the {cfg if isinstance(cfg, str) else 'requested'} "
+                             f"one: (found, expected) {differ}")
+        return model
+    state = read_state(path)  # a user's file: unreadable -> CorruptFile naming it
     state = state.get("model", state.get("state_dict", state))
     model = build_mae(cfg)
     try:
         converted = convert_timm_state_dict(state)
-    except KeyError as err:
-        raise ValueError(f"{path.name} is not an MAE pretraining checkpoint: no {err} "
+    except (KeyError, AttributeError) as err:
+        raise ValueError(f"{path} is not an MAE pretraining checkpoint: no {err} "
                          f"(expected facebookresearch/mae or timm vit_*.mae encoder weights)") from None
     expected = model.state_dict()
     wrong = [f"{k} {tuple(v.shape)} != {tuple(expected[k].shape)}"

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
+import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -213,6 +216,11 @@ def format_csv(rows: dict[str, dict[int, float]], aus: tuple[int, ...], digits: 
     return buf.getvalue()
 
 
+#: Test faces decoded and occluded at once by :func:`evaluate_conditions` (a demo fold is one
+#: chunk, so its occlusions are those of seed + fold; 4,096 faces at 224 px are 0.6 GB).
+EVAL_CHUNK = 4096
+
+
 def evaluate_conditions(predict, ds, conditions: dict[str, str], patch_size: int, folds=(1, 2, 3),
                         seed: int | None = None, test_stride: int = 1) -> dict[str, dict]:
     """The one evaluation harness of notebooks 03-05: every method, every occlusion condition,
@@ -235,10 +243,15 @@ def evaluate_conditions(predict, ds, conditions: dict[str, str], patch_size: int
     for k in folds:
         _, test = ds.fold(k)
         rows = np.arange(0, len(test), test_stride)
-        images, labels = test.batch_images(rows), test.labels[rows]
-        for label, spec in conditions.items():
-            occluded = apply(images, spec, patch_size, seed=seed + k)
-            per_condition[label].append(evaluate(labels, predict(k, occluded), test.aus))
+        chunks = [rows[i: i + EVAL_CHUNK] for i in range(0, len(rows), EVAL_CHUNK)]
+        probs: dict[str, list] = {label: [] for label in conditions}
+        for c, chunk in enumerate(chunks):  # streamed: a BP4D fold never has to fit in memory
+            images = test.batch_images(chunk)  # (M, S, S, 3) uint8
+            for label, spec in conditions.items():
+                occluded = apply(images, spec, patch_size, seed=seed + k + 1000 * c)
+                probs[label].append(predict(k, occluded))  # (M, n_au)
+        for label in conditions:
+            per_condition[label].append(evaluate(test.labels[rows], np.concatenate(probs[label]), test.aus))
     return {label: {**aggregate_folds(r), "folds": r} for label, r in per_condition.items()}
 
 
@@ -267,15 +280,17 @@ def conditions_table(results: dict[str, dict[str, dict]], metric: str = "avg_f1"
 
 def read_jsonl(path) -> list[dict]:
     """The records of a JSON-lines log (one JSON object per line, e.g. a run's ``metrics.jsonl``),
-    in order; a line that is not JSON is a ValueError naming the file and line."""
-    import json
-    from pathlib import Path
-
+    in order. A line that is not a JSON object (torn by a killed writer, edited by hand) is
+    skipped with a warning naming the file and line, so one bad line never hides the others."""
     records = []
     for i, line in enumerate(Path(path).read_text().splitlines(), 1):
         if line.strip():
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}, line {i}: not JSON ({err.msg})") from None
+                record = err.msg
+            if not isinstance(record, dict):
+                warnings.warn(f"{path}, line {i}: not a JSON record ({str(record)[:40]}); skipped", stacklevel=2)
+                continue
+            records.append(record)
     return records

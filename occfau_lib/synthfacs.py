@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from .aus import ALL_AUS, au_set
 from .cache import config_hash, data_root, load_or_build
 from .config import DataConfig, Profile, get_profile
+from .data import ArrayDataset
 
 #: Bump when the renderer or the samplers change what they produce: cached datasets re-render.
 RENDERER_VERSION = 2
@@ -644,8 +645,6 @@ def build_dataset(profile: Profile | str | None = None, aus="all", cfg: DataConf
     ``meta`` carries the intensities (ALL_AUS order), nuisances, task/frame indices and
     prototype names of every image, for the notebooks.
     """
-    from .data import ArrayDataset
-
     if cfg is None:
         cfg = (profile if isinstance(profile, Profile) else get_profile(profile)).data
     aus = au_set(aus)

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cache import config_hash, data_root, load_or_build
+from .cache import config_hash, data_root, load_or_build, read_state, save_model
 from .config import TEACHER_CONFIGS, TeacherConfig, TeacherTrainConfig
 from .mae import to_tensor, to_uint8
 from .occlusion import training_occlusion
@@ -278,7 +278,7 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no backbone weights at {path} (a timm state dict saved with torch.save)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_state(path)  # a user's file: unreadable -> CorruptFile naming it
     state = state.get("state_dict", state)
     own = backbone.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
@@ -408,11 +408,6 @@ def predict(model: Teacher, images: np.ndarray, batch_size: int = 256) -> dict[s
 # --------------------------------------------------------------------------------------------
 # Checkpoint or train, per fold
 # --------------------------------------------------------------------------------------------
-def _save(obj: tuple[Teacher, dict], config: dict, path: Path) -> None:
-    model, history = obj
-    torch.save({"model": model.state_dict(), "history": history, "config": config}, path)
-
-
 def trained_teacher(ds, fold: int, data_key: dict, cfg: TeacherConfig | str = "tiny",
                     train_cfg: TeacherTrainConfig = TeacherTrainConfig(), device: str | Engine = "cpu",
                     progress: bool = True, init: Teacher | None = None, resume: bool = True) -> tuple[Teacher, dict]:
@@ -438,7 +433,7 @@ def trained_teacher(ds, fold: int, data_key: dict, cfg: TeacherConfig | str = "t
     train, _ = ds.fold(fold)
 
     def load(p):
-        state = torch.load(p, map_location="cpu", weights_only=True)
+        state = read_state(p)
         model = Teacher(cfg, ds.aus, ds.image_size)
         model.load_state_dict(state["model"])
         return (model.to(engine.device).eval(), state["history"]), state["config"]
@@ -447,7 +442,7 @@ def trained_teacher(ds, fold: int, data_key: dict, cfg: TeacherConfig | str = "t
     if not resume:
         partial.unlink(missing_ok=True)
     result = load_or_build(path, config, lambda: train_teacher(train, cfg, train_cfg, engine, progress, init=init,
-                                                                resume_path=partial), _save, load)
+                                                                resume_path=partial), save_model, load)
     partial.unlink(missing_ok=True)  # the finished model is stored
     return result
 

@@ -12,6 +12,7 @@ import contextlib
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -19,6 +20,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from .cache import CorruptFile, atomic_write, read_state
 from .config import EngineConfig
 
 
@@ -178,7 +180,11 @@ class EpochCheckpoint:
         """``(step, epoch, history)`` to continue from, or ``(0, 0, None)`` when there is nothing to resume."""
         if self.path is None or not self.path.exists():
             return 0, 0, None
-        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        try:
+            state = read_state(self.path)
+        except CorruptFile as err:  # e.g. truncated by a full disk: start over rather than crash
+            warnings.warn(f"{err}; starting this training over", stacklevel=2)
+            return 0, 0, None
         if state.get("config") != self.config or "torch_rng" not in state:  # another run's, or an old format
             return 0, 0, None
         try:
@@ -197,8 +203,6 @@ class EpochCheckpoint:
         """Write the state after ``epoch`` epochs (``step`` optimiser steps)."""
         if self.path is None:
             return
-        from .cache import atomic_write
-
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
                  "torch_rng": torch.get_rng_state(), "numpy_rng": None if rng is None else rng.bit_generator.state,
                  "step": step, "epoch": epoch, "history": history, "config": self.config}

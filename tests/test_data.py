@@ -1,4 +1,5 @@
-"""Tests for occfau_lib.data: the dataset interface, splits, and every loader on tiny fake trees."""
+"""Tests for occfau_lib.data and occfau_lib.loaders: the dataset interface, splits, and every loader on tiny
+fake trees laid out as the datasets are distributed."""
 from __future__ import annotations
 
 import re
@@ -9,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from occfau_lib import data
+from occfau_lib import data, loaders
 from occfau_lib.aus import BP4D_AUS, DISFA_AUS
 
 S = 16  # image side of every fake tree
@@ -74,14 +75,16 @@ def bp4d_root(tmp_path: Path) -> Path:
 
 # ----- DISFA fake tree: SN001 (part 1), SN013 (part 2), SN003 (part 3) -----
 
-def write_disfa_subject(root: Path, subject: str, intensities: dict[int, list[int]], frames=(1, 2, 3)):
-    """Label files for ``subject`` (AUs not in ``intensities`` are all 0) and one png per frame."""
+def write_disfa_subject(root: Path, subject: str, intensities: dict[int, list[int]], frames=(1, 2, 3),
+                        first_image: int = 0, images: str = "img"):
+    """Label files for ``subject`` (AUs not in ``intensities`` are all 0; frames counted from 1 as
+    DISFA's files do) and one png per frame, numbered from ``first_image`` (0: ME-GraphAU's rule)."""
     for au in DISFA_AUS:
         values = intensities.get(au, [0] * len(frames))
         write_lines(root / "ActionUnit_Labels" / subject / f"{subject}_au{au}.txt",
                     [f"{f},{v}" for f, v in zip(frames, values)])
     for f in frames:
-        write_image(root / "images" / subject / f"{f:04d}.png")
+        write_image(root / images / subject / f"{f - 1 + first_image}.png")
 
 
 @pytest.fixture
@@ -117,7 +120,7 @@ def test_default_parts_deals_sorted_subjects_round_robin():
     assert data.default_parts(["e", "a", "d", "b", "a", "c"]) == (("a", "d"), ("b", "e"), ("c",))
 
 
-@pytest.mark.parametrize("parts, sizes", [(data.BP4D_PARTS, (14, 14, 13)), (data.DISFA_PARTS, (9, 9, 9))])
+@pytest.mark.parametrize("parts, sizes", [(loaders.BP4D_PARTS, (14, 14, 13)), (loaders.DISFA_PARTS, (9, 9, 9))])
 def test_official_parts_are_three_disjoint_lists(parts, sizes):
     subjects = [s for part in parts for s in part]
     assert tuple(len(part) for part in parts) == sizes and len(set(subjects)) == sum(sizes)
@@ -223,10 +226,10 @@ def test_positive_rate_ignores_unknown_and_unknown_count_counts_them():
 # ======================= BP4D =======================
 
 def test_load_bp4d_end_to_end(bp4d_root):
-    ds = data.load_bp4d(bp4d_root, image_size=S)
+    ds = loaders.load_bp4d(bp4d_root, image_size=S)
     assert isinstance(ds, data.FileDataset) and ds.name == "BP4D" and ds.aus == BP4D_AUS
     assert len(ds) == 6 and ds.skipped_frames == 1  # F001_T1 frame 3 has no image
-    assert ds.labels.dtype == np.int8 and ds.labels.shape == (6, 12) and ds.parts == data.BP4D_PARTS
+    assert ds.labels.dtype == np.int8 and ds.labels.shape == (6, 12) and ds.parts == loaders.BP4D_PARTS
     images = bp4d_root / "images"
     by_path = {Path(p).relative_to(images).as_posix(): row for p, row in zip(ds.paths, ds.labels)}
     au1, au12 = BP4D_AUS.index(1), BP4D_AUS.index(12)
@@ -242,7 +245,7 @@ def test_load_bp4d_end_to_end(bp4d_root):
 
 
 def test_bp4d_folds_follow_the_official_parts(bp4d_root):
-    ds = data.load_bp4d(bp4d_root, image_size=S)
+    ds = loaders.load_bp4d(bp4d_root, image_size=S)
     train, test = ds.fold(1)  # tests part 3, which holds F007
     assert set(test.subjects) == {"F007"} and set(train.subjects) == {"F001", "M011"}
     assert set(ds.fold(3)[1].subjects) == {"F001"}
@@ -252,57 +255,57 @@ def test_bp4d_folds_follow_the_official_parts(bp4d_root):
 
 
 def test_bp4d_selects_and_orders_requested_aus(bp4d_root):
-    ds = data.load_bp4d(bp4d_root, image_size=S, aus=[12, 1])
+    ds = loaders.load_bp4d(bp4d_root, image_size=S, aus=[12, 1])
     assert ds.aus == (12, 1) and ds.labels.shape == (6, 2)
 
 
 def test_bp4d_missing_directories(tmp_path, bp4d_root):
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        data.load_bp4d(tmp_path / "nowhere")
+        loaders.load_bp4d(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="AU_OCC"):
-        data.load_bp4d(bp4d_root / "images")
+        loaders.load_bp4d(bp4d_root / "images")
     for csv_file in (bp4d_root / "AU_OCC").glob("*.csv"):
         csv_file.unlink()
     with pytest.raises(FileNotFoundError, match="no BP4D label files"):
-        data.load_bp4d(bp4d_root)
+        loaders.load_bp4d(bp4d_root)
 
 
 def test_bp4d_subject_with_labels_but_no_images(bp4d_root):
     write_lines(bp4d_root / "AU_OCC" / "F002_T1.csv", [BP4D_HEADER, bp4d_row(1)])
     with pytest.raises(FileNotFoundError, match=r"F002 has labels but no frame images .*images.F002"):
-        data.load_bp4d(bp4d_root, image_size=S)
+        loaders.load_bp4d(bp4d_root, image_size=S)
 
 
 def test_bp4d_missing_au_column_names_file_and_au(bp4d_root):
     header = BP4D_HEADER.replace(",23,", ",")
     write_lines(bp4d_root / "AU_OCC" / "M011_T1.csv", [header, "1" + ",0" * (len(header.split(",")) - 1)])
     with pytest.raises(ValueError, match=r"M011_T1\.csv: no column for \['AU23'\]"):
-        data.load_bp4d(bp4d_root, image_size=S)
+        loaders.load_bp4d(bp4d_root, image_size=S)
 
 
 def test_bp4d_bad_label_value_names_file_row_and_column(bp4d_root):
     write_lines(bp4d_root / "AU_OCC" / "F007_T1.csv", [BP4D_HEADER, bp4d_row(5), bp4d_row(6, au12=2)])
     with pytest.raises(ValueError, match=r"F007_T1\.csv, row 3, column AU12: label '2'"):
-        data.load_bp4d(bp4d_root, image_size=S)
+        loaders.load_bp4d(bp4d_root, image_size=S)
 
 
 def test_bp4d_subject_outside_official_parts(bp4d_root):
     write_lines(bp4d_root / "AU_OCC" / "X999_T1.csv", [BP4D_HEADER, bp4d_row(1)])
     write_image(bp4d_root / "images" / "X999" / "T1" / "1.jpg")
     with pytest.raises(ValueError, match=r"\['X999'\] belong to none"):
-        data.load_bp4d(bp4d_root, image_size=S)
+        loaders.load_bp4d(bp4d_root, image_size=S)
 
 
 # ======================= DISFA =======================
 
 def test_load_disfa_thresholds_intensity(disfa_root):
-    ds = data.load_disfa(disfa_root, image_size=S)
-    assert ds.name == "DISFA" and ds.aus == DISFA_AUS and ds.parts == data.DISFA_PARTS
+    ds = loaders.load_disfa(disfa_root, image_size=S)
+    assert ds.name == "DISFA" and ds.aus == DISFA_AUS and ds.parts == loaders.DISFA_PARTS
     assert len(ds) == 9 and ds.skipped_frames == 0 and ds.unknown_count().sum() == 0
     sn001 = ds.with_subjects(["SN001"])
     assert sn001.labels[:, DISFA_AUS.index(1)].tolist() == [0, 0, 1]  # intensities 0, 1, 2
     assert sn001.labels[:, DISFA_AUS.index(12)].tolist() == [1, 1, 0]  # intensities 5, 3, 1
-    lenient = data.load_disfa(disfa_root, image_size=S, threshold=1).with_subjects(["SN001"])
+    lenient = loaders.load_disfa(disfa_root, image_size=S, threshold=1).with_subjects(["SN001"])
     assert lenient.labels[:, DISFA_AUS.index(1)].tolist() == [0, 1, 1]
     train, test = ds.fold(2)
     assert set(test.subjects) == {"SN013"} and set(train.subjects) == {"SN001", "SN003"}
@@ -310,47 +313,50 @@ def test_load_disfa_thresholds_intensity(disfa_root):
 
 
 def test_disfa_skips_frames_without_images(disfa_root):
-    (disfa_root / "images" / "SN003" / "0002.png").unlink()
-    ds = data.load_disfa(disfa_root, image_size=S)
+    (disfa_root / "img" / "SN003" / "1.png").unlink()  # label frame 2
+    with pytest.warns(UserWarning, match=r"DISFA: 1 labelled frame\(s\) have no image .*SN003/2"):
+        ds = loaders.load_disfa(disfa_root, image_size=S)
     assert len(ds) == 8 and ds.skipped_frames == 1
 
 
 def test_disfa_missing_au_file_is_named(disfa_root):
     (disfa_root / "ActionUnit_Labels" / "SN013" / "SN013_au9.txt").unlink()
     with pytest.raises(FileNotFoundError, match=r"SN013_au9\.txt"):
-        data.load_disfa(disfa_root, image_size=S)
+        loaders.load_disfa(disfa_root, image_size=S)
 
 
 def test_disfa_misaligned_frames_are_an_error(disfa_root):
     write_lines(disfa_root / "ActionUnit_Labels" / "SN003" / "SN003_au6.txt", ["1,0", "2,0"])
     with pytest.raises(ValueError, match=r"SN003_au6\.txt: frames do not match .*SN003_au1\.txt"):
-        data.load_disfa(disfa_root, image_size=S)
+        loaders.load_disfa(disfa_root, image_size=S)
 
 
 def test_disfa_bad_intensity_and_missing_images(tmp_path, disfa_root):
     write_lines(disfa_root / "ActionUnit_Labels" / "SN001" / "SN001_au2.txt", ["1,0", "2,7", "3,0"])
     with pytest.raises(ValueError, match=r"SN001_au2\.txt, line 2: intensity 7"):
-        data.load_disfa(disfa_root, image_size=S)
+        loaders.load_disfa(disfa_root, image_size=S)
     write_disfa_subject(tmp_path / "d2", "SN002", {})
-    for image in (tmp_path / "d2" / "images" / "SN002").iterdir():
+    for image in (tmp_path / "d2" / "img" / "SN002").iterdir():
         image.unlink()
     with pytest.raises(FileNotFoundError, match="SN002 has labels but no frame images"):
-        data.load_disfa(tmp_path / "d2", image_size=S)
+        loaders.load_disfa(tmp_path / "d2", image_size=S)
     with pytest.raises(FileNotFoundError, match="ActionUnit_Labels"):
-        data.load_disfa(tmp_path)
+        loaders.load_disfa(tmp_path)
+    with pytest.raises(ValueError, match="threshold must be an intensity 1..5"):
+        loaders.load_disfa(disfa_root, image_size=S, threshold=0)
 
 
 # ======================= generic CSV =======================
 
 def test_load_csv_end_to_end(csv_path):
-    ds = data.load_csv(csv_path, image_size=S)
+    ds = loaders.load_csv(csv_path, image_size=S)
     assert ds.name == "labels" and ds.aus == (1, 12)  # aus.py order, not column order
     assert ds.labels.tolist() == [[0, 1], [1, -1], [1, -1], [0, -1], [0, 0]]
     assert ds.unknown_count().tolist() == [0, 3]
     assert ds.subjects.tolist() == ["a", "a", "b", "b", "c"]
     assert ds.parts == (("a",), ("b",), ("c",))
     assert ds[4]["image"].shape == (3, S, S)
-    only12 = data.load_csv(csv_path, image_size=S, aus=[12], name="mine")
+    only12 = loaders.load_csv(csv_path, image_size=S, aus=[12], name="mine")
     assert only12.name == "mine" and only12.labels.tolist() == [[1], [-1], [-1], [-1], [0]]
 
 
@@ -359,14 +365,14 @@ def test_load_csv_part_column_sets_parts(tmp_path):
         write_image(tmp_path / f"{name}.png")
     path = write_lines(tmp_path / "p.csv",
                        ["image,subject,AU1,part", "a.png,a,1,3", "b.png,b,0,3", "c.png,c,0,1"])
-    ds = data.load_csv(path, image_size=S)
+    ds = loaders.load_csv(path, image_size=S)
     assert ds.parts == (("c",), (), ("a", "b"))
     assert set(ds.fold(1)[1].subjects) == {"a", "b"}
     with pytest.raises(ValueError, match="empty split"):
         ds.fold(2)
     write_lines(path, ["image,subject,AU1,part", "a.png,a,1,4"])
     with pytest.raises(ValueError, match=r"'part' must be 1, 2 or 3, found \['4'\]"):
-        data.load_csv(path, image_size=S)
+        loaders.load_csv(path, image_size=S)
 
 
 @pytest.mark.parametrize("lines, kwargs, message", [
@@ -375,21 +381,22 @@ def test_load_csv_part_column_sets_parts(tmp_path):
     (["image,person,AU1", "x.png,a,1"], {}, "missing column 'subject'"),
     (["image,subject,AU1", "x.png,a,1"], {"aus": [1, 12]}, r"missing label column\(s\) \['AU12'\]"),
     (["image,subject,AU1"], {}, "no rows"),
-    (["image,subject,AU1", "x.png,a,1", "x.png,a,yes"], {}, r"row 3, column AU1: label 'yes'"),
+    (["image,subject,AU1", "x.png,a,1", "y.png,a,yes"], {}, r"row 3, column AU1: label 'yes'"),
 ])
 def test_load_csv_errors_name_the_csv(tmp_path, lines, kwargs, message):
     write_image(tmp_path / "x.png")
+    write_image(tmp_path / "y.png")
     path = write_lines(tmp_path / "bad.csv", lines)
     with pytest.raises(ValueError, match=rf"bad\.csv.*{message}"):
-        data.load_csv(path, image_size=S, **kwargs)
+        loaders.load_csv(path, image_size=S, **kwargs)
 
 
 def test_load_csv_missing_image_file_is_named(csv_path):
     (csv_path.parent / "faces" / "b1.png").unlink()
     with pytest.raises(FileNotFoundError, match=r"faces.b1\.png"):
-        data.load_csv(csv_path, image_size=S)
+        loaders.load_csv(csv_path, image_size=S)
     with pytest.raises(FileNotFoundError, match="nope.csv"):
-        data.load_csv(csv_path.parent / "nope.csv", image_size=S)
+        loaders.load_csv(csv_path.parent / "nope.csv", image_size=S)
 
 
 # ======================= image checks on access =======================
@@ -444,22 +451,22 @@ def test_file_dataset_reads_exact_pixels_and_subsets(tmp_path):
 # ======================= dispatcher =======================
 
 def test_load_dataset_dispatches_and_applies_profile_size(bp4d_root, disfa_root, csv_path):
-    assert len(data.load_dataset("BP4D", bp4d_root, image_size=S)) == 6
-    assert data.load_dataset("disfa", disfa_root, image_size=S, threshold=1).name == "DISFA"
-    assert data.load_dataset("csv", csv_path, profile="smoke").image_size == 64  # smoke profile: 64 px
-    assert data.load_dataset("csv", csv_path, profile="smoke", image_size=S).image_size == S
+    assert len(loaders.load_dataset("BP4D", bp4d_root, image_size=S)) == 6
+    assert loaders.load_dataset("disfa", disfa_root, image_size=S, threshold=1).name == "DISFA"
+    assert loaders.load_dataset("csv", csv_path, profile="smoke").image_size == 64  # smoke profile: 64 px
+    assert loaders.load_dataset("csv", csv_path, profile="smoke", image_size=S).image_size == S
 
 
 def test_load_dataset_errors():
     choices = "['synthfacs', 'bp4d', 'disfa', 'csv']"
     with pytest.raises(ValueError, match=re.escape(f"unknown dataset 'affwild'; choose one of {choices}")):
-        data.load_dataset("affwild", "/tmp")
+        loaders.load_dataset("affwild", "/tmp")
     with pytest.raises(ValueError, match="needs root"):
-        data.load_dataset("bp4d")
+        loaders.load_dataset("bp4d")
 
 
 def test_batch_images_gathers_rows_in_order(csv_path):
-    ds = data.load_csv(csv_path, image_size=S)
+    ds = loaders.load_csv(csv_path, image_size=S)
     rows = [len(ds) - 1, 0]
     batch = ds.batch_images(rows)  # files decoded on threads
     assert batch.shape == (2, ds.image_size, ds.image_size, 3) and batch.dtype == np.uint8
@@ -470,7 +477,7 @@ def test_batch_images_gathers_rows_in_order(csv_path):
 
 
 def test_threaded_batch_loading_equals_one_by_one_and_keeps_errors(csv_path, monkeypatch):
-    ds = data.load_csv(csv_path, image_size=S)
+    ds = loaders.load_csv(csv_path, image_size=S)
     rows = list(range(len(ds)))[::-1] * 3
     threaded = ds.batch_images(rows)
     monkeypatch.setattr(data, "LOAD_WORKERS", 1)
@@ -479,3 +486,142 @@ def test_threaded_batch_loading_equals_one_by_one_and_keeps_errors(csv_path, mon
     Path(ds.paths[1]).write_bytes(b"not an image")
     with pytest.raises(ValueError, match="corrupt or cannot be decoded"):
         ds.batch_images(rows)
+
+
+# ======================= distributed layouts, frame numbering, validation (loaders) =======================
+
+def test_bp4d_distributed_layout_and_explicit_paths(tmp_path, bp4d_root):
+    dist = tmp_path / "BP4D"  # labels as distributed (AUCoding/AU_OCC), frames extracted to img/
+    (dist / "AUCoding").mkdir(parents=True)
+    (bp4d_root / "AU_OCC").rename(dist / "AUCoding" / "AU_OCC")
+    (bp4d_root / "images").rename(dist / "img")
+    ds = loaders.load_bp4d(dist, image_size=S)
+    assert len(ds) == 6 and ds.skipped_frames == 1
+    elsewhere = tmp_path / "frames"
+    (dist / "img").rename(elsewhere)  # explicit paths: relative to root, or absolute
+    with pytest.raises(FileNotFoundError, match=r"tried .*images, .*img"):
+        loaders.load_bp4d(dist, image_size=S)
+    ds2 = loaders.load_bp4d(dist, image_size=S, labels="AUCoding/AU_OCC", images=elsewhere)
+    assert sorted(Path(p).name for p in ds2.paths) == sorted(Path(p).name for p in ds.paths)
+
+
+def test_bp4d_labels_and_images_that_do_not_line_up_are_counted(bp4d_root):
+    write_image(bp4d_root / "images" / "F007" / "T1" / "006.png")  # an image without a label row
+    with pytest.warns(UserWarning, match=r"BP4D: 1 labelled frame\(s\) have no image .*F001/T1/3.*"
+                                         r"1 image\(s\) have no label .*F007/T1/6"):
+        loaders.load_bp4d(bp4d_root, image_size=S)
+
+
+@pytest.mark.parametrize("lines, message", [
+    ([BP4D_HEADER, bp4d_row(5), bp4d_row(5)], r"F007_T1\.csv, row 3: frame 5 is labelled twice \(first in row 2\)"),
+    ([BP4D_HEADER.replace(",2,", ",01,"), bp4d_row(5)], r"F007_T1\.csv.*columns '1' and '01' both label AU1"),
+    ([BP4D_HEADER, bp4d_row(5) + ",0"], r"F007_T1\.csv, row 2: 25 cells but the header has 24"),
+    ([BP4D_HEADER, bp4d_row(5)[:-2]], r"F007_T1\.csv, row 2: 23 cells"),
+    ([BP4D_HEADER + ",AUx", bp4d_row(5) + ",0"], r"F007_T1\.csv, header: 'AUx' is not an AU label"),
+])
+def test_bp4d_malformed_label_files_name_file_and_row(bp4d_root, lines, message):
+    write_lines(bp4d_root / "AU_OCC" / "F007_T1.csv", lines)
+    with pytest.raises(ValueError, match=message):
+        loaders.load_bp4d(bp4d_root, image_size=S)
+
+
+def test_bp4d_and_csv_accept_a_utf8_bom(bp4d_root, csv_path):
+    for path in (bp4d_root / "AU_OCC" / "F007_T1.csv", csv_path):
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert len(loaders.load_bp4d(bp4d_root, image_size=S)) == 6
+    assert len(loaders.load_csv(csv_path, image_size=S)) == 5  # 'image' is found despite the BOM
+
+
+def test_disfa_label_frame_f_goes_to_image_f_minus_1(disfa_root):
+    """ME-GraphAU's preprocessing: label line i (frame i, from 1) -> (i-1).png. The first image is 0.png."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a tree that lines up loads without a word
+        ds = loaders.load_disfa(disfa_root, image_size=S)
+    sn001 = ds.with_subjects(["SN001"])
+    assert [Path(p).name for p in sn001.paths] == ["0.png", "1.png", "2.png"]
+    assert sn001.labels[:, DISFA_AUS.index(12)].tolist() == [1, 1, 0]  # frames 1, 2, 3: intensities 5, 3, 1
+
+
+def test_disfa_images_numbered_from_1_are_detected_and_announced(tmp_path):
+    root = tmp_path / "disfa1"
+    for subject in ("SN001", "SN013", "SN003"):
+        write_disfa_subject(root, subject, {12: [5, 0, 0]}, first_image=1)
+    with pytest.warns(UserWarning, match=r"3 subject\(s\) .* numbered from 1 .*numbering=1"):
+        auto = loaders.load_disfa(root, image_size=S)
+    sn001 = auto.with_subjects(["SN001"])
+    assert [Path(p).name for p in sn001.paths] == ["1.png", "2.png", "3.png"]
+    assert sn001.labels[:, DISFA_AUS.index(12)].tolist() == [1, 0, 0]
+    explicit = loaders.load_disfa(root, image_size=S, numbering=1)
+    assert explicit.paths.tolist() == auto.paths.tolist()
+    with pytest.warns(UserWarning, match=r"3 labelled frame\(s\) have no image .*3 image\(s\) have no label"):
+        forced = loaders.load_disfa(root, image_size=S, numbering=0)  # 0-based forced: 2 of 3 frames line up
+    assert len(forced) == 6
+    with pytest.raises(ValueError, match="numbering must be 0, 1 or 'auto'"):
+        loaders.load_disfa(root, image_size=S, numbering=2)
+
+
+def test_disfa_short_label_files_and_unmatched_subject(disfa_root):
+    write_image(disfa_root / "img" / "SN013" / "3.png")  # more images than label lines
+    with pytest.warns(UserWarning, match=r"1 image\(s\) have no label .*SN013/3\.png"):
+        loaders.load_disfa(disfa_root, image_size=S)
+    for image in (disfa_root / "img" / "SN003").iterdir():
+        image.rename(image.with_name(f"{int(image.stem) + 100}.png"))
+    with pytest.raises(ValueError, match=r"SN003: no label frame has an image .*label frames 3 \(frames 1..3\), "
+                                         r"images 3 \(frames 100..102\)"):
+        loaders.load_disfa(disfa_root, image_size=S)
+
+
+def test_disfa_duplicate_frame_and_explicit_paths(tmp_path, disfa_root):
+    write_lines(disfa_root / "ActionUnit_Labels" / "SN001" / "SN001_au2.txt", ["1,0", "2,0", "2,1"])
+    with pytest.raises(ValueError, match=r"SN001_au2\.txt, line 3: frame 2 is labelled twice \(first on line 2\)"):
+        loaders.load_disfa(disfa_root, image_size=S)
+    write_lines(disfa_root / "ActionUnit_Labels" / "SN001" / "SN001_au2.txt", ["1,0", "2,0", "3,0"])
+    (disfa_root / "ActionUnit_Labels").rename(tmp_path / "labels")
+    ds = loaders.load_disfa(disfa_root, image_size=S, labels=tmp_path / "labels", images="img")
+    assert len(ds) == 9
+
+
+@pytest.mark.parametrize("lines, message", [
+    (["image,subject,AU1", "x.png,a"], r"row 2: 2 cells but the header has 3"),
+    (["image,subject,AU1", "x.png,a,1,0"], r"row 2: 4 cells but the header has 3"),
+    (["image,subject,AU1,AU01", "x.png,a,1,0"], r"columns 'AU1' and 'AU01' both label AU1"),
+    (["image,subject,AU1,AU1", "x.png,a,1,0"], r"\['AU1'\] appear more than once"),
+    (["image,subject,AU12_r,AU01_c", "x.png,a,3.2,1"], r"\['AU12_r', 'AU01_c'\] are not occurrence labels.*intensit"),
+    (["image,subject,AU1", "x.png,a,1", "x.png,a,0"], r"row 3: image 'x.png' is already listed in row 2$"),
+    (["image,subject,AU1", "x.png,a,1", "x.png,b,1"], r"row 3: image 'x.png' .* subjects 'a' and 'b' \(a train/test"),
+    (["image,subject,AU1", ",a,1"], r"row 2: empty 'image' cell"),
+    (["image,subject,AU1", "x.png, ,1"], r"row 2: empty 'subject' cell"),
+])
+def test_load_csv_malformed_tables_name_file_and_row(tmp_path, lines, message):
+    write_image(tmp_path / "x.png")
+    path = write_lines(tmp_path / "bad.csv", lines)
+    with pytest.raises(ValueError, match=rf"bad\.csv.*{message}"):
+        loaders.load_csv(path, image_size=S)
+
+
+def test_load_csv_intensity_columns_beside_labels_are_named_not_read(tmp_path):
+    write_image(tmp_path / "x.png")
+    path = write_lines(tmp_path / "both.csv", ["image,subject,AU12,AU12_r", "x.png,a,1,3.5"])
+    with pytest.warns(UserWarning, match=r"\['AU12_r'\] are not read"):
+        ds = loaders.load_csv(path, image_size=S)
+    assert ds.aus == (12,) and ds.labels.tolist() == [[1]]
+
+
+def test_file_dataset_key_follows_labels_images_and_size(tmp_path, csv_path):
+    import os
+
+    key = loaders.load_csv(csv_path, image_size=S).key()
+    assert key == loaders.load_csv(csv_path, image_size=S).key()  # stable
+    assert key != loaders.load_csv(csv_path, image_size=S, resize=True).key()
+    assert key != loaders.load_csv(csv_path, image_size=2 * S, resize=True).key()
+    text = csv_path.read_text()
+    csv_path.write_text(text.replace("faces/a1.png,a,1,0", "faces/a1.png,a,0,0"))  # one label flipped
+    relabelled = loaders.load_csv(csv_path, image_size=S).key()
+    assert relabelled["labels"] != key["labels"] and relabelled["images"] == key["images"]
+    csv_path.write_text(text)
+    image = csv_path.parent / "faces" / "b1.png"
+    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))  # re-cropped file
+    retouched = loaders.load_csv(csv_path, image_size=S).key()
+    assert retouched["images"] != key["images"] and retouched["labels"] == key["labels"]

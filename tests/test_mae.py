@@ -661,7 +661,7 @@ def test_pretrained_mae_rebuilds_when_stored_config_differs(data_dir, count_pret
 # --------------------------------------------------------------------------------------------
 def test_load_mae_hugging_face_round_trip(model, tmp_path):
     model.save_pretrained(tmp_path / "hf")
-    loaded = mae.load_mae(tmp_path / "hf")
+    loaded = mae.load_mae(tmp_path / "hf", CFG)
     assert not loaded.training
     assert mae.mae_config_of(loaded) == mae.mae_config_of(model)
     sd = model.state_dict()
@@ -899,3 +899,50 @@ def test_encode_depth_stops_early(model):
     np.testing.assert_allclose(feats["mean"][-1], enc.mean_pool().numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="depth must be in"):
         mae.encode(model, x, vis, depth=CFG.num_layers + 1)
+
+
+def test_load_mae_folder_of_another_architecture_is_an_error(model, tmp_path):
+    """A Hugging Face folder holding the tiny MAE, asked for as the paper's ViT-B: named, not returned."""
+    model.save_pretrained(tmp_path / "hf")
+    with pytest.raises(ValueError, match=r"hf holds a different MAE than the paper one: .*'hidden_size': \(48, 768\)"):
+        mae.load_mae(tmp_path / "hf", "paper")
+    (tmp_path / "hf" / "model.safetensors").write_bytes(b"\0" * 100)  # truncated download
+    with pytest.raises(ValueError, match=r"hf: cannot load the Hugging Face MAE folder"):
+        mae.load_mae(tmp_path / "hf", CFG)
+
+
+@pytest.mark.parametrize("content", [bytes(range(256)) * 4, b"PK\x03\x04 truncated zip"])
+def test_load_mae_garbage_pth_names_the_file(tmp_path, content):
+    path = tmp_path / "mae_pretrain.pth"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"mae_pretrain\.pth: not a readable PyTorch checkpoint"):
+        mae.load_mae(path, CFG)
+
+
+def test_a_truncated_cached_mae_is_rebuilt_with_a_warning(data_dir, count_pretrain):
+    imgs = uint8_images(32)
+    mae.pretrained_mae(imgs, CFG, SMALL_PT, DATA_KEY, progress=False)
+    (path,) = (data_dir / "cache").glob("mae-*.pt")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.warns(UserWarning, match=r"cannot read cached .*mae-.*\.pt .*not a readable PyTorch checkpoint"):
+        mae.pretrained_mae(imgs, CFG, SMALL_PT, DATA_KEY, progress=False)
+    assert len(count_pretrain) == 2
+    mae.pretrained_mae(imgs, CFG, SMALL_PT, DATA_KEY, progress=False)  # the rebuilt file is good
+    assert len(count_pretrain) == 2
+
+
+def test_pretrain_streams_a_dataset_through_batch_images(data_dir):
+    """BP4D/DISFA never sit in memory: pretraining reads a dataset a batch at a time, and gives the
+    same weights as pretraining on the same images held in an array."""
+    from occfau_lib.data import ArrayDataset
+
+    imgs = uint8_images(32)
+    ds = ArrayDataset(imgs, np.zeros((32, 1), np.int8), ["a"] * 32, (1,), "toy")
+    fetched = []
+    real = ds.batch_images
+    ds.batch_images = lambda rows: fetched.append(len(rows)) or real(rows)
+    a, _ = mae.pretrain(ds, CFG, SMALL_PT, progress=False)
+    b, _ = mae.pretrain(imgs, CFG, SMALL_PT, progress=False)
+    assert fetched == [16, 16]
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k

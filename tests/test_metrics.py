@@ -197,5 +197,5 @@ def test_read_jsonl(tmp_path):
     path.write_text('{"a": 1}\n\n{"b": [1, 2]}\n')
     assert metrics.read_jsonl(path) == [{"a": 1}, {"b": [1, 2]}]
     path.write_text('{"a": 1}\nnot json\n')
-    with pytest.raises(ValueError, match="line 2: not JSON"):
-        metrics.read_jsonl(path)
+    with pytest.warns(UserWarning, match="line 2: not a JSON record"):  # named and skipped (test_cache.py)
+        assert metrics.read_jsonl(path) == [{"a": 1}]

@@ -1,0 +1,446 @@
+"""Labelled faces on disk: BP4D, DISFA and any CSV, read, validated and returned as a FileDataset.
+
+Taught in notebook 00 (the interface) and used by the command line. BP4D and DISFA are licensed
+and never shipped; obtain them from their owners and point a loader at the folder you have. Each
+loader accepts the layouts the datasets are distributed in and the one ME-GraphAU's preprocessing
+leaves, or explicit ``labels=`` / ``images=`` sub-paths (relative to ``root`` or absolute). Images
+must be face crops, square and RGB; ``resize=True`` scales other square sizes to ``image_size``.
+
+Every label file is checked before any model sees it; a problem is an error naming the file and
+row (ragged rows, duplicate or ambiguous AU columns, duplicate frames, an image listed under two
+subjects, values outside the format), never a silent guess. Frames with a label but no image, or
+an image but no label, are counted in a warning (and ``ds.skipped_frames``).
+
+**BP4D** (``load_bp4d(root)``): occurrence files ``<Subject>_<Task>.csv`` and frames per task::
+
+    root/AUCoding/AU_OCC/F001_T1.csv   # as distributed (or root/AU_OCC/, or labels=...)
+    root/img/F001/T1/2440.jpg          # <Subject>/<Task>/<frame>.jpg|.png (or root/images/, images=...)
+
+  Each CSV has a header row whose first cell names the frame column (usually ``0``) and whose
+  other cells are AU numbers; then one row per frame with 0 (absent), 1 (present) or 9 (unknown,
+  loaded as -1). Image names are the frame numbers of the CSV, zero-padded or not.
+
+**DISFA** (``load_disfa(root)``): intensity files per subject and AU, and the left-camera frames::
+
+    root/ActionUnit_Labels/SN001/SN001_au1.txt   # lines "frame,intensity", frames counted from 1
+    root/img/SN001/0.png                         # <Subject>/<n>.png|.jpg (or root/images/, images=...)
+
+  *Frame numbering rule.* DISFA's label files count video frames from 1. ME-GraphAU's
+  preprocessing (the common way to extract the frames) writes label line ``i`` to ``(i-1).png``,
+  numbering images from 0; other extractors number them from 1 like the labels. ``numbering``
+  says which: ``0`` (label frame f -> image f-1, ME-GraphAU's), ``1`` (f -> f), or ``"auto"``
+  (default): per subject, the rule under which more label frames find an image; a tie is read as
+  ME-GraphAU's 0-based rule, and choosing the 1-based rule is announced in a warning. Images and
+  labels must then line up: if label frames have no image or images have no label, a warning
+  gives the counts and the first/last frames of each side. An AU is present when its intensity is
+  at least ``threshold`` (2, the usual choice; 1..5).
+
+**Any other dataset** (``load_csv(path, image_size)``), one row per image::
+
+    image,subject,AU1,AU2,AU12,part      # "part" (1, 2 or 3) is optional
+    faces/a_0001.png,a,1,0,,1            # image path: absolute or relative to the CSV's folder
+
+  AU columns are named ``AU<number>`` (``AU1`` or ``AU01``, not both); values 0 or 1, and empty,
+  -1 or 9 for unknown. Intensity columns such as OpenFace's ``AU12_r`` are not labels: threshold
+  them into an ``AU12`` column (e.g. present when intensity >= 2). Without a ``part`` column,
+  subjects are dealt into three parts by :func:`data.default_parts`. A UTF-8 byte-order mark is
+  accepted.
+
+Both licensed datasets use the official subject-exclusive parts (``BP4D_PARTS``,
+``DISFA_PARTS``), so results compare with the literature; a tree holding only some subjects gives
+smaller parts.
+"""
+from __future__ import annotations
+
+import csv
+import re
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import synthfacs
+from .aus import ALL_AUS, BP4D_AUS, DISFA_AUS, au_labels, au_set, parse_au_label
+from .config import Profile, get_profile
+from .data import IMAGE_SUFFIXES, AUDataset, FileDataset, Parts
+
+#: Official BP4D subject-exclusive parts (41 subjects) used by the 3-fold protocol.
+BP4D_PARTS: Parts = (
+    ("F001", "M007", "F018", "F008", "F002", "M004", "F010",
+     "F009", "M012", "M001", "F016", "M014", "F023", "M008"),
+    ("M011", "F003", "M010", "M002", "F005", "F022", "M018",
+     "M017", "F013", "M016", "F020", "F011", "M013", "M005"),
+    ("F007", "F015", "F006", "F019", "M006", "M009", "F012",
+     "M003", "F004", "F021", "F017", "M015", "F014"),
+)
+#: Official DISFA subject-exclusive parts (27 subjects) used by the 3-fold protocol.
+DISFA_PARTS: Parts = (
+    ("SN002", "SN010", "SN001", "SN026", "SN027", "SN032", "SN030", "SN009", "SN016"),
+    ("SN013", "SN018", "SN011", "SN028", "SN012", "SN006", "SN031", "SN021", "SN024"),
+    ("SN003", "SN029", "SN023", "SN025", "SN008", "SN005", "SN007", "SN017", "SN004"),
+)
+#: Names accepted by :func:`load_dataset`.
+DATASETS = ("synthfacs", "bp4d", "disfa", "csv")
+#: Where the loaders look when ``labels=`` / ``images=`` are not given, first match wins.
+BP4D_LABEL_DIRS = ("AU_OCC", "AUCoding/AU_OCC")
+DISFA_LABEL_DIRS = ("ActionUnit_Labels",)
+IMAGE_DIRS = ("images", "img")
+
+
+# --------------------------------------------------------------------------------------------
+# Shared pieces: folders, frame files, label tables
+# --------------------------------------------------------------------------------------------
+def _require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise FileNotFoundError(f"{what} directory not found: {path}")
+    return path
+
+
+def _sub_dir(root: Path, given: str | Path | None, candidates: Sequence[str], what: str) -> Path:
+    """``given`` (relative to ``root`` or absolute), else the first existing candidate under ``root``."""
+    if given is not None:
+        return _require_dir(root / given, what)  # an absolute ``given`` replaces root
+    for name in candidates:
+        if (root / name).is_dir():
+            return root / name
+    tried = ", ".join(str(root / name) for name in candidates)
+    raise FileNotFoundError(f"{what} directory not found: tried {tried} (or pass its path explicitly)")
+
+
+def frame_files(directory: Path) -> dict[int, Path]:
+    """Frame number -> image file in ``directory``; ``0001.jpg`` and ``1.png`` are both frame 1."""
+    frames: dict[int, Path] = {}
+    if not directory.is_dir():
+        return frames
+    for path in sorted(directory.iterdir()):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.stem.isdigit():
+            frame = int(path.stem)
+            if frame in frames:
+                raise ValueError(f"two images for frame {frame}: {frames[frame]} and {path}")
+            frames[frame] = path
+    return frames
+
+
+def read_table(path: Path) -> list[tuple[int, list[str]]]:
+    """The non-empty rows of a CSV as ``(line number, cells)``; a UTF-8 byte-order mark is accepted."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return [(n, row) for n, row in enumerate(csv.reader(f), start=1) if any(cell.strip() for cell in row)]
+
+
+def _check_ragged(path: Path, table: list[tuple[int, list[str]]]) -> None:
+    width = len(table[0][1])
+    for n, row in table[1:]:
+        if len(row) != width:
+            raise ValueError(f"{path}, row {n}: {len(row)} cells but the header has {width} "
+                             "(a missing or extra comma?)")
+
+
+def au_columns(path: Path, header: Sequence[str], candidates: Sequence[int]) -> dict[int, int]:
+    """AU number -> column index for the header cells at ``candidates``; two columns naming the
+    same AU (``AU1`` and ``AU01``, or ``1`` twice) are an error naming both."""
+    columns: dict[int, int] = {}
+    for j in candidates:
+        try:
+            au = parse_au_label(header[j])
+        except ValueError as err:
+            raise ValueError(f"{path}, header: {err}") from None
+        if au in columns:
+            raise ValueError(f"{path}: columns {header[columns[au]]!r} and {header[j]!r} both label AU{au}; "
+                             "keep one")
+        columns[au] = j
+    return columns
+
+
+def _frame_range(frames) -> str:
+    frames = sorted(frames)
+    return f"{len(frames)} (frames {frames[0]}..{frames[-1]})" if frames else "0"
+
+
+# --------------------------------------------------------------------------------------------
+# BP4D
+# --------------------------------------------------------------------------------------------
+def _read_bp4d_file(csv_path: Path, aus: tuple[int, ...]) -> dict[int, list[int]]:
+    """Frame -> labels (1/0/-1 for ``aus``) of one ``<Subject>_<Task>.csv``, every row checked."""
+    table = read_table(csv_path)
+    if not table:
+        raise ValueError(f"{csv_path}: empty label file")
+    _check_ragged(csv_path, table)
+    header = table[0][1]
+    columns = au_columns(csv_path, header, range(1, len(header)))
+    missing = [a for a in aus if a not in columns]
+    if missing:
+        raise ValueError(f"{csv_path}: no column for {au_labels(missing)}")
+    out: dict[int, list[int]] = {}
+    first_row: dict[int, int] = {}
+    for n, row in table[1:]:
+        if not row[0].strip().isdigit():
+            raise ValueError(f"{csv_path}, row {n}: expected a frame number in the first cell, got {row[0]!r}")
+        frame = int(row[0])
+        if frame in out:
+            raise ValueError(f"{csv_path}, row {n}: frame {frame} is labelled twice (first in row {first_row[frame]})")
+        values = [row[columns[a]].strip() for a in aus]
+        for a, value in zip(aus, values):
+            if value not in ("0", "1", "9"):
+                raise ValueError(f"{csv_path}, row {n}, column AU{a}: label {value!r} is not 0, 1 or 9")
+        out[frame], first_row[frame] = [-1 if v == "9" else int(v) for v in values], n
+    return out
+
+
+def load_bp4d(root: str | Path, image_size: int = 224, aus: str | Sequence[int] = BP4D_AUS, resize: bool = False,
+              labels: str | Path | None = None, images: str | Path | None = None) -> FileDataset:
+    """BP4D from the layouts in the module docstring: ``<labels>/<Subject>_<Task>.csv`` and
+    ``<images>/<Subject>/<Task>/<frame>`` (``labels``/``images`` found under ``root`` if not given)."""
+    root = _require_dir(Path(root), "BP4D root")
+    aus = au_set(aus)
+    label_dir = _sub_dir(root, labels, BP4D_LABEL_DIRS, "BP4D label (AU_OCC)")
+    image_dir = _sub_dir(root, images, IMAGE_DIRS, "BP4D image")
+    label_files = sorted(label_dir.glob("*.csv"))
+    if not label_files:
+        raise FileNotFoundError(f"no BP4D label files (<Subject>_<Task>.csv) in {label_dir}")
+    paths, rows, subjects = [], [], []
+    no_image, no_label = [], []
+    frames_per_subject: dict[str, int] = {}
+    for csv_path in label_files:
+        subject, _, task = csv_path.stem.partition("_")
+        if not task:
+            raise ValueError(f"{csv_path}: label file name must be <Subject>_<Task>.csv")
+        labelled = _read_bp4d_file(csv_path, aus)
+        frames = frame_files(image_dir / subject / task)
+        frames_per_subject[subject] = frames_per_subject.get(subject, 0) + len(frames)
+        no_image += [f"{subject}/{task}/{f}" for f in labelled if f not in frames]
+        no_label += [f"{subject}/{task}/{f}" for f in frames if f not in labelled]
+        for frame, values in labelled.items():
+            if frame in frames:
+                paths.append(frames[frame])
+                rows.append(values)
+                subjects.append(subject)
+    for subject, n_images in frames_per_subject.items():
+        if n_images == 0:
+            raise FileNotFoundError(
+                f"BP4D subject {subject} has labels but no frame images under {image_dir / subject}")
+    _warn_unmatched("BP4D", no_image, no_label)
+    dataset = FileDataset(paths, np.array(rows, np.int8).reshape(-1, len(aus)), subjects, aus, "BP4D", image_size,
+                          BP4D_PARTS, resize)  # labels (N, n_au)
+    dataset.skipped_frames = len(no_image)
+    return dataset
+
+
+def _warn_unmatched(name: str, no_image: list[str], no_label: list[str]) -> None:
+    """One warning with the counts (and first examples) of labels without images and vice versa."""
+    if not no_image and not no_label:
+        return
+    parts = []
+    if no_image:
+        parts.append(f"{len(no_image)} labelled frame(s) have no image (skipped; first: {no_image[:3]})")
+    if no_label:
+        parts.append(f"{len(no_label)} image(s) have no label (unused; first: {no_label[:3]})")
+    warnings.warn(f"{name}: " + "; ".join(parts), stacklevel=3)
+
+
+# --------------------------------------------------------------------------------------------
+# DISFA
+# --------------------------------------------------------------------------------------------
+def read_intensities(path: Path) -> dict[int, int]:
+    """Frame -> intensity (0..5) of one DISFA ``<Subject>_au<k>.txt`` file, every line checked."""
+    if not path.is_file():
+        raise FileNotFoundError(f"DISFA label file not found: {path}")
+    out: dict[int, int] = {}
+    first_line: dict[int, int] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            frame, intensity = (int(v) for v in line.split(","))
+        except ValueError:
+            raise ValueError(f"{path}, line {n}: expected 'frame,intensity', got {line!r}") from None
+        if not 0 <= intensity <= 5:
+            raise ValueError(f"{path}, line {n}: intensity {intensity} is outside 0..5")
+        if frame in out:
+            raise ValueError(f"{path}, line {n}: frame {frame} is labelled twice (first on line {first_line[frame]})")
+        out[frame], first_line[frame] = intensity, n
+    return out
+
+
+def image_offset(label_frames, image_frames, numbering: int | str) -> int:
+    """``image number - label frame`` for one DISFA subject under ``numbering`` (0, 1 or "auto")."""
+    if numbering in (0, 1):
+        return int(numbering) - 1
+    if numbering != "auto":
+        raise ValueError(f"DISFA numbering must be 0, 1 or 'auto'; got {numbering!r}")
+    labels, images = set(label_frames), set(image_frames)
+    from0 = len({f - 1 for f in labels} & images)  # ME-GraphAU: label frame f -> (f-1).png
+    from1 = len(labels & images)  # label frame f -> f.png
+    return 0 if from1 > from0 else -1
+
+
+def load_disfa(root: str | Path, image_size: int = 224, aus: str | Sequence[int] = DISFA_AUS, resize: bool = False,
+               threshold: int = 2, labels: str | Path | None = None, images: str | Path | None = None,
+               numbering: int | str = "auto") -> FileDataset:
+    """DISFA from the layouts in the module docstring; an AU is present iff its intensity is at
+    least ``threshold``; ``numbering`` is the frame-numbering rule (module docstring)."""
+    if isinstance(threshold, bool) or threshold not in range(1, 6):
+        raise ValueError(f"DISFA threshold must be an intensity 1..5 (2 is usual); got {threshold!r}")
+    root = _require_dir(Path(root), "DISFA root")
+    aus = au_set(aus)
+    label_root = _sub_dir(root, labels, DISFA_LABEL_DIRS, "DISFA label (ActionUnit_Labels)")
+    image_root = _sub_dir(root, images, IMAGE_DIRS, "DISFA image")
+    subject_dirs = sorted(p for p in label_root.iterdir() if p.is_dir())
+    if not subject_dirs:
+        raise FileNotFoundError(f"no DISFA subject folders (e.g. SN001/) in {label_root}")
+    paths, rows, subjects = [], [], []
+    no_image, no_label, from1 = [], [], []
+    for subject_dir in subject_dirs:
+        subject = subject_dir.name
+        columns, frames = [], None
+        for a in aus:
+            label_file = subject_dir / f"{subject}_au{a}.txt"
+            intensity = read_intensities(label_file)
+            if frames is None:
+                frames, first_file = sorted(intensity), label_file
+            elif sorted(intensity) != frames:
+                raise ValueError(f"{label_file}: frames do not match those of {first_file}")
+            columns.append([intensity[f] for f in frames])
+        present = (np.array(columns).T >= threshold).astype(np.int8)  # (n_frames, n_au)
+        image_of = frame_files(image_root / subject)
+        if not image_of:
+            raise FileNotFoundError(f"DISFA subject {subject} has labels but no frame images in {image_root / subject}")
+        offset = image_offset(frames, image_of, numbering)
+        if numbering == "auto" and offset == 0:
+            from1.append(subject)
+        matched = {f + offset for f in frames} & set(image_of)
+        if not matched:
+            raise ValueError(f"DISFA {subject}: no label frame has an image under the "
+                             f"{offset + 1}-based rule: label frames {_frame_range(frames)}, "
+                             f"images {_frame_range(image_of)} in {image_root / subject}")
+        no_image += [f"{subject}/{f}" for f in frames if f + offset not in image_of]
+        labelled = set(frames)
+        no_label += [f"{subject}/{image_of[i].name}" for i in sorted(image_of) if i - offset not in labelled]
+        for frame, label in zip(frames, present):
+            if frame + offset in image_of:
+                paths.append(image_of[frame + offset])
+                rows.append(label)
+                subjects.append(subject)
+    if from1:
+        warnings.warn(f"DISFA: the images of {len(from1)} subject(s) ({', '.join(from1[:5])}) are numbered from 1 "
+                      "like the label frames, so label frame f -> f.png (detected: more frames line up that way "
+                      "than under ME-GraphAU's 0-based rule f -> (f-1).png); pass numbering=1 to say so and silence "
+                      "this, or numbering=0 to force the 0-based rule", stacklevel=2)
+    _warn_unmatched("DISFA", no_image, no_label)
+    dataset = FileDataset(paths, np.array(rows, np.int8).reshape(-1, len(aus)), subjects, aus, "DISFA", image_size,
+                          DISFA_PARTS, resize)  # labels (N, n_au)
+    dataset.skipped_frames = len(no_image)
+    return dataset
+
+
+# --------------------------------------------------------------------------------------------
+# Any CSV
+# --------------------------------------------------------------------------------------------
+def _csv_label(value: str, where: str) -> int:
+    """One generic-CSV label cell: 0/1, and empty, -1 or 9 for unknown (-1)."""
+    value = value.strip()
+    try:
+        number = float(value) if value else -1.0
+    except ValueError:
+        number = None  # not a number: reported just below
+    if number not in (0, 1, -1, 9):
+        raise ValueError(f"{where}: label {value!r} is not 0, 1 or unknown (empty, -1, 9)")
+    return -1 if number in (-1, 9) else int(number)
+
+
+def _csv_au_columns(csv_path: Path, header: list[str]) -> dict[int, int]:
+    """AU -> column of a generic CSV; suffixed columns (``AU12_r``) are explained, never ignored silently."""
+    plain = [j for j, c in enumerate(header) if re.fullmatch(r"(?i)au\d+", c.strip())]
+    columns = au_columns(csv_path, header, plain)
+    suffixed = [c for c in header if re.fullmatch(r"(?i)au\d+[_ -]?[a-z]\w*", c.strip())]
+    unread = [c for c in suffixed if parse_au_label(re.match(r"(?i)au\d+", c.strip()).group()) not in columns]
+    if unread:
+        raise ValueError(
+            f"{csv_path}: column(s) {unread} are not occurrence labels. OpenFace-style '_r' columns are "
+            "intensities (0-5) and '_c' columns its own predictions: for ground truth, add a column named "
+            "like 'AU12' holding 1 (present), 0 (absent) or empty (unknown), e.g. intensity >= 2 -> 1")
+    if suffixed:
+        warnings.warn(f"{csv_path}: column(s) {suffixed} are not read (the plain AU columns are)", stacklevel=3)
+    unknown = [header[j] for a, j in columns.items() if a not in ALL_AUS]
+    if unknown:
+        raise ValueError(f"{csv_path}: unknown AU column(s) {unknown}; known AUs are {au_labels(ALL_AUS)}")
+    return columns
+
+
+def load_csv(csv_path: str | Path, image_size: int, aus: str | Sequence[int] | None = None, resize: bool = False,
+             name: str | None = None) -> FileDataset:
+    """Any dataset listed in a CSV (format in the module docstring); ``aus=None`` keeps every AU column."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"CSV file not found: {csv_path}")
+    table = read_table(csv_path)
+    if not table:
+        raise ValueError(f"{csv_path}: empty file")
+    header = [c.strip() for c in table[0][1]]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise ValueError(f"{csv_path}: column(s) {repeated} appear more than once in the header")
+    for column in ("image", "subject"):
+        if column not in header:
+            raise ValueError(f"{csv_path}: missing column {column!r}")
+    columns = _csv_au_columns(csv_path, header)
+    aus = au_set(tuple(a for a in ALL_AUS if a in columns) if aus is None else aus)
+    missing = [f"AU{a}" for a in aus if a not in columns]
+    if missing:
+        raise ValueError(f"{csv_path}: missing label column(s) {missing}")
+    if len(table) < 2:
+        raise ValueError(f"{csv_path}: no rows")
+    _check_ragged(csv_path, table)
+    col = {c: j for j, c in enumerate(header)}
+    paths, subjects, labels, parts_of = [], [], [], []
+    row_of: dict[Path, tuple[int, str]] = {}
+    for n, row in table[1:]:
+        image, subject = row[col["image"]].strip(), row[col["subject"]].strip()
+        for what, value in (("image", image), ("subject", subject)):
+            if not value:
+                raise ValueError(f"{csv_path}, row {n}: empty {what!r} cell")
+        path = (csv_path.parent / image).resolve()  # absolute paths survive the join
+        if path in row_of:
+            first, who = row_of[path]
+            leak = f" under subjects {who!r} and {subject!r} (a train/test leak)" if who != subject else ""
+            raise ValueError(f"{csv_path}, row {n}: image {image!r} is already listed in row {first}{leak}")
+        row_of[path] = (n, subject)
+        paths.append(path)
+        subjects.append(subject)
+        labels.append([_csv_label(row[columns[a]], f"{csv_path}, row {n}, column {header[columns[a]]}") for a in aus])
+        if "part" in col:
+            parts_of.append(row[col["part"]].strip())
+    parts = None
+    if parts_of:
+        bad = sorted(set(parts_of) - {"1", "2", "3"})
+        if bad:
+            raise ValueError(f"{csv_path}: column 'part' must be 1, 2 or 3, found {bad}")
+        parts = tuple(tuple(sorted({s for s, p in zip(subjects, parts_of) if p == str(k)})) for k in (1, 2, 3))
+    return FileDataset(paths, np.array(labels, np.int8).reshape(-1, len(aus)), subjects, aus,
+                       name or csv_path.stem, image_size, parts, resize)  # labels (N, n_au)
+
+
+# --------------------------------------------------------------------------------------------
+# One entry point
+# --------------------------------------------------------------------------------------------
+def load_dataset(name: str, root: str | Path | None = None, profile: str | Profile | None = None,
+                 **kwargs) -> AUDataset:
+    """One entry point: ``"synthfacs"``, ``"bp4d"``, ``"disfa"`` or ``"csv"`` (``root`` = the CSV file).
+
+    ``profile`` (a name or a :class:`~occfau_lib.config.Profile`) sizes the SynthFACS world, which
+    needs no ``root``; for file datasets it sets ``image_size`` (unless given), so real images
+    match what the profile's models expect. ``kwargs`` go to the loader (``labels=``,
+    ``images=``, ``resize=``, DISFA's ``threshold=`` and ``numbering=``).
+    """
+    key = name.lower()
+    if key == "synthfacs":
+        return synthfacs.build_dataset(profile, **kwargs)
+    loaders = {"bp4d": load_bp4d, "disfa": load_disfa, "csv": load_csv}
+    if key not in loaders:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}")
+    if root is None:
+        raise ValueError(f"dataset {name!r} needs root (its folder, or for 'csv' the CSV file)")
+    if profile is not None and "image_size" not in kwargs:
+        resolved = profile if isinstance(profile, Profile) else get_profile(profile)
+        kwargs["image_size"] = resolved.data.img_size
+    return loaders[key](root, **kwargs)

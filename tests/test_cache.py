@@ -1,0 +1,94 @@
+"""The one checkpoint reader, atomic writes and their leftovers, and run logs that survive a kill."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from occfau_lib import cache, metrics, train
+
+
+def saved(path, obj):
+    torch.save(obj, path)
+    return path
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "not a readable PyTorch checkpoint"),
+    (lambda p: p.write_bytes(os.urandom(300)), "not a readable PyTorch checkpoint"),
+    (lambda p: torch.save([1, 2, 3], p), "expected a checkpoint dict, found list"),
+])
+def test_read_state_names_a_file_it_cannot_read(tmp_path, damage, message):
+    path = saved(tmp_path / "model.pt", {"model": {"w": torch.ones(64, 64)}})
+    assert torch.equal(cache.read_state(path)["model"]["w"], torch.ones(64, 64))
+    damage(path)
+    with pytest.raises(cache.CorruptFile, match=rf"model\.pt: {message}"):
+        cache.read_state(path)
+    with pytest.raises(FileNotFoundError):
+        cache.read_state(tmp_path / "missing.pt")
+
+
+def test_load_or_build_rebuilds_a_corrupt_file_with_a_warning(tmp_path):
+    built = []
+
+    def build():
+        built.append(1)
+        return {"w": torch.full((3,), float(len(built)))}
+
+    def load(p):
+        state = cache.read_state(p)
+        return state["model"], state["config"]
+
+    save = lambda obj, config, p: torch.save({"model": obj, "config": config}, p)  # noqa: E731
+    path = tmp_path / "cache" / "thing.pt"
+    cache.load_or_build(path, {"a": 1}, build, save, load)
+    path.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match=r"cannot read cached .*thing\.pt .*rebuilding it"):
+        again = cache.load_or_build(path, {"a": 1}, build, save, load)
+    assert len(built) == 2 and again["w"][0] == 2
+    assert cache.load_or_build(path, {"a": 1}, build, save, load)["w"][0] == 2 and len(built) == 2
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".mae-abc.pt.{int(dead.stdout)}.tmp"  # the pid has exited
+    stale.write_bytes(b"x" * 1000)
+    mine = tmp_path / f".other.pt.{os.getpid()}.tmp"  # a live writer's (this process)
+    mine.write_bytes(b"y")
+    unrelated = tmp_path / "notes.tmp"
+    unrelated.write_text("keep")
+    cache.atomic_write(tmp_path / "new.pt", lambda p: p.write_bytes(b"z"))
+    assert not stale.exists() and mine.exists() and unrelated.exists()
+    assert (tmp_path / "new.pt").read_bytes() == b"z"
+
+
+def test_a_corrupt_epoch_checkpoint_starts_the_training_over(tmp_path):
+    path = tmp_path / "teacher-x.partial.pt"
+    path.write_bytes(b"\x00" * 50)  # killed mid-write by a full disk, say
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.warns(UserWarning, match=r"teacher-x\.partial\.pt: not a readable .*starting this training over"):
+        step, epoch, history = train.EpochCheckpoint(path, {"a": 1}).restore(model, opt, torch.Generator(),
+                                                                            np.random.default_rng(0))
+    assert (step, epoch, history) == (0, 0, None)
+
+
+def test_read_jsonl_skips_a_torn_line_with_a_warning(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"stage": "a", "x": 1}\n{"stage": "b", "x"\n\n[1, 2]\n{"stage": "c"}\n')
+    with pytest.warns(UserWarning, match=r"metrics\.jsonl, line 2: not a JSON record") as caught:
+        records = metrics.read_jsonl(path)
+    assert [r["stage"] for r in records] == ["a", "c"]
+    assert any("line 4" in str(w.message) for w in caught)  # valid JSON, but not a record
+
+
+def test_save_model_round_trips_through_read_state(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    cache.save_model((model, {"loss": [0.5]}), {"k": 1}, tmp_path / "m.pt")
+    state = cache.read_state(tmp_path / "m.pt")
+    assert set(state) == {"model", "history", "config"} and state["history"] == {"loss": [0.5]}
+    assert torch.equal(state["model"]["weight"], model.weight)
