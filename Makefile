@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-# The main job: every notebook, in order, on the demo profile, executed into build/notebooks/.
+# The main job: every notebook, in order, on the demo profile, executed into build/notebooks/,
+# then converted to HTML under build/site/index.html (titles and runtimes).
 demo: setup
-	OCCFAU_PROFILE=$${OCCFAU_PROFILE:-demo} HF_HUB_OFFLINE=1 $(PY) -m occfau_lib.notebooks notebooks build/notebooks
+	OCCFAU_PROFILE=$${OCCFAU_PROFILE:-demo} HF_HUB_OFFLINE=1 $(PY) -m occfau_lib.notebooks notebooks build/notebooks --site build/site
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest

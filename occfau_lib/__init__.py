@@ -1,17 +1,38 @@
 """occfau_lib: the thin library behind the occfau notebooks.
 
 Occlusion-robust facial action unit (AU) recognition by mining the latent space of a masked
-autoencoder (Jiang et al., arXiv 2212.04029), re-implemented for teaching. One module per concept:
+autoencoder (Jiang et al., arXiv 2212.04029), re-implemented for teaching. One module per concept,
+each importing only the floors below it:
 
-- ``aus``        FACS action units, BP4D / DISFA subsets            (notebook 00)
-- ``synthfacs``  the procedural face world with known AUs           (notebook 00)
-- ``data``       SynthFACS, BP4D, DISFA and CSV datasets, 3 folds   (notebook 00)
-- ``metrics``    per-AU F1 / AUC, fold aggregation, result tables   (all notebooks)
-- ``mae``        ViT-MAE: chosen masking, reconstruction, pretraining (notebooks 01, 02)
-- ``occlusion``  region / random-patch masks and patch visibility    (notebooks 01-03)
-- ``probe``      linear probes, probing under hiding, cached UMAP    (notebook 02)
-- ``viz``        the plotting functions every figure and widget uses
-- ``config``     the smoke / demo / paper profiles (``$OCCFAU_PROFILE``)
-- ``cache``      load-if-config-matches-else-build, atomic writes
+Ground floor: what every stage shares
+- ``aus``           FACS action units, the BP4D / DISFA subsets                  (notebook 00)
+- ``patches``       uint8 <-> tensor, normalisation, patch <-> pixel masks, face grid (all)
+- ``config``        the smoke / demo / paper profiles (``$OCCFAU_PROFILE``)
+- ``cache``         checkpoint-or-train, content keys, atomic writes, the one checkpoint reader
+
+Data
+- ``data``          the AUDataset interface: labels, subjects, subject-exclusive folds (notebook 00)
+- ``render``        the SynthFACS renderer: one painter per face part              (notebook 00)
+- ``synthfacs``     the procedural face world: identities, expressions, sessions   (notebook 00)
+- ``loaders``       BP4D, DISFA and CSV files: layouts, frame rules, validation     (notebook 05)
+- ``occlusion``     protocols and realistic occluders -> image, pixel mask, visibility (01-03)
+- ``metrics``       per-AU F1 / AUC, fold aggregation, result tables               (all notebooks)
+
+Methods: models, losses and training
+- ``train``         the training loop every model shares: schedule, resume, DDP, engine
+- ``mae``           ViT-MAE: visible-only encoding, reconstruction, pretraining, weights (01, 02)
+- ``probe``         linear probes and hiding conditions                              (notebook 02)
+- ``teacher``       the ME-GraphAU-style AU-relation-graph teacher                   (notebook 03)
+- ``student``       the mapping network on frozen MAE latents                        (notebook 04)
+- ``distill``       node- and edge-level knowledge distillation, the ablations       (notebook 04)
+
+Top floor: experiments, figures and entry points
+- ``experiments``   the harnesses the notebooks and benchmarks run: models per profile, the one
+                    evaluation over occlusion conditions, the methods table, latent geometry
+- ``viz``           the plotting functions every figure uses
+- ``widgets``       the notebooks' interactive explorers (ipywidgets)
+- ``notebooks``     executes the notebooks headless (``make demo``, the tests)
+- ``cli``           ``python -m occfau_lib``: the four stages outside the notebooks (notebook 05)
+- ``cli_settings``  the command line's presets, YAML files and ``key=value`` overrides
 """
 __version__ = "0.1.0"

@@ -144,6 +144,58 @@ def load_or_build(
     return obj
 
 
+def checkpoint_path(kind: str, config: Any) -> Path:
+    """Where a model of ``kind`` ("mae", "teacher", "student") with this config lives:
+    ``data/cache/<kind>-<hash>.pt``."""
+    return data_root() / "cache" / f"{kind}-{config_hash(config)}.pt"
+
+
+def checkpoint_or_train(
+    kind: str,
+    config: dict,
+    train: Callable[[Path], Any],
+    save: Callable[[Any, dict, Path], None],
+    load: Callable[[Path], tuple[Any, dict]],
+    resume: bool = True,
+) -> Any:
+    """The one checkpoint-or-train of every model (MAE, teacher, student).
+
+    The model stored under :func:`checkpoint_path` is loaded when its stored config equals
+    ``config`` (a corrupt or stale file is rebuilt with a warning: :func:`load_or_build`);
+    otherwise ``train(partial_path)`` trains it, writing an epoch checkpoint to
+    ``<kind>-<hash>.partial.pt`` that an interrupted run continues from
+    (:class:`train.EpochCheckpoint`) unless ``resume=False``, which starts over. The finished
+    model is saved atomically and its epoch checkpoint removed.
+    """
+    path = checkpoint_path(kind, config)
+    partial = path.with_name(path.stem + ".partial.pt")
+    if not resume:
+        partial.unlink(missing_ok=True)
+    result = load_or_build(path, config, lambda: train(partial), save, load)
+    partial.unlink(missing_ok=True)
+    return result
+
+
+def array_fingerprint(array: np.ndarray) -> str:
+    """Short content hash of an array (its shape, dtype and bytes): the cache key of anything
+    computed from it (features of these rows, an embedding of these features)."""
+    array = np.ascontiguousarray(array)
+    h = hashlib.sha256(f"{array.shape}{array.dtype}".encode())
+    h.update(array.tobytes())
+    return h.hexdigest()[:16]
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """Short content hash of a model's weights (names, shapes and values): the cache key of
+    anything computed from the model, so retrained or swapped weights are never confused."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}{tuple(tensor.shape)}{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
 def save_npz(arrays: dict, config: dict, path: Path) -> None:
     """Write named arrays plus their config to an ``.npz`` (the ``save`` of :func:`load_or_build`)."""
     with Path(path).open("wb") as f:

@@ -10,7 +10,7 @@ builds it; running a finished stage again is instant)::
 
 ``--config`` is a preset (smoke, demo, paper-bp4d, paper-disfa) or a YAML file; trailing
 ``key=value`` arguments override single settings (``distill.epochs=2``), see
-:func:`occfau_lib.config.run_config`. ``--dataset`` picks SynthFACS (default) or a licensed
+:func:`occfau_lib.cli_settings.run_config`. ``--dataset`` picks SynthFACS (default) or a licensed
 dataset under ``--data-root``. ``--resume`` continues an interrupted training from its
 last epoch checkpoint (model, optimiser, step, random generators), to the same weights as an
 uninterrupted run; without it an interrupted run starts over. Every stage writes the resolved
@@ -25,16 +25,19 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.distributed as dist
 import yaml
 
+from . import experiments, mae, metrics, occlusion, student, teacher
 from .cache import atomic_write, config_hash
-from .config import run_config
+from .cli_settings import run_config
+from .distill import trained_student
 from .loaders import load_dataset
-from .mae import WEIGHTS_ENV
 from .synthfacs import world_key
 from .train import Engine, distributed, local_device
 
@@ -85,7 +88,7 @@ class Run:
     """What every stage needs: the resolved profile, the dataset, its cache key, the engine, the log.
 
     Everything a user gives is checked here, before any data is read or model trained: settings
-    (:func:`config.run_config`), the device, the MAE weights' path, dataset flags; then the
+    (:func:`cli_settings.run_config`), the device, the MAE weights' path, dataset flags; then the
     dataset's labels (:mod:`occfau_lib.loaders`). A run directory holds one run: reusing it with
     another config is refused unless ``--overwrite``.
     """
@@ -93,7 +96,7 @@ class Run:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.profile = run_config(args.config, args.overrides)
-        self.weights = args.mae_weights or os.environ.get(WEIGHTS_ENV)
+        self.weights = args.mae_weights or os.environ.get(mae.WEIGHTS_ENV)
         if self.profile.mae != "tiny" and not self.weights:  # checked before any data is read
             raise ValueError(f"config {self.profile.name!r} uses the {self.profile.mae!r} MAE (ViT-B/16): give the "
                              "official weights with --mae-weights PATH (a Hugging Face ViTMAEForPreTraining folder "
@@ -165,25 +168,19 @@ class Run:
         print(" ".join(f"{k}={v}" for k, v in record.items() if not isinstance(v, (dict, list))))
 
     def mae(self):
-        from . import mae
-
         if self.weights:
             return mae.load_mae(self.weights, self.profile.mae).to(self.engine.device), {}
         if self.args.dataset == "synthfacs":
-            return mae.mae_for_profile(self.profile, self.engine, resume=self.args.resume)
+            return experiments.mae_for_profile(self.profile, self.engine, resume=self.args.resume)
         return mae.pretrained_mae(self.ds, mae.MAE_CONFIGS[self.profile.mae], self.profile.pretrain,
                                   self.data_key, self.engine, resume=self.args.resume)
 
     def teacher(self, fold: int):
-        from .teacher import trained_teacher
-
-        return trained_teacher(self.ds, fold, self.data_key, self.profile.teacher, self.profile.teacher_train,
+        return teacher.trained_teacher(self.ds, fold, self.data_key, self.profile.teacher, self.profile.teacher_train,
                                self.engine, resume=self.args.resume)
 
-    def student(self, fold: int, encoder, teacher):
-        from .distill import trained_student
-
-        return trained_student(self.ds, fold, self.data_key, encoder, teacher, self.profile.distill, self.engine,
+    def student(self, fold: int, encoder, trained_teacher):
+        return trained_student(self.ds, fold, self.data_key, encoder, trained_teacher, self.profile.distill, self.engine,
                                resume=self.args.resume)
 
 
@@ -252,11 +249,6 @@ def distill(run: Run) -> None:
 def gathered(predict, rank: int, world: int):
     """``predict(fold, occluded)`` run by every process on its share of the test faces, the
     shares gathered back in order, so F1 is computed over the whole fold on every rank."""
-    from dataclasses import replace
-
-    import numpy as np
-    import torch.distributed as dist
-
     def run(k, occ):
         rows = np.arange(rank, len(occ.images), world)
         part = predict(k, replace(occ, images=occ.images[rows], hidden=occ.hidden[rows], visible=occ.visible[rows]))
@@ -271,8 +263,6 @@ def gathered(predict, rank: int, world: int):
 
 
 def evaluate(run: Run) -> None:
-    from . import metrics, occlusion, student, teacher
-
     encoder, _ = run.mae()
     folds = run.folds(run.profile.distill_folds)
     teachers = {k: run.teacher(k)[0] for k in folds}
@@ -284,7 +274,7 @@ def evaluate(run: Run) -> None:
     conditions = occlusion.protocol_conditions()
     rows: dict[str, dict[int, float]] = {}
     for name, predict in methods.items():
-        results = metrics.evaluate_conditions(predict, run.ds, conditions, encoder.config.patch_size, folds)
+        results = experiments.evaluate_conditions(predict, run.ds, conditions, encoder.config.patch_size, folds)
         for condition, result in results.items():
             for k, per_fold in zip(folds, result["folds"]):
                 rows[f"{name} / {condition} / fold {k}"] = per_fold["f1"]

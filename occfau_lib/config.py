@@ -13,19 +13,6 @@ PROFILE_ENV = "OCCFAU_PROFILE"
 DEFAULT_PROFILE = "demo"
 
 
-def check_schedule(cfg, lr_field: str = "lr") -> None:
-    """The checks every training schedule shares (MAE pretraining, teacher, student): a run with
-    no epochs, an empty batch or a negative learning rate is refused before any work."""
-    if cfg.epochs < 1:
-        raise ValueError(f"epochs must be >= 1; got {cfg.epochs}")
-    if cfg.batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1; got {cfg.batch_size}")
-    if not getattr(cfg, lr_field) >= 0:  # 0 is allowed: a frozen run (tests use it)
-        raise ValueError(f"{lr_field} must be >= 0; got {getattr(cfg, lr_field)}")
-    if cfg.warmup_epochs < 0 or cfg.weight_decay < 0:
-        raise ValueError(f"warmup_epochs and weight_decay must be >= 0; got {cfg.warmup_epochs}, {cfg.weight_decay}")
-
-
 @dataclass(frozen=True)
 class DataConfig:
     """Size of the SynthFACS world a profile generates (hashed to key the dataset cache)."""
@@ -79,18 +66,39 @@ MAE_CONFIGS = {
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
-    """MAE pretraining schedule (AdamW, linear warm-up then cosine decay, per step)."""
+class Schedule:
+    """What the three training runs (MAE pretraining, teacher, student) share: AdamW with a linear
+    warm-up then cosine decay per step (:func:`train.lr_at`), run by :class:`train.Loop`. Subclasses
+    add the learning rate (``lr``) and their own settings. A run with no epochs, an empty batch, a
+    negative rate, warm-up or weight decay is refused when the config is made, before any work."""
+
+    epochs: int = 20  # ME-GraphAU: 20
+    batch_size: int = 64  # ME-GraphAU: 64
+    weight_decay: float = 5e-4  # ME-GraphAU
+    warmup_epochs: float = 0.0  # ME-GraphAU: none; short from-scratch runs use a little
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1; got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
+        if not self.lr >= 0:  # 0 is allowed: a frozen run (tests use it)
+            raise ValueError(f"the learning rate must be >= 0; got {self.lr}")
+        if self.warmup_epochs < 0 or self.weight_decay < 0:
+            raise ValueError(f"warmup_epochs and weight_decay must be >= 0; got {self.warmup_epochs}, "
+                             f"{self.weight_decay}")
+
+
+@dataclass(frozen=True)
+class PretrainConfig(Schedule):
+    """MAE pretraining schedule."""
 
     epochs: int = 30  # MAE paper: 800-1600 on ImageNet; SynthFACS is small and simple
     batch_size: int = 64  # MAE paper: 4096
     base_lr: float = 1.5e-4  # MAE paper: lr = base_lr * batch_size / 256; CPU profiles use 10x (short runs)
     weight_decay: float = 0.05  # MAE paper
     warmup_epochs: int = 2  # MAE paper: 40
-    seed: int = 0
-
-    def __post_init__(self):
-        check_schedule(self, "base_lr")
 
     @property
     def lr(self) -> float:
@@ -119,26 +127,18 @@ TEACHER_CONFIGS = {
 
 
 @dataclass(frozen=True)
-class TeacherTrainConfig:
-    """Teacher schedule: ME-GraphAU's (AdamW, cosine decay per iteration), scaled for CPU profiles."""
+class TeacherTrainConfig(Schedule):
+    """Teacher schedule: ME-GraphAU's (the :class:`Schedule` defaults), scaled for CPU profiles."""
 
-    epochs: int = 20  # ME-GraphAU: 20
-    batch_size: int = 64  # ME-GraphAU: 64
     lr: float = 1e-4  # ME-GraphAU: 1e-4 (ImageNet-pretrained backbone); CPU profiles train from scratch, higher
-    weight_decay: float = 5e-4  # ME-GraphAU
-    warmup_epochs: float = 0.0  # ME-GraphAU: none; short from-scratch runs use a little
     edge_weight: float = 0.05  # lambda of the edge co-occurrence loss: 0.05 BP4D, 0.01 DISFA
     augment: bool = True  # random shift (pad 1/16 + crop) and horizontal flip, as ME-GraphAU's crop + flip
     occlusion_patch: int = 0  # > 0: occlude every training face by the training mixture on this patch grid
     #                           (the MAE's): the "teacher + occlusion augmentation" baseline of notebook 04
-    seed: int = 0
-
-    def __post_init__(self):
-        check_schedule(self)
 
 
 @dataclass(frozen=True)
-class DistillConfig:
+class DistillConfig(Schedule):
     """The method's student: a mapping network on frozen MAE latents, distilled from the teacher.
 
     Loss = L_WA(ground truth) + node_weight x node KD + edge_weight x edge KD
@@ -153,17 +153,12 @@ class DistillConfig:
     edge_ce_weight: float = 0.05  # lambda: ME-GraphAU's edge loss on the student's own edges (BP4D value)
     normalize: bool = False  # L2-normalise features before the MSE (False: plain MSE, measured better, student.py)
     clean_rate: float = 0.25  # share of clean faces in the training occlusion mixture [ours]
-    epochs: int = 20  # the teacher's schedule (ME-GraphAU): AdamW, cosine, 20 epochs, batch 64, lr 1e-4
-    batch_size: int = 64
-    lr: float = 1e-4
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 0.0
+    lr: float = 1e-4  # the teacher's schedule (ME-GraphAU, the Schedule defaults): 20 epochs, batch 64
     augment: bool = False  # shift + flip before occluding; off: the position-specific linear mapping
     #                        generalised worse with it (demo fold 1 clean F1 17.0 vs 34.0) [ours]
-    seed: int = 0
 
     def __post_init__(self):
-        check_schedule(self)
+        super().__post_init__()
         if self.depth is not None and self.depth < 1:
             raise ValueError(f"depth must be >= 1 (MAE blocks read) or null (all); got {self.depth}")
 
@@ -275,100 +270,3 @@ PRESETS: dict[str, Profile] = {
                            teacher_train=replace(PROFILES["paper"].teacher_train, edge_weight=0.01),
                            distill=replace(PROFILES["paper"].distill, edge_ce_weight=0.01)),
 }
-
-
-def run_config(config: str, overrides=()) -> Profile:
-    """The profile of a command-line run: ``config`` is a preset name (:data:`PRESETS`) or a YAML
-    file (``base: <preset>`` plus any fields, nested as in :class:`Profile`), then ``overrides``
-    ``"key=value"`` with dotted keys (``distill.epochs=2``, ``teacher_train.lr=3e-4``,
-    ``folds=[1,2]``, ``distill.depth=null``). Every key and value is checked against the
-    dataclasses: an unknown key, a wrong type or a malformed override is a ``ValueError`` that
-    names it."""
-    import yaml
-
-    fields: dict = {}
-    if config in PRESETS:
-        base = PRESETS[config]
-    elif config.endswith((".yaml", ".yml")) and os.path.isfile(config):
-        with open(config) as f:
-            fields = yaml.safe_load(f) or {}
-        if not isinstance(fields, dict):
-            raise ValueError(f"{config}: expected a mapping of profile fields at the top level")
-        fields = dict(fields)
-        name = fields.pop("base", "demo")
-        if name not in PRESETS:
-            raise ValueError(f"{config}: base {name!r} is not a preset; choose one of {sorted(PRESETS)}")
-        base = PRESETS[name]
-    else:
-        raise ValueError(f"--config {config!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a YAML file")
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override {item!r} is not key=value")
-        node = fields
-        *parents, leaf = key.strip().split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override {item!r}: {part!r} is not a group of settings")
-        node[leaf] = yaml.safe_load(value)
-    profile = _apply(base, fields, "")
-    for key, table in (("mae", MAE_CONFIGS), ("teacher", TEACHER_CONFIGS)):
-        if getattr(profile, key) not in table:
-            raise ValueError(f"setting {key!r} = {getattr(profile, key)!r} is not one of {sorted(table)}")
-    for key in ("batch_size", "probe_epochs"):
-        if getattr(profile, key) < 1:
-            raise ValueError(f"setting {key!r} must be >= 1; got {getattr(profile, key)}")
-    if not set(profile.folds) | set(profile.distill_folds) <= {1, 2, 3}:
-        raise ValueError(f"folds must be among 1, 2, 3; got {profile.folds} / {profile.distill_folds}")
-    return profile
-
-
-def _apply(obj, changes: dict, where: str):
-    """``obj`` (a frozen dataclass) with ``changes`` applied recursively, every value type-checked."""
-    from dataclasses import fields as dataclass_fields
-    from dataclasses import is_dataclass
-
-    known = {f.name: f for f in dataclass_fields(obj)}
-    updates = {}
-    for key, value in changes.items():
-        path = f"{where}{key}"
-        if key not in known:
-            raise ValueError(f"unknown setting {path!r}; {type(obj).__name__} has {sorted(known)}")
-        current = getattr(obj, key)
-        if is_dataclass(current):
-            if not isinstance(value, dict):
-                raise ValueError(f"setting {path!r} is a group; give its fields ({path}.<field>=...)")
-            updates[key] = _apply(current, value, f"{path}.")
-        else:
-            updates[key] = _coerce(value, current, known[key].type, path)
-    try:
-        return replace(obj, **updates)
-    except ValueError as err:  # a dataclass's own check (__post_init__: schedules, EngineConfig)
-        raise ValueError(f"setting {where.rstrip('.') or 'profile'!r}: {err}") from None
-
-
-def _coerce(value, current, annotation: str, path: str):
-    """``value`` (from YAML) as the type of the field it replaces, or a ValueError naming ``path``."""
-    optional = "None" in str(annotation)
-    if value is None:
-        if optional:
-            return None
-        raise ValueError(f"setting {path!r} cannot be null")
-    kind = type(current) if current is not None else int  # the only optional field today is an int
-    try:
-        if kind is bool:
-            if not isinstance(value, bool):
-                raise TypeError
-            return value
-        if kind is tuple:
-            items = value if isinstance(value, (list, tuple)) else [value]
-            inner = type(current[0]) if current else int
-            return tuple(inner(v) for v in items)
-        if kind in (int, float) and isinstance(value, bool):
-            raise TypeError
-        if kind is int and isinstance(value, float) and not value.is_integer():
-            raise TypeError
-        return kind(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"setting {path!r} must be {kind.__name__}; got {value!r}") from None

@@ -34,6 +34,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .aus import au_labels, au_set
+from .patches import to_tensor
 
 Parts = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
 
@@ -113,8 +114,7 @@ class AUDataset(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        # torch.tensor copies, so read-only sources (PIL buffers, memory-mapped caches) are fine.
-        image = torch.tensor(self._image(i)).permute(2, 0, 1).float().div(255)  # (3, S, S)
+        image = to_tensor(self._image(i))  # (3, S, S)
         return {
             "image": image,
             "labels": torch.from_numpy(self.labels[i].astype(np.float32)),  # (n_au,)
@@ -171,13 +171,25 @@ class AUDataset(torch.utils.data.Dataset):
             raise ValueError(f"empty split: {self.name} has no sample of subject(s) {sorted(wanted)}")
         return self.subset(mask)
 
-    def fold(self, k: int) -> tuple[AUDataset, AUDataset]:
-        """``(train, test)`` of subject-exclusive fold ``k``: fold 1 tests part 3, 2 part 2, 3 part 1."""
+    def fold_rows(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row positions ``(train, test)`` of subject-exclusive fold ``k``: fold 1 tests part 3,
+        fold 2 part 2, fold 3 part 1, each training on the other two parts. Positions, so that
+        features computed once for the whole dataset can be sliced (notebook 02's probes)."""
         if k not in (1, 2, 3):
             raise ValueError(f"fold k must be 1, 2 or 3, got {k!r}")
-        test = 3 - k  # index into self.parts
-        train_subjects = [s for j, part in enumerate(self.parts) if j != test for s in part]
-        return self.with_subjects(train_subjects), self.with_subjects(self.parts[test])
+        test_part = 3 - k  # index into self.parts
+        train_subjects = [s for j, part in enumerate(self.parts) if j != test_part for s in part]
+        train = np.flatnonzero(np.isin(self.subjects, train_subjects))
+        test = np.flatnonzero(np.isin(self.subjects, list(self.parts[test_part])))
+        if not len(train) or not len(test):
+            raise ValueError(f"empty split: fold {k} of {self.name} has {len(train)} training and {len(test)} "
+                             "test rows")
+        return train, test
+
+    def fold(self, k: int) -> tuple[AUDataset, AUDataset]:
+        """``(train, test)`` datasets of subject-exclusive fold ``k`` (rows: :meth:`fold_rows`)."""
+        train, test = self.fold_rows(k)
+        return self.subset(train), self.subset(test)
 
     def positive_rate(self) -> np.ndarray:
         """Fraction of present labels per AU ``(n_au,)``, over known labels only (nan if none known)."""
@@ -323,9 +335,3 @@ class FileDataset(AUDataset):
 
 #: Threads that decode image files for one batch (:meth:`FileDataset.batch_images`).
 LOAD_WORKERS = min(8, os.cpu_count() or 1)
-
-
-def load_dataset(*args, **kwargs):  # TEMPORARY while notebooks move to occfau_lib.loaders
-    from .loaders import load_dataset as real
-
-    return real(*args, **kwargs)

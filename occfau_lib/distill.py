@@ -20,14 +20,12 @@ from dataclasses import asdict
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from . import mae
-from .cache import config_hash, data_root, load_or_build, read_state
+from .cache import checkpoint_or_train, model_fingerprint, read_state
 from .config import DistillConfig
-from .mae import to_tensor, to_uint8
 from .occlusion import training_occlusion
-from .student import Student, predict
+from .patches import to_tensor, to_uint8
+from .student import Student
 from .teacher import TeacherOutput, au_weights, augment, edge_loss, wa_loss
 from .train import Engine, Loop, new_history
 
@@ -81,9 +79,9 @@ def train_student(ds, mae_model, teacher, cfg: DistillConfig = DistillConfig(), 
     mapping = [p for p in student.parameters() if p.requires_grad]  # the frozen encoder is not among them
     opt = engine.adamw(mapping, cfg.lr, cfg.weight_decay)
     config = {"distill": asdict(cfg), "n": len(ds), "aus": list(ds.aus), **engine.key()}
-    loop = Loop("student", student, opt, len(ds), cfg.batch_size, cfg.epochs, cfg.warmup_epochs, cfg.lr, cfg.seed,
-                resume_path, config, engine, progress, log_every,
-                history={**new_history(), "wa": [], "node": [], "edge": [], "edge_ce": []}, fetch=ds.batch_images)
+    loop = Loop("student", model=student, opt=opt, n=len(ds), schedule=cfg, config=config, engine=engine,
+                resume_path=resume_path, progress=progress, log_every=log_every, fetch=ds.batch_images,
+                history={**new_history(), "wa": [], "node": [], "edge": [], "edge_ce": []})
     for rows, faces in loop:
         clean = to_tensor(faces)  # (B, 3, S, S) the whole batch: every process draws the same occlusions
         if cfg.augment:
@@ -112,13 +110,10 @@ def trained_student(ds, fold: int, data_key: dict, mae_model, teacher, cfg: Dist
     the MAE's and the teacher's weights, so a retrained encoder or teacher retrains the student.
     Only the mapping network is stored. An interrupted training continues from its last epoch
     checkpoint (``student-<hash>.partial.pt``), unless ``resume=False``."""
-    from .probe import model_fingerprint
-
     engine = Engine.of(device)
     config = {"distill": asdict(cfg), "data": data_key, "fold": int(fold), "aus": list(ds.aus), "n": int(len(ds)),
               "mae": model_fingerprint(mae_model), "teacher": model_fingerprint(teacher),
               "version": DISTILL_VERSION, **engine.key()}
-    path = data_root() / "cache" / f"student-{config_hash(config)}.pt"
     train, _ = ds.fold(fold)
 
     def save(obj, stored: dict, tmp) -> None:
@@ -131,17 +126,12 @@ def trained_student(ds, fold: int, data_key: dict, mae_model, teacher, cfg: Dist
         student.load_head_state(state["head"])
         return (student.to(engine.device).eval(), state["history"]), state["config"]
 
-    partial = path.with_name(path.stem + ".partial.pt")  # epoch checkpoints of an interrupted run
-    if not resume:
-        partial.unlink(missing_ok=True)
-    result = load_or_build(path, config, lambda: train_student(train, mae_model, teacher, cfg, engine, progress,
-                                                                resume_path=partial), save, load)
-    partial.unlink(missing_ok=True)  # the finished model is stored
-    return result
+    return checkpoint_or_train("student", config, lambda partial: train_student(
+        train, mae_model, teacher, cfg, engine, progress, resume_path=partial), save, load, resume)
 
 
 # --------------------------------------------------------------------------------------------
-# The method against its ablations and baselines (notebook 04, benchmarks/bench_methods.py)
+# The ablations (compared with the baselines by experiments.compare_methods, notebook 04)
 # --------------------------------------------------------------------------------------------
 #: The student ablations: which KD terms are on (the AU loss and the edge CE always are).
 ABLATIONS = {"student, no KD": {"node_weight": 0.0, "edge_weight": 0.0},
@@ -150,89 +140,3 @@ ABLATIONS = {"student, no KD": {"node_weight": 0.0, "edge_weight": 0.0},
              "student, node + edge KD": {}}
 
 
-def students_for_profile(profile, ds, data_key: dict, mae_model, teachers: dict, ablations=ABLATIONS, folds=None,
-                         device: str | Engine = "cpu", progress: bool = True) -> dict[str, dict[int, Student]]:
-    """``{ablation: {fold: student}}`` for ``profile.distill_folds`` (or ``folds``), each cached;
-    ``teachers`` is ``{fold: teacher}``."""
-    from dataclasses import replace
-
-    folds = profile.distill_folds if folds is None else folds
-    return {name: {k: trained_student(ds, k, data_key, mae_model, teachers[k], replace(profile.distill, **change),
-                                      device, progress)[0] for k in folds}
-            for name, change in ablations.items()}
-
-
-def latent_probe(ds, fold: int, mae_model, depth: int | None, epochs: int):
-    """Baseline "linear probe on the MAE latent": a :class:`probe.LinearProbe` on the clean latent
-    grid the student reads (block ``depth``'s tokens, flattened), trained on the fold's training
-    faces. Returns ``predict(occluded) -> probs``; tokens of hidden patches are missing and
-    mean-imputed (:func:`probe.probe_probs`), as in notebook 02."""
-    from .probe import fit_probe, missing_tokens, probe_probs
-
-    def grid(images: np.ndarray, visible: np.ndarray | None) -> np.ndarray:
-        patch = mae.extract_features(mae_model, images, visible, depth=depth)["patch"]  # (N, L, D), hidden = 0
-        return patch.reshape(len(patch), -1)
-
-    train, _ = ds.fold(fold)
-    probe = fit_probe(grid(train.images, None), train.labels, epochs)
-    dim = mae_model.config.hidden_size
-    return lambda occ: probe_probs(probe, grid(occ.images, occ.visible), missing_tokens(occ.visible, dim))
-
-
-def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str, str], folds=None,
-                    test_stride: int = 2, device: str | Engine = "cpu", progress: bool = True) -> dict[str, dict]:
-    """The table of notebook 04: every method under every occlusion condition, through the one
-    harness :func:`metrics.evaluate_conditions` (same test faces, same fixed occlusions).
-
-    Methods: the teacher (its "clean" column is the upper reference), the teacher fine-tuned
-    with occlusion augmentation (from the trained teacher, half its epochs at a third of its
-    learning rate, every face occluded by the training mixture [ours]; trained from scratch on
-    occluded faces instead, the demo teacher stayed near chance: AUC 60), reconstruct-then-detect (the
-    MAE paints the hidden patches, the teacher reads the result), a linear probe on the MAE
-    latent, and the four student ablations. Everything trained is cached per fold.
-    Returns ``{method: {condition: aggregate}}``.
-    """
-    from dataclasses import replace
-
-    from .metrics import evaluate_conditions
-    from .teacher import predict as teacher_predict
-    from .teacher import trained_teacher
-
-    folds = profile.distill_folds if folds is None else folds
-    p = mae_model.config.patch_size
-    teachers = {k: trained_teacher(ds, k, data_key, profile.teacher, profile.teacher_train, device, progress)[0]
-                for k in folds}
-    base = profile.teacher_train
-    occ_cfg = replace(base, occlusion_patch=p, epochs=max(1, base.epochs // 2), lr=base.lr / 3, warmup_epochs=0)
-    augmented = {k: trained_teacher(ds, k, data_key, profile.teacher, occ_cfg, device, progress, init=teachers[k])[0]
-                 for k in folds}
-    students = students_for_profile(profile, ds, data_key, mae_model, teachers, folds=folds, device=device,
-                                    progress=progress)
-    probes = {k: latent_probe(ds, k, mae_model, profile.distill.depth, profile.probe_epochs) for k in folds}
-    methods = {
-        "teacher": lambda k, occ: teacher_predict(teachers[k], occ.images)["probs"],
-        "teacher + occlusion augmentation": lambda k, occ: teacher_predict(augmented[k], occ.images)["probs"],
-        "reconstruct-then-detect": lambda k, occ: teacher_predict(
-            teachers[k], mae.reconstruct_images(mae_model, occ.images, occ.visible))["probs"],
-        "linear probe on MAE latent": lambda k, occ: probes[k](occ),
-    }
-    for name, per_fold in students.items():
-        methods[name] = lambda k, occ, per_fold=per_fold: predict(per_fold[k], occ.images, occ.visible)["probs"]
-    return {name: evaluate_conditions(fn, ds, conditions, p, folds, test_stride=test_stride)
-            for name, fn in tqdm(methods.items(), desc="evaluate", disable=not progress)}
-
-
-def feature_views(student: Student, teacher, images: np.ndarray, occluded) -> dict[str, np.ndarray]:
-    """The three spaces of notebook 04's UMAP views, for ``images`` (M, S, S, 3) clean and as
-    ``occluded`` (an :class:`occlusion.Occluded` of the same faces): rows 0..M-1 clean, M..2M-1
-    occluded. ``"MAE latent"``: (2M, D) mean of the visible tokens after the student's block;
-    ``"student node"`` and ``"teacher node"``: (2M, N, C) (the teacher reads the occluder's pixels,
-    the student drops the hidden patches)."""
-    from .teacher import predict as teacher_predict
-
-    every = np.ones_like(occluded.visible)
-    both = np.concatenate([images, occluded.images])
-    visible = np.concatenate([every, occluded.visible])
-    latent = mae.extract_features(student.mae, both, visible, depth=student.depth)["mean"][-1]  # (2M, D)
-    return {"MAE latent": latent, "student node": predict(student, both, visible)["node"],
-            "teacher node": teacher_predict(teacher, both)["node"]}

@@ -20,7 +20,6 @@ mean colour.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,18 +29,18 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
-from .cache import config_hash, data_root, load_or_build, read_state, save_model
+from .cache import checkpoint_or_train, read_state, save_model
 from .config import MAE_CONFIGS, MAEConfig, PretrainConfig
 from .data import AUDataset
-from .train import Engine, Loop, new_history
+from .patches import denormalize, normalize, patch_pixels, random_visible, to_tensor, to_uint8
+from .synthfacs import FaceCorpus
+from .train import Engine, Loop
 
 #: The fields of :class:`MAEConfig` that fix the weights' shapes (checked when loading weights).
 ARCHITECTURE_FIELDS = ("img_size", "patch_size", "hidden_size", "num_layers", "num_heads", "decoder_hidden_size",
                        "decoder_layers", "decoder_heads")
 #: Bump when pretraining changes what it produces: cached MAE checkpoints are then retrained.
 MAE_VERSION = 2
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def build_mae(cfg: MAEConfig | str = "tiny") -> ViTMAEForPreTraining:
@@ -97,38 +96,6 @@ def check_images(images: torch.Tensor, model: ViTMAEForPreTraining) -> None:
                          f"(resize the data or load a model of that size)")
     if not images.is_floating_point():
         raise ValueError("MAE expects float images in [0, 1]; convert uint8 with images.float() / 255")
-
-
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """[0, 1] RGB -> ImageNet-normalised (what official MAE weights were trained on)."""
-    mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (images - mean) / std
-
-
-def denormalize(images: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`normalize`, clipped to [0, 1] for display."""
-    mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (images * std + mean).clamp(0, 1)
-
-
-def random_visible(batch: int, num_patches: int, mask_ratio: float, generator: torch.Generator | None = None):
-    """MAE's random masking as a visibility mask (B, L): ``round(L * (1 - ratio))`` random patches kept."""
-    keep = int(round(num_patches * (1 - mask_ratio)))
-    noise = torch.rand(batch, num_patches, generator=generator)
-    order = noise.argsort(dim=1)
-    visible = torch.zeros(batch, num_patches, dtype=torch.bool)
-    visible.scatter_(1, order[:, :keep], True)
-    return visible
-
-
-def visible_to_pixels(visible: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """Patch visibility (B, L) -> pixel mask (B, 1, S, S), True where the patch is visible."""
-    B, L = visible.shape
-    grid = int(math.isqrt(L))
-    m = visible.view(B, 1, grid, grid).float()
-    return nn.functional.interpolate(m, scale_factor=patch_size, mode="nearest").bool()
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,24 +240,20 @@ def reconstruct(model: ViTMAEForPreTraining, images: torch.Tensor, visible: torc
 
 def paste_visible(images: torch.Tensor, recon: torch.Tensor, visible: torch.Tensor, patch_size: int):
     """Reconstruction in hidden patches, the original pixels in visible ones (B, 3, S, S)."""
-    keep = visible_to_pixels(visible.cpu(), patch_size).to(images.device)
+    keep = ~patch_pixels(visible.cpu(), patch_size)[:, None].to(images.device)  # (B, 1, S, S) visible
     return torch.where(keep, images, recon)
 
 
 # --------------------------------------------------------------------------------------------
 # Pretraining: AdamW, warm-up + cosine, checkpoint-or-train with resume
 # --------------------------------------------------------------------------------------------
-def checkpoint_path(kind: str, config: dict) -> Path:
-    """Where an artefact of ``kind`` with this config lives: ``data/cache/<kind>-<hash>.pt``."""
-    return data_root() / "cache" / f"{kind}-{config_hash(config)}.pt"
-
-
-def pretrain(images: np.ndarray | AUDataset, mae_cfg: MAEConfig, cfg: PretrainConfig, device: str | Engine = "cpu",
+def pretrain(images: np.ndarray | AUDataset | FaceCorpus, mae_cfg: MAEConfig, cfg: PretrainConfig, device: str | Engine = "cpu",
              progress: bool = True, resume_path: Path | None = None, log_every: int = 50
              ) -> tuple[ViTMAEForPreTraining, dict]:
-    """Pretrain a fresh MAE on uint8 images (N, S, S, 3) -- or on a dataset's images, streamed a
-    batch at a time through ``batch_images`` (BP4D/DISFA never fit in memory) -- with MAE's random
-    masking. Labels are never read.
+    """Pretrain a fresh MAE on uint8 images (N, S, S, 3) -- or on anything with ``batch_images``,
+    streamed a batch at a time: a dataset's files (BP4D/DISFA never fit in memory) or an unlabelled
+    :class:`synthfacs.FaceCorpus` rendered on the fly -- with MAE's random masking. Labels are
+    never read.
 
     Saves a resumable state to ``resume_path`` after every epoch (:class:`train.EpochCheckpoint`);
     if that file exists and matches the config, training continues from it. ``device``: a device
@@ -302,9 +265,9 @@ def pretrain(images: np.ndarray | AUDataset, mae_cfg: MAEConfig, cfg: PretrainCo
     torch.manual_seed(cfg.seed)
     objective = engine.place(_MaskedObjective(build_mae(mae_cfg)))
     opt = engine.adamw(objective.parameters(), cfg.lr, cfg.weight_decay, betas=(0.9, 0.95))  # MAE's betas
-    loop = Loop("MAE pretraining", objective, opt, len(images), cfg.batch_size, cfg.epochs, cfg.warmup_epochs,
-                cfg.lr, cfg.seed, resume_path, config, engine, progress, log_every,
-                fetch=images.batch_images if isinstance(images, AUDataset) else images.__getitem__)
+    loop = Loop("MAE pretraining", model=objective, opt=opt, n=len(images), schedule=cfg, config=config,
+                engine=engine, resume_path=resume_path, progress=progress, log_every=log_every,
+                fetch=images.batch_images if hasattr(images, "batch_images") else images.__getitem__)
     for _, faces in loop:
         x = to_tensor(engine.batch(faces))  # (B, 3, S, S): the whole batch, the same masks on every process
         visible = random_visible(len(x), mae_cfg.num_patches, mae_cfg.mask_ratio, loop.gen)  # (B, L)
@@ -326,7 +289,7 @@ class _MaskedObjective(nn.Module):
         return masked_loss(self.mae, images, visible)
 
 
-def pretrained_mae(images: np.ndarray | AUDataset, mae_cfg: MAEConfig, cfg: PretrainConfig, data_key: dict,
+def pretrained_mae(images: np.ndarray | AUDataset | FaceCorpus, mae_cfg: MAEConfig, cfg: PretrainConfig, data_key: dict,
                    device: str | Engine = "cpu",
                    progress: bool = True, resume: bool = True) -> tuple[ViTMAEForPreTraining, dict]:
     """Checkpoint or train: the MAE for this (architecture, schedule, dataset) from
@@ -336,7 +299,6 @@ def pretrained_mae(images: np.ndarray | AUDataset, mae_cfg: MAEConfig, cfg: Pret
     engine = Engine.of(device)
     config = {"mae": asdict(mae_cfg), "pretrain": asdict(cfg), "data": data_key, "version": MAE_VERSION,
               **engine.key()}
-    path = checkpoint_path("mae", config)
 
     def load(p):
         state = read_state(p)
@@ -344,13 +306,8 @@ def pretrained_mae(images: np.ndarray | AUDataset, mae_cfg: MAEConfig, cfg: Pret
         model.load_state_dict(state["model"])
         return (model.to(engine.device).eval(), state["history"]), state["config"]
 
-    partial = path.with_name(path.stem + ".partial.pt")
-    if not resume:  # start over: an interrupted run's epoch checkpoint is discarded
-        partial.unlink(missing_ok=True)
-    result = load_or_build(path, config, lambda: pretrain(images, mae_cfg, cfg, engine, progress, resume_path=partial),
-                           save_model, load)
-    partial.unlink(missing_ok=True)
-    return result
+    return checkpoint_or_train("mae", config, lambda partial: pretrain(images, mae_cfg, cfg, engine, progress,
+                                                                       resume_path=partial), save_model, load, resume)
 
 
 # --------------------------------------------------------------------------------------------
@@ -460,21 +417,6 @@ def load_mae(path: str | Path, cfg: MAEConfig | str = "paper") -> ViTMAEForPreTr
 WEIGHTS_ENV = "OCCFAU_MAE_WEIGHTS"
 
 
-def mae_for_profile(profile, device: str | Engine = "cpu", progress: bool = True,
-                    resume: bool = True) -> tuple[ViTMAEForPreTraining, dict]:
-    """The MAE the notebooks use: official weights from ``$OCCFAU_MAE_WEIGHTS`` when set, else the
-    profile's MAE pretrained on the profile's SynthFACS world (cached after the first run)."""
-    import os
-
-    from .synthfacs import load_world, world_key
-
-    if os.environ.get(WEIGHTS_ENV):
-        return load_mae(os.environ[WEIGHTS_ENV], profile.mae).to(Engine.of(device).device), new_history()
-    world = load_world(profile.data, progress=progress)
-    return pretrained_mae(world.images, MAE_CONFIGS[profile.mae], profile.pretrain, world_key(profile.data), device,
-                          progress, resume)
-
-
 @torch.no_grad()
 def extract_features(model: ViTMAEForPreTraining, images: np.ndarray, visible: np.ndarray | None = None,
                      batch_size: int = 256, progress: bool = False, depth: int | None = None) -> dict[str, np.ndarray]:
@@ -505,18 +447,6 @@ def extract_features(model: ViTMAEForPreTraining, images: np.ndarray, visible: n
 # --------------------------------------------------------------------------------------------
 # What reconstructions tell us (notebook 01)
 # --------------------------------------------------------------------------------------------
-def to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 (N, S, S, 3) -> float (N, 3, S, S) in [0, 1] (on the device of a tensor input)."""
-    if isinstance(images, np.ndarray):
-        images = torch.from_numpy(np.ascontiguousarray(images))
-    return images.permute(0, 3, 1, 2).float().div(255)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """float (N, 3, S, S) in [0, 1] -> uint8 (N, S, S, 3)."""
-    return (images.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
 @torch.no_grad()
 def reconstruct_images(model: ViTMAEForPreTraining, images: np.ndarray, visible: np.ndarray,
                        paste: bool = True, batch_size: int = 256) -> np.ndarray:
@@ -531,51 +461,3 @@ def reconstruct_images(model: ViTMAEForPreTraining, images: np.ndarray, visible:
     return np.concatenate(out)
 
 
-@torch.no_grad()
-def region_errors(model: ViTMAEForPreTraining, images: np.ndarray, ratios, region_masks: dict[str, np.ndarray],
-                  seed: int = 0) -> np.ndarray:
-    """Mean squared reconstruction error (pixels in [0, 1]) of *hidden* pixels inside each face
-    region, for random masking at each ratio: (n_ratios, n_regions). Where is the face hard to
-    invent, and how fast does that grow with the mask ratio?"""
-    from .occlusion import random_patches
-
-    L = model.vit.embeddings.patch_embeddings.num_patches
-    x = to_tensor(images)
-    out = np.zeros((len(ratios), len(region_masks)))
-    for r, ratio in enumerate(ratios):
-        vis = random_patches(len(images), L, ratio, seed)
-        rec = reconstruct_images(model, images, vis, paste=False)
-        err = ((to_tensor(rec) - x) ** 2).mean(1).numpy()  # (N, S, S)
-        hidden = ~visible_to_pixels(torch.as_tensor(vis), model.config.patch_size)[:, 0].numpy()
-        for g, mask in enumerate(region_masks.values()):
-            sel = hidden & mask[None]
-            out[r, g] = err[sel].mean() if sel.any() else np.nan
-    return out
-
-
-@torch.no_grad()
-def token_drift(model: ViTMAEForPreTraining, clean: np.ndarray, occluded: np.ndarray,
-                visible: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """How much an occluder disturbs the latent of the patches it does **not** cover.
-
-    For uint8 faces ``clean`` and ``occluded`` (N, S, S, 3) and the occluder's patch
-    visibility (N, L), the cosine similarity of each face's *visible* patch tokens to the same
-    tokens of the clean face encoded whole, averaged over those patches, two ways (N,) each:
-
-    - ``"dropped"``: the hidden patches are dropped before the encoder (the method's way);
-    - ``"fed"``: the occluded image goes in whole, occluder pixels included (a plain encoder).
-    Attention mixes every token with every other, so feeding the occluder in changes the tokens
-    of visible patches too; dropping removes the occluder's influence but also the context the
-    hidden patches gave. Notebook 03.
-    """
-    L = model.vit.embeddings.patch_embeddings.num_patches
-    out = {"dropped": [], "fed": []}
-    for i in range(0, len(clean), batch_size):
-        vis = torch.as_tensor(np.asarray(visible[i: i + batch_size], bool))
-        ref = encode(model, to_tensor(clean[i: i + batch_size])).on_grid(L)  # (B, L, D)
-        occ = to_tensor(occluded[i: i + batch_size])
-        for name, v in (("dropped", vis), ("fed", None)):
-            tokens = encode(model, occ, v).on_grid(L)  # (B, L, D)
-            cos = torch.nn.functional.cosine_similarity(tokens, ref, dim=-1)  # (B, L)
-            out[name].append(((cos * vis).sum(1) / vis.sum(1).clamp(min=1)).numpy())
-    return {k: np.concatenate(v) for k, v in out.items()}

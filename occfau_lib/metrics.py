@@ -216,45 +216,6 @@ def format_csv(rows: dict[str, dict[int, float]], aus: tuple[int, ...], digits: 
     return buf.getvalue()
 
 
-#: Test faces decoded and occluded at once by :func:`evaluate_conditions` (a demo fold is one
-#: chunk, so its occlusions are those of seed + fold; 4,096 faces at 224 px are 0.6 GB).
-EVAL_CHUNK = 4096
-
-
-def evaluate_conditions(predict, ds, conditions: dict[str, str], patch_size: int, folds=(1, 2, 3),
-                        seed: int | None = None, test_stride: int = 1) -> dict[str, dict]:
-    """The one evaluation harness of notebooks 03-05: every method, every occlusion condition,
-    the same subject-exclusive test faces and the same fixed occlusions.
-
-    predict: ``predict(fold, occluded) -> probs (M, n_au)``, where ``occluded`` is an
-        :class:`occlusion.Occluded` batch (images with the occluder painted in, pixel mask,
-        patch visibility): a CNN reads ``occluded.images``, the MAE student ``occluded.visible``.
-    conditions: ``{label: spec}`` (e.g. :func:`occlusion.protocol_conditions`).
-    seed: the occlusion seed (default :data:`occlusion.TEST_SEED`); fold ``k`` uses ``seed + k``
-        so the folds' masks differ but every method sees the same ones.
-    test_stride: score every ``test_stride``-th test face only (consecutive video frames are
-        near-duplicates; 2 halves the cost and barely moves F1).
-    Returns ``{label: aggregate_folds(...)}``, with the per-fold results under ``"folds"``.
-    """
-    from .occlusion import TEST_SEED, apply
-
-    seed = TEST_SEED if seed is None else seed
-    per_condition: dict[str, list] = {label: [] for label in conditions}
-    for k in folds:
-        _, test = ds.fold(k)
-        rows = np.arange(0, len(test), test_stride)
-        chunks = [rows[i: i + EVAL_CHUNK] for i in range(0, len(rows), EVAL_CHUNK)]
-        probs: dict[str, list] = {label: [] for label in conditions}
-        for c, chunk in enumerate(chunks):  # streamed: a BP4D fold never has to fit in memory
-            images = test.batch_images(chunk)  # (M, S, S, 3) uint8
-            for label, spec in conditions.items():
-                occluded = apply(images, spec, patch_size, seed=seed + k + 1000 * c)
-                probs[label].append(predict(k, occluded))  # (M, n_au)
-        for label in conditions:
-            per_condition[label].append(evaluate(test.labels[rows], np.concatenate(probs[label]), test.aus))
-    return {label: {**aggregate_folds(r), "folds": r} for label, r in per_condition.items()}
-
-
 def conditions_table(results: dict[str, dict[str, dict]], metric: str = "avg_f1", fmt: str = "md",
                      digits: int = 1) -> str:
     """Methods x test conditions, from ``{method: evaluate_conditions(...)}``: one row per
@@ -276,6 +237,33 @@ def conditions_table(results: dict[str, dict[str, dict]], metric: str = "avg_f1"
         vals = [MISSING if math.isnan(row[c][metric]) else f"{100 * row[c][metric]:.{digits}f}" for c in conditions]
         lines.append(f"| {name} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
+
+
+def cooccurrence(labels, kind: str = "conditional") -> np.ndarray:
+    """AU co-occurrence matrix (n_au, n_au) from labels (N, n_au) of 1/0/-1.
+
+    Each pair (i, j) uses only the rows where both labels are known (-1 is masked pairwise).
+    ``kind="conditional"``: entry [i, j] = P(AU j present | AU i present), nan if AU i is never
+    present. ``kind="correlation"``: the phi coefficient (Pearson correlation of the 0/1
+    labels), nan where either AU is constant. Notebook 00 (drawn by ``viz.cooccurrence_heatmap``).
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"cooccurrence: labels must be (N, n_au), got shape {labels.shape}")
+    known = (labels >= 0).astype(np.float64)
+    present = (labels == 1).astype(np.float64)
+    both = present.T @ present  # [i, j]: rows where i and j are present
+    i_present_j_known = present.T @ known
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if kind == "conditional":
+            return both / i_present_j_known
+        if kind == "correlation":
+            n = known.T @ known  # rows where both are known
+            mean_i = i_present_j_known / n
+            mean_j = mean_i.T
+            cov = both / n - mean_i * mean_j
+            return cov / np.sqrt(mean_i * (1 - mean_i) * mean_j * (1 - mean_j))
+    raise ValueError(f"cooccurrence: kind must be 'conditional' or 'correlation', got {kind!r}")
 
 
 def read_jsonl(path) -> list[dict]:

@@ -27,10 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-#: The MAE's normalisation mean (ImageNet mean x 255): a pixel of this colour is zero for the encoder.
-MEAN_FILL = (124, 116, 104)
+from .patches import MEAN_FILL, box_mask, patch_pixels, patch_visibility, random_patches
+
 #: Random small patches: fraction of the MAE's grid patches hidden [ours].
 PATCH_RATIOS = (0.25, 0.5, 0.75)
 #: Large blocks: side in pixels at 224 px (about 29, 43, 50, 57% of the image side), scaled to the
@@ -60,44 +59,12 @@ REGION_BOXES = {
 }
 
 
-def box_mask(box: tuple[float, float, float, float], size: int) -> np.ndarray:
-    """Pixels (size, size) whose centres fall inside a canonical box: True = hidden."""
-    u0, u1, v0, v1 = box
-    c = (np.arange(size) + 0.5) / size * 2 - 1  # pixel centres in [-1, 1]
-    return ((c[None, :] >= u0) & (c[None, :] <= u1)) & ((c[:, None] >= v0) & (c[:, None] <= v1))
-
-
 def region_mask(region: str, size: int) -> np.ndarray:
     """Pixel mask (size, size) hiding one face region of a frontal, aligned face."""
     try:
         return box_mask(REGION_BOXES[region], size)
     except KeyError:
         raise ValueError(f"unknown region {region!r}; choose one of {sorted(REGION_BOXES)}") from None
-
-
-def patch_visibility(hidden: np.ndarray, patch_size: int, threshold: float = 0.5) -> np.ndarray:
-    """Pixel masks (..., S, S) -> patch visibility (..., L): a patch is hidden when more than
-    ``threshold`` of its pixels are hidden (row-major grid, as the MAE orders patches)."""
-    hidden = np.asarray(hidden, bool)
-    *lead, S, _ = hidden.shape
-    g = S // patch_size
-    if g * patch_size != S:
-        raise ValueError(f"image size {S} is not a multiple of the patch size {patch_size}")
-    frac = hidden.reshape(*lead, g, patch_size, g, patch_size).mean(axis=(-3, -1))  # (..., g, g)
-    return (frac <= threshold).reshape(*lead, g * g)
-
-
-def random_patches(n: int, num_patches: int, ratio: float, seed: int = 0) -> np.ndarray:
-    """Visibility (n, L) with exactly ``round(ratio * L)`` patches hidden uniformly at random per
-    sample; the same seed always gives the same masks (fixed test occlusions)."""
-    if not 0 <= ratio < 1:
-        raise ValueError(f"hidden ratio must be in [0, 1), got {ratio}")
-    hide = int(round(ratio * num_patches))
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.rand(n, num_patches, generator=gen).argsort(1)[:, :hide].numpy()
-    visible = np.ones((n, num_patches), bool)
-    np.put_along_axis(visible, order, False, axis=1)
-    return visible
 
 
 def occlude(images: np.ndarray, hidden: np.ndarray, fill=MEAN_FILL) -> np.ndarray:
@@ -107,17 +74,6 @@ def occlude(images: np.ndarray, hidden: np.ndarray, fill=MEAN_FILL) -> np.ndarra
     mask = np.broadcast_to(np.asarray(hidden, bool), images.shape[:3])
     out[mask] = np.asarray(fill, np.uint8)
     return out
-
-
-def patch_pixels(visible: np.ndarray, patch_size: int) -> np.ndarray:
-    """Patch visibility (..., L) -> hidden-pixel mask (..., S, S): the inverse view of
-    :func:`patch_visibility` (True where a hidden patch covers the pixel)."""
-    visible = np.asarray(visible, bool)
-    *lead, L = visible.shape
-    g = int(round(L**0.5))
-    grid = visible.reshape(*lead, g, 1, g, 1)
-    full = np.broadcast_to(grid, (*lead, g, patch_size, g, patch_size))
-    return ~full.reshape(*lead, g * patch_size, g * patch_size)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,14 +23,12 @@ The pieces, in notebook order:
   :func:`missing_tokens` / :func:`missing_pixels` mark what a hidden patch removes from the
   patch-token and pixel feature spaces;
 - :func:`pixel_features`, :func:`chance_folds`: the floors any feature space must beat;
-- :func:`model_fingerprint`: a hash of an encoder's weights, the cache key of its features;
-- :func:`umap_embedding` (cached) and :func:`neighbour_agreement`: what dominates the latent
-  space's geometry (identity, pose or AUs).
+(What dominates the latent space's geometry -- identity, pose or AUs -- is measured by
+:func:`experiments.umap_embedding` and :func:`experiments.neighbour_agreement`.)
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 from typing import Sequence
 
@@ -38,8 +36,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cache import config_hash, data_root, load_npz, load_or_build, save_npz
+from .cache import array_fingerprint, config_hash, data_root, load_npz, load_or_build, save_npz
 from .metrics import aggregate_folds, evaluate
+from .occlusion import region_mask
+from .patches import patch_pixels, patch_visibility, random_patches
 
 #: Upper bound on the positive-class weight of a rare AU (and 1 / it for a very common one).
 MAX_POS_WEIGHT = 10.0
@@ -189,21 +189,6 @@ def probe_probs(probe: LinearProbe, x: np.ndarray, missing: np.ndarray | None = 
 # --------------------------------------------------------------------------------------------
 # The subject-exclusive 3-fold protocol
 # --------------------------------------------------------------------------------------------
-def fold_rows(ds, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices ``(train, test)`` of subject-exclusive fold ``k`` of an AUDataset: the same rows
-    as ``ds.fold(k)`` (fold 1 tests part 3, fold 2 part 2, fold 3 part 1), as positions into ``ds``
-    so that feature arrays computed once for the whole dataset can be sliced."""
-    if k not in (1, 2, 3):
-        raise ValueError(f"fold k must be 1, 2 or 3, got {k!r}")
-    test_part = 3 - k
-    train_subjects = [s for j, part in enumerate(ds.parts) if j != test_part for s in part]
-    train = np.flatnonzero(np.isin(ds.subjects, train_subjects))
-    test = np.flatnonzero(np.isin(ds.subjects, list(ds.parts[test_part])))
-    if not len(train) or not len(test):
-        raise ValueError(f"empty split: fold {k} of {ds.name} has {len(train)} training and {len(test)} test rows")
-    return train, test
-
-
 def fit_folds(train_features: np.ndarray, ds, epochs: int, folds: Sequence[int] = (1, 2, 3),
               **fit_kwargs) -> dict[int, LinearProbe]:
     """One probe per subject-exclusive fold, each trained on the clean ``train_features`` (N, D)
@@ -214,7 +199,7 @@ def fit_folds(train_features: np.ndarray, ds, epochs: int, folds: Sequence[int] 
         raise ValueError(f"train_features has {len(train_features)} rows for a dataset of {len(ds)}")
     probes = {}
     for k in folds:
-        train, _ = fold_rows(ds, k)
+        train, _ = ds.fold_rows(k)
         probes[k] = fit_probe(train_features[train], ds.labels[train], epochs, **fit_kwargs)
     return probes
 
@@ -237,7 +222,7 @@ def score_folds(probes: dict[int, LinearProbe], ds, features: np.ndarray, test_r
         raise ValueError(f"missing has shape {np.shape(missing)}; features have {np.shape(features)}")
     results = []
     for k, model in probes.items():
-        _, test = fold_rows(ds, k)
+        _, test = ds.fold_rows(k)
         pos = np.flatnonzero(np.isin(rows, test))  # positions in the test arrays
         if not len(pos):
             raise ValueError(f"test_rows holds no row of fold {k}'s test subjects")
@@ -274,7 +259,7 @@ def chance_folds(ds, folds: Sequence[int] = (1, 2, 3)) -> dict:
     every AU (F1 = 2p / (1 + p) for an AU of positive rate p). A probe below it learned nothing."""
     results = []
     for k in folds:
-        _, test = fold_rows(ds, k)
+        _, test = ds.fold_rows(k)
         results.append(evaluate(ds.labels[test], np.ones(ds.labels[test].shape), ds.aus))
     return {**aggregate_folds(results), "folds": results}
 
@@ -325,13 +310,12 @@ def hiding_conditions(n: int, img_size: int, patch_size: int, ratios: Sequence[f
 
     - ``"clean"`` (if ``clean``): every patch visible, the reference;
     - ``"25% random"`` ...: ``round(ratio * L)`` patches hidden uniformly at random per face
-      (:func:`occlusion.random_patches`, seed ``seed + i`` for the i-th ratio: the same masks on
+      (:func:`patches.random_patches`, seed ``seed + i`` for the i-th ratio: the same masks on
       every run);
     - one per face region (``"mouth"``, ``"upper_half"``, ...): the patches that the region's box
-      covers by more than half (:func:`occlusion.region_mask` -> :func:`occlusion.patch_visibility`),
+      covers by more than half (:func:`occlusion.region_mask` -> :func:`patches.patch_visibility`),
       the same for every face.
     """
-    from .occlusion import patch_visibility, random_patches, region_mask
 
     num_patches = (img_size // patch_size) ** 2
     out = {"clean": np.ones((n, num_patches), bool)} if clean else {}
@@ -352,30 +336,8 @@ def missing_tokens(visible: np.ndarray, dim: int) -> np.ndarray:
 def missing_pixels(visible: np.ndarray, img_size: int, patch_size: int) -> np.ndarray:
     """Missing-entry mask (M, S * S * 3) of :func:`pixel_features` for patch visibility (M, L):
     the three channels of every pixel inside a hidden patch."""
-    visible = np.asarray(visible, bool)
-    g = img_size // patch_size
-    hidden = ~visible.reshape(len(visible), g, 1, g, 1)
-    hidden = np.broadcast_to(hidden, (len(visible), g, patch_size, g, patch_size)).reshape(len(visible), -1)
+    hidden = patch_pixels(np.asarray(visible, bool), patch_size).reshape(len(visible), -1)  # (M, S * S)
     return np.repeat(hidden, 3, axis=1)  # (M, S * S * 3), channels last as in the images
-
-
-def _fingerprint(array: np.ndarray) -> str:
-    """Short content hash of an array (its shape, dtype and bytes)."""
-    array = np.ascontiguousarray(array)
-    h = hashlib.sha256(f"{array.shape}{array.dtype}".encode())
-    h.update(array.tobytes())
-    return h.hexdigest()[:16]
-
-
-def model_fingerprint(model: nn.Module) -> str:
-    """Short content hash of a model's weights (names, shapes and values): the cache key of
-    anything computed from the model, so retrained or swapped weights are never confused."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous().reshape(-1)
-        h.update(f"{name}{tuple(tensor.shape)}{t.dtype}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()[:16]
 
 
 def cached_visible_features(model, model_key: dict, images: np.ndarray, data_key: dict,
@@ -393,7 +355,7 @@ def cached_visible_features(model, model_key: dict, images: np.ndarray, data_key
     from . import mae
 
     key = {"model": model_key, "data": data_key, "n": int(len(images)), "keep_patch": bool(keep_patch),
-           "visible": "all" if visible is None else _fingerprint(np.asarray(visible, bool))}
+           "visible": "all" if visible is None else array_fingerprint(np.asarray(visible, bool))}
     path = data_root() / "cache" / f"visible-{config_hash(key)}.npz"
 
     def build():
@@ -412,88 +374,8 @@ def encode_conditions(model, model_key: dict, images: np.ndarray, data_key: dict
     """Encode ``images[rows]`` once per hiding condition (``{name: visible (M, L)}``, e.g. from
     :func:`hiding_conditions`): ``{name: features}`` as in :func:`cached_visible_features`, cached."""
     rows = np.arange(len(images)) if rows is None else np.asarray(rows, np.int64)
-    subset, key = images[rows], {**data_key, "rows": _fingerprint(rows)}
+    subset, key = images[rows], {**data_key, "rows": array_fingerprint(rows)}
     return {name: cached_visible_features(model, model_key, subset, key, visible, keep_patch, progress)
             for name, visible in conditions.items()}
 
 
-# --------------------------------------------------------------------------------------------
-# The geometry of the latent space
-# --------------------------------------------------------------------------------------------
-def umap_embedding(features: np.ndarray, key: dict, n_neighbors: int = 15, min_dist: float = 0.1,
-                   random_state: int = 0, max_points: int = 3000) -> tuple[np.ndarray, np.ndarray]:
-    """A 2-D UMAP (McInnes et al., 2018) of ``features`` (N, D): ``(idx (M,), emb (M, 2))`` where
-    ``idx`` are the rows embedded (all of them, or ``max_points`` drawn without replacement with
-    ``random_state``, sorted) and ``emb[i]`` is the position of row ``idx[i]``.
-
-    UMAP is run with a fixed ``random_state`` (which also makes it single-threaded and so
-    deterministic) and ``n_neighbors`` capped below the number of points. The result is cached
-    in ``data/cache/umap-<hash>.npz``, keyed by ``key`` (what the features are), the parameters
-    and a content hash of the embedded features: the first call compiles UMAP's numba code and
-    takes tens of seconds, a re-run is instant.
-    """
-    features = np.asarray(features, np.float32)
-    if features.ndim != 2 or len(features) < 3:
-        raise ValueError(f"umap_embedding needs features (N >= 3, D); got shape {features.shape}")
-    n = len(features)
-    if n > max_points:
-        idx = np.sort(np.random.default_rng(random_state).choice(n, max_points, replace=False))
-    else:
-        idx = np.arange(n)
-    x = features[idx]
-    n_neighbors = int(min(n_neighbors, len(idx) - 1))
-    params = {"n_neighbors": n_neighbors, "min_dist": float(min_dist), "random_state": int(random_state),
-              "max_points": int(max_points)}
-    config = {"key": key, "params": params, "features": _fingerprint(x), "n": n}
-    path = data_root() / "cache" / f"umap-{config_hash(config)}.npz"
-
-    def build():
-        import warnings
-
-        import umap  # imported here: loading umap (numba) takes seconds
-
-        with warnings.catch_warnings():  # "n_jobs overridden by setting random_state": intended
-            warnings.filterwarnings("ignore", message=".*n_jobs.*")
-            reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, random_state=random_state)
-            emb = reducer.fit_transform(x).astype(np.float32)
-        return {"idx": idx, "emb": emb}
-
-    out = load_or_build(path, config, build, save_npz, load_npz)
-    return out["idx"], out["emb"]
-
-
-def neighbour_agreement(features: np.ndarray, values: np.ndarray, k: int = 10,
-                        exclude: np.ndarray | None = None) -> tuple[float, float]:
-    """How strongly a label organises a feature space: ``(agreement, chance)``.
-
-    ``agreement`` is the fraction of each row's ``k`` nearest neighbours (Euclidean, in the
-    original D dimensions, not in a 2-D picture) that share its value of ``values`` (subject id,
-    AU presence, ...), averaged over rows. Rows whose value is -1 (an unknown label) are ignored.
-    ``exclude`` (M,) optional group ids (e.g. the recording sequence): neighbours from the row's
-    own group are skipped, so near-duplicate frames of one sequence cannot make the agreement.
-    ``chance`` is what randomly drawn (allowed) neighbours would give.
-    """
-    from sklearn.neighbors import NearestNeighbors
-
-    features, values = np.asarray(features, np.float32), np.asarray(values)
-    groups = np.arange(len(values)) if exclude is None else np.asarray(exclude)
-    keep = ~(values.astype(str) == "-1")
-    features, values, groups = features[keep], values[keep], groups[keep]
-    _, group_idx, group_size = np.unique(groups, return_inverse=True, return_counts=True)
-    n_allowed = len(values) - group_size[group_idx]  # (M,) rows outside each row's group
-    k = int(min(k, n_allowed.min()))
-    if k < 1:
-        raise ValueError("neighbour_agreement needs at least 2 rows (groups) with a known value")
-    n_query = min(len(values), k + int(group_size.max()))  # enough to skip a whole own group
-    _, nn_idx = NearestNeighbors(n_neighbors=n_query).fit(features).kneighbors(features)
-    allowed = group_idx[nn_idx] != group_idx[:, None]  # (M, n_query), the row itself included
-    first_k = np.cumsum(allowed, axis=1) <= k
-    chosen = allowed & first_k  # exactly k allowed neighbours per row, nearest first
-    agreement = float((values[nn_idx] == values[:, None])[chosen].sum() / chosen.sum())
-    # chance: a random row outside the own group shares the value
-    _, value_idx = np.unique(values, return_inverse=True)
-    same_value = np.bincount(value_idx)[value_idx]  # (M,) rows with the row's value
-    pairs = np.unique(np.c_[group_idx, value_idx], axis=0, return_inverse=True)[1].ravel()
-    same_value_same_group = np.bincount(pairs)[pairs]  # (M,) of those, in the row's own group
-    chance = float(((same_value - same_value_same_group) / n_allowed).mean())
-    return agreement, chance

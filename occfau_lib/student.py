@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from . import mae
+from .patches import to_tensor
 from .teacher import EPS, TeacherOutput
 
 
@@ -130,7 +131,7 @@ def predict(student: Student, images: np.ndarray, visible: np.ndarray, batch_siz
     device = student.prototypes.device
     probs, nodes, both = [], [], []
     for i in range(0, len(images), batch_size):
-        out = student(mae.to_tensor(images[i: i + batch_size]).to(device), visible[i: i + batch_size])
+        out = student(to_tensor(images[i: i + batch_size]).to(device), visible[i: i + batch_size])
         probs.append(out.probs.cpu())
         nodes.append(out.node.cpu())
         both.append(out.edge_logits.softmax(-1)[..., 3].cpu())  # state 3 = 2*1 + 1: both AUs present

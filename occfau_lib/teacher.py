@@ -45,9 +45,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cache import config_hash, data_root, load_or_build, read_state, save_model
+from .cache import checkpoint_or_train, model_fingerprint, read_state, save_model
 from .config import TEACHER_CONFIGS, TeacherConfig, TeacherTrainConfig
-from .mae import to_tensor, to_uint8
+from .patches import IMAGENET_MEAN, IMAGENET_STD, to_tensor, to_uint8
 from .occlusion import training_occlusion
 from .train import Engine, Loop
 
@@ -257,8 +257,8 @@ class Teacher(nn.Module):
         self.position = nn.Parameter(torch.zeros(1, side * side, c_in))  # (1, D, C_in)
         nn.init.trunc_normal_(self.position, std=0.02)
         self.head = GraphHead(c_in, len(self.aus), self.cfg.width, self.cfg.k_neighbours)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
     def tokens(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) in [0, 1] -> backbone tokens (B, D, C_in), row-major over the feature map."""
@@ -373,9 +373,8 @@ def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrain
     opt = engine.adamw(model.parameters(), train_cfg.lr, train_cfg.weight_decay)
     config = {"teacher": asdict(model.cfg), "train": asdict(train_cfg), "n": len(ds), "aus": list(ds.aus),
               **engine.key()}
-    loop = Loop("teacher", model, opt, len(ds), train_cfg.batch_size, train_cfg.epochs, train_cfg.warmup_epochs,
-                train_cfg.lr, train_cfg.seed, resume_path, config, engine, progress, log_every,
-                fetch=ds.batch_images)
+    loop = Loop("teacher", model=model, opt=opt, n=len(ds), schedule=train_cfg, config=config, engine=engine,
+                resume_path=resume_path, progress=progress, log_every=log_every, fetch=ds.batch_images)
     for rows, faces in loop:
         x = to_tensor(engine.batch(faces))  # (B, 3, S, S) the whole batch: every process draws the same augmentation
         if train_cfg.augment:
@@ -421,15 +420,12 @@ def trained_teacher(ds, fold: int, data_key: dict, cfg: TeacherConfig | str = "t
     training continues from its last epoch checkpoint (``teacher-<hash>.partial.pt``), unless
     ``resume=False``.
     """
-    from .probe import model_fingerprint
-
     engine = Engine.of(device)
     cfg = TEACHER_CONFIGS[cfg] if isinstance(cfg, str) else cfg
     config = {"teacher": asdict(cfg), "train": asdict(train_cfg), "data": data_key, "fold": int(fold),
               "aus": list(ds.aus), "n": int(len(ds)), "version": TEACHER_VERSION, **engine.key()}
     if init is not None:
         config["init"] = model_fingerprint(init)
-    path = data_root() / "cache" / f"teacher-{config_hash(config)}.pt"
     train, _ = ds.fold(fold)
 
     def load(p):
@@ -438,17 +434,7 @@ def trained_teacher(ds, fold: int, data_key: dict, cfg: TeacherConfig | str = "t
         model.load_state_dict(state["model"])
         return (model.to(engine.device).eval(), state["history"]), state["config"]
 
-    partial = path.with_name(path.stem + ".partial.pt")  # epoch checkpoints of an interrupted run
-    if not resume:
-        partial.unlink(missing_ok=True)
-    result = load_or_build(path, config, lambda: train_teacher(train, cfg, train_cfg, engine, progress, init=init,
-                                                                resume_path=partial), save_model, load)
-    partial.unlink(missing_ok=True)  # the finished model is stored
-    return result
+    return checkpoint_or_train("teacher", config, lambda partial: train_teacher(
+        train, cfg, train_cfg, engine, progress, init=init, resume_path=partial), save_model, load, resume)
 
 
-def teachers_for_profile(profile, ds, data_key: dict, device: str | Engine = "cpu",
-                         progress: bool = True) -> dict[int, tuple[Teacher, dict]]:
-    """``{fold: (teacher, history)}`` for every fold of the profile, each cached."""
-    return {k: trained_teacher(ds, k, data_key, profile.teacher, profile.teacher_train, device, progress)
-            for k in profile.folds}

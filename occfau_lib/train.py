@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .cache import CorruptFile, atomic_write, read_state
-from .config import EngineConfig
+from .config import EngineConfig, Schedule
 
 
 def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
@@ -273,8 +273,8 @@ class Loop:
     when loaded by workers for CUDA); run the forward pass under :meth:`autocast`; call
     :meth:`step` with the batch's loss; :meth:`finish` returns the history with ``images_per_s``::
 
-        loop = Loop("teacher", model, opt, len(ds), cfg.batch_size, cfg.epochs, cfg.warmup_epochs, cfg.lr,
-                    cfg.seed, resume_path, config, engine, progress, fetch=ds.batch_images)
+        loop = Loop("teacher", model=model, opt=opt, n=len(ds), schedule=cfg, config=config, engine=engine,
+                    resume_path=resume_path, progress=progress, fetch=ds.batch_images)
         for rows, faces in loop:
             with loop.autocast():
                 loss = loss_fn(loop.net(to_tensor(faces)[loop.mine]), labels[rows][loop.mine])
@@ -285,23 +285,23 @@ class Loop:
     draws the epoch's augmentations, so loader workers change nothing in the results.
     """
 
-    def __init__(self, name: str, model: torch.nn.Module, opt: torch.optim.Optimizer, n: int, batch_size: int,
-                 epochs: int, warmup_epochs: float, peak_lr: float, seed: int, resume_path, config: dict,
-                 device: "str | Engine", progress: bool, log_every: int = 20, history: dict | None = None,
-                 fetch: Callable[[np.ndarray], np.ndarray] | None = None):
-        self.name, self.model, self.opt, self.peak_lr, self.log_every = name, model, opt, peak_lr, log_every
-        self.engine = Engine.of(device)
-        self.n, self.batch_size, self.epochs, self.fetch = n, batch_size, epochs, fetch
-        self.gen = torch.Generator().manual_seed(seed)
-        self.rng = np.random.default_rng(seed)
-        self.per_epoch = steps_per_epoch(n, batch_size)
-        self.total, self.warmup = epochs * self.per_epoch, int(warmup_epochs * self.per_epoch)
+    def __init__(self, name: str, *, model: torch.nn.Module, opt: torch.optim.Optimizer, n: int, schedule: Schedule,
+                 config: dict, fetch: Callable[[np.ndarray], np.ndarray], engine: "str | Engine" = "cpu",
+                 resume_path: str | Path | None = None, progress: bool = True, log_every: int = 20,
+                 history: dict | None = None):
+        self.name, self.model, self.opt, self.peak_lr, self.log_every = name, model, opt, schedule.lr, log_every
+        self.engine = Engine.of(engine)
+        self.n, self.batch_size, self.epochs, self.fetch = n, schedule.batch_size, schedule.epochs, fetch
+        self.gen = torch.Generator().manual_seed(schedule.seed)
+        self.rng = np.random.default_rng(schedule.seed)
+        self.per_epoch = steps_per_epoch(n, self.batch_size)
+        self.total, self.warmup = self.epochs * self.per_epoch, int(schedule.warmup_epochs * self.per_epoch)
         self.checkpoint = EpochCheckpoint(resume_path, config)
         self.done, self.epoch, restored = self.checkpoint.restore(model, opt, self.gen, self.rng)
         self.history = restored or history or new_history()
         self.start = self.done
         self.rank, _ = distributed()
-        self.mine, self.net = shard(batch_size), parallel(model, self.engine.device)
+        self.mine, self.net = shard(self.batch_size), parallel(model, self.engine.device)
         self.bar = None
         self.progress = progress
 

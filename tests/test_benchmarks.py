@@ -22,20 +22,31 @@ def run(script: str, *args: str) -> str:
 @pytest.mark.script
 def test_bench_inference_prints_the_speed_table():
     out = run("bench_inference.py", "--batch", "8", "--batches", "2", "--spec", "patches:0.5")
-    assert "| student (visible latent -> mapping) |" in out
-    assert "| reconstruct-then-detect (MAE decode + teacher) |" in out
+    assert "| student |" in out and "| reconstruct-then-detect |" in out and "| teacher alone |" in out
     assert "speed ratio:" in out
 
 
 @pytest.mark.script
-def test_bench_methods_prints_and_writes_the_table(tmp_path):
-    out = run("bench_methods.py", "--out", str(tmp_path))
-    for row in ("teacher", "teacher + occlusion augmentation", "reconstruct-then-detect",
-                "linear probe on MAE latent", "student, no KD", "student, node + edge KD"):
+def test_bench_methods_writes_the_claims_record(tmp_path):
+    """Two seeds on one fold: tables with mean ± std, floors, the JSON record and the ledger."""
+    import json
+
+    record_path = tmp_path / "methods_smoke.json"
+    out = run("bench_methods.py", "--out", str(tmp_path), "--folds", "1", "--seeds", "0", "1", "--record",
+              str(record_path))
+    for row in ("chance: always present", "pixels + logistic regression", "teacher", "teacher + occlusion augmentation",
+                "reconstruct-then-detect", "linear probe on MAE latent", "student, no KD", "student, node + edge KD"):
         assert f"| {row} |" in out
     header = next(line for line in out.splitlines() if line.startswith("| Method |"))
     assert header.startswith("| Method | clean | patches 25% |") and "| sunglasses |" in header  # conditions = columns
-    csv = (tmp_path / "methods_f1.csv").read_text().splitlines()
-    assert csv[0].startswith("method,clean,patches 25%") and len(csv) == 9
+    record = json.loads(record_path.read_text())
+    assert record["folds"] == [1] and record["seeds"] == [0, 1] and record["profile"] == "smoke"
+    assert record["commit"] and 0 <= record["chance_f1"] <= 100 and 0 <= record["teacher_clean_f1"] <= 100
+    cell = record["methods"]["student, node + edge KD"]["block 50%"]
+    assert set(cell) == {"f1_mean", "f1_std", "auc_mean", "auc_std", "fold_std"} and cell["f1_std"] >= 0
+    assert len(record["methods"]) == 10 and len(record["claims"]) == 5
+    assert all(set(c) == {"name", "holds", "numbers"} and isinstance(c["holds"], bool) for c in record["claims"])
+    assert sum(line.startswith(("- ✓", "- ✗")) for line in out.splitlines()) == 5  # the printed ledger
+    assert (tmp_path / "methods_auc.md").read_text().startswith("| Method | clean |")
     per_au = (tmp_path / "methods_per_au.csv").read_text().splitlines()
-    assert per_au[0].startswith("method,AU1,") and len(per_au) == 1 + 8 * 15
+    assert per_au[0].startswith("method,AU1,") and len(per_au) == 1 + 10 * 15

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from occfau_lib import cli
-from occfau_lib.config import PRESETS, run_config
+from occfau_lib.cli_settings import run_config
+from occfau_lib.config import PRESETS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

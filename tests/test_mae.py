@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from occfau_lib import mae, occlusion, train
+from occfau_lib import cache, experiments, mae, occlusion, patches, train
 from occfau_lib.config import MAEConfig, PretrainConfig
 
 CFG = MAEConfig(img_size=32, patch_size=8, hidden_size=48, num_layers=2, num_heads=3,
@@ -214,13 +214,13 @@ def test_sample_without_visible_patches(model):
 
 def test_normalize_denormalize_round_trip():
     x = images(2)
-    z = mae.normalize(x)
-    assert torch.allclose(z.mean((0, 2, 3)), (0.5 - torch.tensor(mae.IMAGENET_MEAN)) / torch.tensor(mae.IMAGENET_STD),
+    z = patches.normalize(x)
+    assert torch.allclose(z.mean((0, 2, 3)), (0.5 - torch.tensor(patches.IMAGENET_MEAN)) / torch.tensor(patches.IMAGENET_STD),
                           atol=0.05)
-    assert torch.allclose(mae.denormalize(z), x, atol=1e-6)
-    mean_colour = torch.tensor(mae.IMAGENET_MEAN).view(1, 3, 1, 1).expand(1, 3, 4, 4)
-    assert torch.allclose(mae.normalize(mean_colour), torch.zeros(1, 3, 4, 4), atol=1e-6)
-    assert mae.denormalize(torch.full((1, 3, 2, 2), 100.0)).max() == 1
+    assert torch.allclose(patches.denormalize(z), x, atol=1e-6)
+    mean_colour = torch.tensor(patches.IMAGENET_MEAN).view(1, 3, 1, 1).expand(1, 3, 4, 4)
+    assert torch.allclose(patches.normalize(mean_colour), torch.zeros(1, 3, 4, 4), atol=1e-6)
+    assert patches.denormalize(torch.full((1, 3, 2, 2), 100.0)).max() == 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,7 +234,7 @@ def test_masked_loss_equals_hf_loss(norm_pix, keep):
     vis = visible_from_counts([keep] * 3, seed=keep)
     set_hf_keep(m, keep)
     with torch.no_grad():
-        out = m(mae.normalize(x), noise=hf_noise(vis))
+        out = m(patches.normalize(x), noise=hf_noise(vis))
         ours = mae.masked_loss(m, x, vis)
         pred = mae.decode(m, mae.encode(m, x, vis))
     assert torch.equal(out.mask.bool(), ~vis)  # the noise really masks what we asked for
@@ -303,7 +303,7 @@ def test_patch_targets_are_normalised_patches():
     assert torch.allclose(t.mean(-1), torch.zeros(2, L), atol=1e-5)
     assert torch.allclose(t.var(-1), torch.ones(2, L), atol=1e-3)
     m.config.norm_pix_loss = False
-    assert torch.allclose(mae.patch_targets(m, x), m.patchify(mae.normalize(x)))
+    assert torch.allclose(mae.patch_targets(m, x), m.patchify(patches.normalize(x)))
 
 
 def test_masked_loss_has_gradients(model):
@@ -366,7 +366,7 @@ def test_encode_all_visible_equals_hf_encoder(model):
     model.config.mask_ratio = 0.0
     try:
         with torch.no_grad():
-            ref = model.vit(mae.normalize(x), noise=torch.arange(L, dtype=torch.float32).expand(3, L))
+            ref = model.vit(patches.normalize(x), noise=torch.arange(L, dtype=torch.float32).expand(3, L))
             enc = mae.encode(model, x)
             enc_explicit = mae.encode(model, x, torch.ones(3, L, dtype=torch.bool))
     finally:
@@ -384,7 +384,7 @@ def test_encode_chosen_patches_equals_hf_with_matching_noise(model):
     set_hf_keep(model, 6)
     try:
         with torch.no_grad():
-            ref = model.vit(mae.normalize(x), noise=hf_noise(vis)).last_hidden_state
+            ref = model.vit(patches.normalize(x), noise=hf_noise(vis)).last_hidden_state
             enc = mae.encode(model, x, vis)
     finally:
         model.config.mask_ratio = CFG.mask_ratio
@@ -394,7 +394,7 @@ def test_encode_chosen_patches_equals_hf_with_matching_noise(model):
 def test_hidden_patch_content_does_not_matter(model):
     x = images(2, seed=10)
     vis = visible_from_counts([7, 3], seed=10)
-    pix = mae.visible_to_pixels(vis, CFG.patch_size).expand_as(x)
+    pix = (~patches.patch_pixels(vis, CFG.patch_size))[:, None].expand_as(x)
     y = torch.where(pix, x, torch.rand_like(x))
     z = torch.where(pix, torch.rand_like(x), x)  # changes visible pixels
     with torch.no_grad():
@@ -441,7 +441,7 @@ def test_reconstruct_is_denormalised_unpatchified_prediction(model):
     vis = visible_from_counts([4, 10], seed=12)
     with torch.no_grad():
         pred = mae.decode(model, mae.encode(model, x, vis))
-    expected = mae.denormalize(model.unpatchify(pred, (32, 32)))
+    expected = patches.denormalize(model.unpatchify(pred, (32, 32)))
     assert torch.allclose(mae.reconstruct(model, x, vis), expected, atol=1e-6)
 
 
@@ -451,15 +451,15 @@ def test_reconstruct_norm_pix_uses_true_patch_statistics():
     vis = visible_from_counts([4, 10], seed=13)
     with torch.no_grad():
         pred = mae.decode(m, mae.encode(m, x, vis))
-    target = m.patchify(mae.normalize(x))
+    target = m.patchify(patches.normalize(x))
     pix = pred * (target.var(-1, keepdim=True) + 1e-6) ** 0.5 + target.mean(-1, keepdim=True)
-    assert torch.allclose(mae.reconstruct(m, x, vis), mae.denormalize(m.unpatchify(pix, (32, 32))), atol=1e-5)
+    assert torch.allclose(mae.reconstruct(m, x, vis), patches.denormalize(m.unpatchify(pix, (32, 32))), atol=1e-5)
 
 
-def test_visible_to_pixels():
+def test_patch_pixels_of_a_tensor_is_a_tensor_on_the_grid():
     vis = torch.zeros(1, L, dtype=torch.bool)
     vis[0, 1] = vis[0, 14] = True  # (row 0, col 1) and (row 3, col 2)
-    pix = mae.visible_to_pixels(vis, 8)
+    pix = (~patches.patch_pixels(vis, 8))[:, None]
     assert pix.shape == (1, 1, 32, 32) and pix.dtype == torch.bool
     expected = torch.zeros(32, 32, dtype=torch.bool)
     expected[0:8, 8:16] = expected[24:32, 16:24] = True
@@ -472,7 +472,7 @@ def test_paste_visible_keeps_original_pixels_exactly(model):
     rec = mae.reconstruct(model, x, vis)
     out = mae.paste_visible(x, rec, vis, CFG.patch_size)
     assert out.shape == x.shape
-    keep = mae.visible_to_pixels(vis, CFG.patch_size).expand_as(x)
+    keep = (~patches.patch_pixels(vis, CFG.patch_size))[:, None].expand_as(x)
     assert torch.equal(out[keep], x[keep])
     assert torch.equal(out[~keep], rec[~keep])
     assert not torch.equal(out, rec) and not torch.equal(out, x)  # both sources are used
@@ -484,7 +484,7 @@ def test_paste_visible_keeps_original_pixels_exactly(model):
 @pytest.mark.parametrize("ratio", [0.75, 0.5, 0.6, 0.7, 0.0])
 def test_random_visible_count_and_seed(ratio):
     def draw(seed):
-        return mae.random_visible(8, L, ratio, torch.Generator().manual_seed(seed))
+        return patches.random_visible(8, L, ratio, torch.Generator().manual_seed(seed))
 
     a, b, c = draw(0), draw(0), draw(1)
     assert a.shape == (8, L) and a.dtype == torch.bool
@@ -496,7 +496,7 @@ def test_random_visible_count_and_seed(ratio):
 
 
 def test_random_visible_is_roughly_uniform():
-    vis = mae.random_visible(4000, L, 0.75, torch.Generator().manual_seed(0))
+    vis = patches.random_visible(4000, L, 0.75, torch.Generator().manual_seed(0))
     freq = vis.float().mean(0)
     assert torch.allclose(freq, torch.full((L,), 0.25), atol=0.03)
 
@@ -529,7 +529,7 @@ def test_pretrain_history_and_loss_decreases(run_a):
     torch.manual_seed(PT.seed)
     init = mae.build_mae(CFG).eval()
     x = torch.from_numpy(smooth_uint8_images(32, seed=1)).permute(0, 3, 1, 2).float() / 255
-    vis = mae.random_visible(32, L, CFG.mask_ratio, torch.Generator().manual_seed(0))
+    vis = patches.random_visible(32, L, CFG.mask_ratio, torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert mae.masked_loss(model, x, vis) < 0.9 * mae.masked_loss(init, x, vis)
 
@@ -612,7 +612,7 @@ def test_pretrained_mae_trains_once_then_loads(data_dir, count_pretrain):
     m1, h1 = mae.pretrained_mae(imgs, CFG, SMALL_PT, DATA_KEY, progress=False)
     assert len(count_pretrain) == 1
     files = sorted((data_dir / "cache").iterdir())
-    assert [f.name for f in files] == [mae.checkpoint_path("mae", {"mae": CFG.__dict__, "pretrain": SMALL_PT.__dict__,
+    assert [f.name for f in files] == [cache.checkpoint_path("mae", {"mae": CFG.__dict__, "pretrain": SMALL_PT.__dict__,
                                                                    "data": DATA_KEY, "version": mae.MAE_VERSION}).name]
     assert files[0].name.startswith("mae-") and files[0].suffix == ".pt"
     state = torch.load(files[0], weights_only=True)
@@ -682,7 +682,7 @@ def test_load_mae_timm_encoder_matches_timm_forward(tmp_path):
     assert not loaded.training
     x = images(3, seed=16)
     with torch.no_grad():
-        ref = vit.forward_features(mae.normalize(x))
+        ref = vit.forward_features(patches.normalize(x))
         enc = mae.encode(loaded, x)
     assert ref.shape == enc.tokens.shape == (3, 1 + L, CFG.hidden_size)
     assert torch.allclose(enc.tokens, ref, atol=1e-4)
@@ -812,10 +812,10 @@ def test_cached_visible_features_loads_second_time(model, data_dir, monkeypatch)
 # --------------------------------------------------------------------------------------------
 # occlusion masks as the MAE consumes them
 # --------------------------------------------------------------------------------------------
-def test_patch_visibility_matches_visible_to_pixels():
-    vis = occlusion.random_patches(3, L, 0.5, seed=4)
-    pixels_hidden = ~mae.visible_to_pixels(torch.from_numpy(vis), 8)[:, 0].numpy()
-    assert np.array_equal(occlusion.patch_visibility(pixels_hidden, 8), vis)
+def test_patch_visibility_inverts_patch_pixels():
+    vis = patches.random_patches(3, L, 0.5, seed=4)
+    pixels_hidden = patches.patch_pixels(vis, 8)
+    assert np.array_equal(patches.patch_visibility(pixels_hidden, 8), vis)
 
 
 # --------------------------------------------------------------------------------------------
@@ -827,10 +827,10 @@ def test_reconstruct_images_pastes_visible_pixels_and_round_trips_uint8(model):
     pasted = mae.reconstruct_images(model, imgs, vis, paste=True)
     raw = mae.reconstruct_images(model, imgs, vis, paste=False)
     assert pasted.shape == imgs.shape and pasted.dtype == np.uint8
-    keep = ~occlusion.patch_pixels(vis, CFG.patch_size)  # (3, S, S) visible pixels
+    keep = ~patches.patch_pixels(vis, CFG.patch_size)  # (3, S, S) visible pixels
     assert np.array_equal(pasted[keep], imgs[keep])
     assert np.array_equal(pasted[~keep], raw[~keep])
-    np.testing.assert_array_equal(mae.to_uint8(mae.to_tensor(imgs)), imgs)
+    np.testing.assert_array_equal(patches.to_uint8(patches.to_tensor(imgs)), imgs)
 
 
 def test_region_errors_only_count_hidden_pixels_in_each_region(model, monkeypatch):
@@ -842,7 +842,7 @@ def test_region_errors_only_count_hidden_pixels_in_each_region(model, monkeypatc
     fake = imgs.copy()
     fake[:, 16:] = 255 - fake[:, 16:]
     monkeypatch.setattr(mae, "reconstruct_images", lambda m, x, v, paste=True: fake)
-    errors = mae.region_errors(model, imgs, [0.5, 0.75], regions, seed=0)
+    errors = experiments.region_errors(model, imgs, [0.5, 0.75], regions, seed=0)
     assert errors.shape == (2, 2)
     assert np.allclose(errors[:, 0], 0) and (errors[:, 1] > 0.05).all()
 
@@ -851,11 +851,11 @@ def test_mae_figures_draw_four_panels_per_row(model):
     from occfau_lib import viz
 
     imgs = uint8_images(2, seed=32)
-    masks = [occlusion.random_patches(1, L, r, seed=1)[0] for r in (0.25, 0.75)]
+    masks = [patches.random_patches(1, L, r, seed=1)[0] for r in (0.25, 0.75)]
     fig = viz.mae_views(model, imgs[0], masks, ["25%", "75%"])
     assert len(fig.axes) == 8 and [ax.get_title() for ax in fig.axes[:4]][0] == "original"
     grey = np.asarray(fig.axes[5].images[0].get_array())  # row 2, "encoder sees"
-    hidden = occlusion.patch_pixels(masks[1], CFG.patch_size)
+    hidden = patches.patch_pixels(masks[1], CFG.patch_size)
     assert (grey[hidden] == 200).all() and np.array_equal(grey[~hidden], imgs[0][~hidden])
     assert len(viz.mae_view(model, imgs, mask_ratio=0.5, sample=1).axes) == 4
     history = {"step": [1, 2, 3], "loss": [1.0, 0.5, 0.25], "lr": [0.1, 0.2, 0.1]}
@@ -870,15 +870,15 @@ def test_mae_figures_draw_four_panels_per_row(model):
 def test_token_drift_dropping_hides_the_occluder(model):
     clean = uint8_images(3, seed=30)
     occ = occlusion.apply(clean, "lower_half", 8, seed=0)
-    drift = mae.token_drift(model, clean, occ.images, occ.visible)
+    drift = experiments.token_drift(model, clean, occ.images, occ.visible)
     assert drift["dropped"].shape == drift["fed"].shape == (3,)
     assert (drift["dropped"] <= 1 + 1e-5).all()
     # nothing hidden: both ways encode the clean face exactly
-    same = mae.token_drift(model, clean, clean, np.ones((3, L), bool))
+    same = experiments.token_drift(model, clean, clean, np.ones((3, L), bool))
     np.testing.assert_allclose(same["dropped"], 1, atol=1e-5)
     np.testing.assert_allclose(same["fed"], 1, atol=1e-5)
     # an occluder whose pixels equal the clean ones: feeding it changes nothing, dropping does
-    fake = mae.token_drift(model, clean, clean, occ.visible)
+    fake = experiments.token_drift(model, clean, clean, occ.visible)
     np.testing.assert_allclose(fake["fed"], 1, atol=1e-5)
     assert (fake["dropped"] < 1 - 1e-4).all()
 
@@ -891,9 +891,9 @@ def test_encode_depth_stops_early(model):
         for d in range(CFG.num_layers):
             assert torch.allclose(mae.encode(model, x, vis, depth=d).tokens, full.hidden_states[d], atol=1e-6)
         assert torch.allclose(mae.encode(model, x, vis, depth=CFG.num_layers).tokens, full.tokens, atol=1e-6)
-    feats = mae.extract_features(model, mae.to_uint8(x), vis.numpy(), depth=1)
+    feats = mae.extract_features(model, patches.to_uint8(x), vis.numpy(), depth=1)
     with torch.no_grad():
-        enc = mae.encode(model, mae.to_tensor(mae.to_uint8(x)), vis, depth=1)
+        enc = mae.encode(model, patches.to_tensor(patches.to_uint8(x)), vis, depth=1)
     assert feats["mean"].shape[0] == 2  # embeddings + block 1
     np.testing.assert_allclose(feats["patch"], enc.on_grid(L).numpy(), atol=1e-5)
     np.testing.assert_allclose(feats["mean"][-1], enc.mean_pool().numpy(), atol=1e-5)
@@ -946,3 +946,14 @@ def test_pretrain_streams_a_dataset_through_batch_images(data_dir):
     assert fetched == [16, 16]
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
+
+
+def test_pretrain_on_an_unlabelled_corpus_rendered_on_the_fly(data_dir):
+    """The MAE's own corpus: fresh faces, never the labelled world's; cached by the corpus' key."""
+    from occfau_lib.synthfacs import FaceCorpus
+
+    corpus = FaceCorpus(32, size=32, seed=1)
+    model, history = mae.pretrained_mae(corpus, CFG, SMALL_PT, corpus.key(), progress=False)
+    assert len(history["loss"]) >= 1 and np.isfinite(history["loss"]).all()
+    again, _ = mae.pretrained_mae(corpus, CFG, SMALL_PT, corpus.key(), progress=False)
+    assert cache.model_fingerprint(again) == cache.model_fingerprint(model)

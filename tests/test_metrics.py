@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from occfau_lib import metrics
+from occfau_lib import experiments, metrics
 from occfau_lib.metrics import (
     aggregate_folds,
     auc_per_au,
@@ -165,17 +165,17 @@ def test_evaluate_conditions_scores_every_fold_on_the_same_occlusions():
         assert len(occ.images) == len(test)
         return test.labels.astype(float) if occ.spec == "clean" else np.zeros((len(test), 2))
 
-    out = metrics.evaluate_conditions(predict, ds, {"clean": "clean", "p50": "patches:0.5"}, 8, folds=(1, 2))
+    out = experiments.evaluate_conditions(predict, ds, {"clean": "clean", "p50": "patches:0.5"}, 8, folds=(1, 2))
     assert set(out) == {"clean", "p50"} and out["clean"]["avg_f1"] == 1.0 and out["p50"]["avg_f1"] == 0.0
     assert out["clean"]["n_folds"] == 2 and len(out["p50"]["folds"]) == 2
     assert [(f, s) for f, s, _ in calls] == [(1, "clean"), (1, "patches:0.5"), (2, "clean"), (2, "patches:0.5")]
     assert ((~calls[1][2]).sum(1) == 2).all()  # 50% of the 4 patches of a 16-px face
     again = []
-    metrics.evaluate_conditions(lambda k, o: again.append(o.visible) or np.zeros((len(o.images), 2)), ds,
+    experiments.evaluate_conditions(lambda k, o: again.append(o.visible) or np.zeros((len(o.images), 2)), ds,
                                 {"p50": "patches:0.5"}, 8, folds=(1, 2))
     assert np.array_equal(again[0], calls[1][2])  # fixed test occlusions: the same masks every run
     sizes = []
-    metrics.evaluate_conditions(lambda k, o: sizes.append(len(o.images)) or np.zeros((len(o.images), 2)), ds,
+    experiments.evaluate_conditions(lambda k, o: sizes.append(len(o.images)) or np.zeros((len(o.images), 2)), ds,
                                 {"c": "clean"}, 8, folds=(1,), test_stride=3)
     assert sizes == [-(-len(ds.fold(1)[1]) // 3)]
 

@@ -21,6 +21,7 @@ def test_notebook_is_committed_clean_and_teaches(path):
     text = "\n".join(c.source for c in nb.cells)
     assert "sys.path" not in text
     assert "import *" not in text
+    assert "interact(" not in text, "build widgets with occfau_lib.widgets: interact makes a slider of every argument"
     first, last = nb.cells[0].source, "\n".join(c.source for c in nb.cells[-3:] if c.cell_type == "markdown")
     assert "You will learn" in first and "Runtime" in first
     assert "Summary" in last and "Exercises" in last

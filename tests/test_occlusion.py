@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from occfau_lib import mae, occlusion
+from occfau_lib import occlusion, patches
 
 L = 16  # a 4x4 grid of patches
 
@@ -19,33 +19,33 @@ def test_patch_visibility_threshold():
     hidden[0:2, 0:4] = True  # patch 0: 8/16 hidden
     hidden[0:3, 4:7] = True  # patch 1: 9/16 hidden
     hidden[4, 0] = True  # patch 2: 1/16 hidden
-    assert occlusion.patch_visibility(hidden, 4).tolist() == [True, False, True, True]
-    assert occlusion.patch_visibility(hidden, 4, threshold=0.0).tolist() == [False, False, False, True]
-    assert occlusion.patch_visibility(hidden, 4, threshold=9 / 16).tolist() == [True, True, True, True]
+    assert patches.patch_visibility(hidden, 4).tolist() == [True, False, True, True]
+    assert patches.patch_visibility(hidden, 4, threshold=0.0).tolist() == [False, False, False, True]
+    assert patches.patch_visibility(hidden, 4, threshold=9 / 16).tolist() == [True, True, True, True]
     # leading dimensions are kept; row-major grid order
     batch = np.stack([hidden, hidden.T])
-    vis = occlusion.patch_visibility(batch, 4)
+    vis = patches.patch_visibility(batch, 4)
     assert vis.shape == (2, 4)
     assert vis[1].tolist() == [True, True, False, True]
     with pytest.raises(ValueError, match="multiple"):
-        occlusion.patch_visibility(np.zeros((10, 10), bool), 4)
+        patches.patch_visibility(np.zeros((10, 10), bool), 4)
 
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.25, 0.5, 0.75, 0.9])
 def test_random_patches_count_and_seed(ratio):
-    a = occlusion.random_patches(10, L, ratio, seed=0)
+    a = patches.random_patches(10, L, ratio, seed=0)
     assert a.shape == (10, L) and a.dtype == bool
     assert ((~a).sum(1) == round(ratio * L)).all()
-    assert np.array_equal(a, occlusion.random_patches(10, L, ratio, seed=0))
+    assert np.array_equal(a, patches.random_patches(10, L, ratio, seed=0))
     if ratio > 0:
-        assert not np.array_equal(a, occlusion.random_patches(10, L, ratio, seed=1))
+        assert not np.array_equal(a, patches.random_patches(10, L, ratio, seed=1))
 
 
 @pytest.mark.parametrize("ratio", [1.0, -0.1, 1.5])
 def test_random_patches_bad_ratio(ratio):
     with pytest.raises(ValueError, match="ratio"):
-        occlusion.random_patches(2, L, ratio)
+        patches.random_patches(2, L, ratio)
 
 
 def test_region_masks():
@@ -66,7 +66,7 @@ def test_region_masks():
 
 
 def test_box_mask_pixel_centres():
-    m = occlusion.box_mask((-1.0, -0.5, 0.5, 1.0), 8)  # left quarter, bottom quarter
+    m = patches.box_mask((-1.0, -0.5, 0.5, 1.0), 8)  # left quarter, bottom quarter
     expected = np.zeros((8, 8), bool)
     expected[6:, :2] = True
     assert np.array_equal(m, expected)
@@ -89,7 +89,7 @@ def test_occlude_paints_exactly_the_hidden_pixels():
     assert np.array_equal(out2[:, ~mask], imgs[:, ~mask])
     # and the default fill is (almost) zero after the MAE's normalisation
     filled = torch.from_numpy(out2[:1]).permute(0, 3, 1, 2).float() / 255
-    assert mae.normalize(filled)[0][:, torch.from_numpy(mask)].abs().max() < 0.02
+    assert patches.normalize(filled)[0][:, torch.from_numpy(mask)].abs().max() < 0.02
 
 
 
@@ -115,8 +115,8 @@ def test_random_patch_protocol(ratio):
     occ = occlusion.apply(imgs, f"patches:{ratio}", patch_size=8, seed=3)
     assert occ.images.shape == imgs.shape and occ.hidden.shape == (5, 32, 32) and occ.visible.shape == (5, L)
     assert ((~occ.visible).sum(1) == round(ratio * L)).all()  # exactly that many patches per face
-    assert np.array_equal(occ.hidden, occlusion.patch_pixels(occ.visible, 8))  # patch-aligned
-    assert (occ.images[occ.hidden] == np.array(occlusion.MEAN_FILL, np.uint8)).all()
+    assert np.array_equal(occ.hidden, patches.patch_pixels(occ.visible, 8))  # patch-aligned
+    assert (occ.images[occ.hidden] == np.array(patches.MEAN_FILL, np.uint8)).all()
     assert np.array_equal(occ.images[~occ.hidden], imgs[~occ.hidden])
     assert len({occ.visible[i].tobytes() for i in range(5)}) > 1  # each face its own draw
 
@@ -181,9 +181,9 @@ def test_realistic_occluders_cover_their_region(name, covers, spares):
     assert occ.hidden[:, target].mean() > 0.4, f"{name} should hide most of the {covers}"
     assert occ.hidden[:, other].mean() < 0.05, f"{name} should leave the {spares} visible"
     # painted in its own colours (not the protocol fill), the rest of the face untouched
-    assert not (occ.images[occ.hidden] == np.array(occlusion.MEAN_FILL, np.uint8)).all(1).all()
+    assert not (occ.images[occ.hidden] == np.array(patches.MEAN_FILL, np.uint8)).all(1).all()
     assert np.array_equal(occ.images[~occ.hidden], imgs[~occ.hidden])
-    assert np.array_equal(occ.visible, occlusion.patch_visibility(occ.hidden, 8))
+    assert np.array_equal(occ.visible, patches.patch_visibility(occ.hidden, 8))
 
 
 def test_composition_is_the_union_painted_in_order():
@@ -192,7 +192,7 @@ def test_composition_is_the_union_painted_in_order():
     both = occlusion.apply(imgs, "sunglasses+lower_half", 8, seed=4)
     lower = occlusion.region_mask("lower_half", 64)
     assert np.array_equal(both.hidden, a.hidden | lower)
-    assert (both.images[:, lower] == np.array(occlusion.MEAN_FILL, np.uint8)).all()  # later on top
+    assert (both.images[:, lower] == np.array(patches.MEAN_FILL, np.uint8)).all()  # later on top
     assert np.array_equal(both.images[:, ~lower], a.images[:, ~lower])
     assert both.spec == "sunglasses+lower_half"
 

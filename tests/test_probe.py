@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from occfau_lib import mae, probe, viz  # noqa: E402
+from occfau_lib import cache, experiments, mae, probe, viz  # noqa: E402
 from occfau_lib.config import MAEConfig  # noqa: E402
 from occfau_lib.data import ArrayDataset  # noqa: E402
 from occfau_lib.metrics import f1_per_au  # noqa: E402
@@ -106,7 +106,7 @@ def test_fit_probe_validates_shapes():
 def test_fold_rows_are_the_rows_of_ds_fold():
     ds = toy_dataset()
     for k in (1, 2, 3):
-        train_idx, test_idx = probe.fold_rows(ds, k)
+        train_idx, test_idx = ds.fold_rows(k)
         train, test = ds.fold(k)
         np.testing.assert_array_equal(ds.subjects[train_idx], train.subjects)
         np.testing.assert_array_equal(ds.labels[test_idx], test.labels)
@@ -196,7 +196,7 @@ def test_chance_folds_is_always_present():
     ds = toy_dataset()
     chance = probe.chance_folds(ds)
     for k, fold in zip((1, 2, 3), chance["folds"]):
-        _, test = probe.fold_rows(ds, k)
+        _, test = ds.fold_rows(k)
         p = ds.labels[test].mean(0)
         np.testing.assert_allclose(list(fold["f1"].values()), 2 * p / (1 + p))
 
@@ -264,12 +264,12 @@ def test_neighbour_agreement_sees_clusters():
     rng = np.random.default_rng(0)
     groups = np.repeat(np.arange(4), 25)
     clustered = rng.normal(size=(100, 3)) + 10 * groups[:, None]
-    agreement, chance = probe.neighbour_agreement(clustered, groups, k=5)
+    agreement, chance = experiments.neighbour_agreement(clustered, groups, k=5)
     assert agreement == 1.0 and chance == pytest.approx(24 / 99)  # a random other row
-    shuffled, _ = probe.neighbour_agreement(rng.normal(size=(100, 3)), groups, k=5)
+    shuffled, _ = experiments.neighbour_agreement(rng.normal(size=(100, 3)), groups, k=5)
     assert shuffled < 0.5
     labels = np.where(groups == 0, -1, groups % 2)  # -1 rows are ignored
-    assert probe.neighbour_agreement(clustered, labels, k=5)[0] == 1.0
+    assert experiments.neighbour_agreement(clustered, labels, k=5)[0] == 1.0
 
 
 def test_neighbour_agreement_can_skip_the_own_group():
@@ -280,9 +280,9 @@ def test_neighbour_agreement_can_skip_the_own_group():
     features = np.repeat(centres, 2, axis=0) + 0.01 * rng.normal(size=(80, 4))
     sequence = np.repeat(np.arange(40), 2)
     subject = rng.integers(0, 4, 40).repeat(2)
-    with_pairs, _ = probe.neighbour_agreement(features, subject, k=1)
+    with_pairs, _ = experiments.neighbour_agreement(features, subject, k=1)
     assert with_pairs == 1.0
-    skipped, chance = probe.neighbour_agreement(features, subject, k=1, exclude=sequence)
+    skipped, chance = experiments.neighbour_agreement(features, subject, k=1, exclude=sequence)
     assert skipped < 0.6
     counts = np.bincount(subject)
     expected = np.mean([(counts[s] - 2) / 78 for s in subject])
@@ -292,19 +292,19 @@ def test_neighbour_agreement_can_skip_the_own_group():
 def test_umap_embedding_is_deterministic_subsampled_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("OCCFAU_DATA_DIR", str(tmp_path))
     x = np.random.default_rng(0).normal(size=(60, 5)).astype(np.float32)
-    idx, emb = probe.umap_embedding(x, {"test": 1}, n_neighbors=100, max_points=40)
+    idx, emb = experiments.umap_embedding(x, {"test": 1}, n_neighbors=100, max_points=40)
     assert idx.shape == (40,) and emb.shape == (40, 2) and np.isfinite(emb).all()
     assert (np.diff(idx) > 0).all() and idx.max() < 60
     files = list((tmp_path / "cache").glob("umap-*.npz"))
     assert len(files) == 1
     files[0].unlink()
-    idx2, emb2 = probe.umap_embedding(x, {"test": 1}, n_neighbors=100, max_points=40)  # recomputed
+    idx2, emb2 = experiments.umap_embedding(x, {"test": 1}, n_neighbors=100, max_points=40)  # recomputed
     np.testing.assert_array_equal(idx, idx2)
     np.testing.assert_allclose(emb, emb2)
     import umap
 
     monkeypatch.setattr(umap, "UMAP", lambda *a, **k: pytest.fail("should load from the cache"))
-    idx3, emb3 = probe.umap_embedding(x, {"test": 1}, n_neighbors=100, max_points=40)
+    idx3, emb3 = experiments.umap_embedding(x, {"test": 1}, n_neighbors=100, max_points=40)
     np.testing.assert_array_equal(emb3, emb)
 
 
@@ -399,10 +399,10 @@ def test_model_fingerprint_tracks_the_weights():
     a = mae.build_mae(cfg)
     torch.manual_seed(0)
     b = mae.build_mae(cfg)
-    assert probe.model_fingerprint(a) == probe.model_fingerprint(b)
+    assert cache.model_fingerprint(a) == cache.model_fingerprint(b)
     with torch.no_grad():
         b.vit.embeddings.cls_token += 1e-3
-    assert probe.model_fingerprint(a) != probe.model_fingerprint(b)
+    assert cache.model_fingerprint(a) != cache.model_fingerprint(b)
 
 
 def test_subject_centred_removes_each_persons_mean_and_helps_a_probe():

@@ -188,7 +188,7 @@ def test_recording_conditions_are_per_subject_session():
     """Background, light and camera belong to the subject's session, not to the task (a per-task
     background would let a model recognise the task, and so its expression, from the background)."""
     world = sf.generate_world(TINY, progress=False)
-    cols = [sf._NU[k] for k in ("bg_r", "bg_g", "bg_b", "bg2_r", "bg2_g", "bg2_b", "light_strength", "noise", "blur")]
+    cols = [sf.NU_INDEX[k] for k in ("bg_r", "bg_g", "bg_b", "bg2_r", "bg2_g", "bg2_b", "light_strength", "noise", "blur")]
     for s in range(TINY.n_subjects):
         session = world.nuisances[world.subject == s][:, cols]
         assert np.allclose(session, session[0])  # identical over all tasks and frames of the subject
@@ -196,3 +196,25 @@ def test_recording_conditions_are_per_subject_session():
     assert len(np.unique(firsts.round(4), axis=0)) == TINY.n_subjects  # different between subjects
     key = sf.world_key(TINY)
     assert key["renderer"] == sf.RENDERER_VERSION and key["synthfacs"]["n_subjects"] == TINY.n_subjects
+
+
+def test_au_visibility_grows_with_intensity():
+    vis = sf.au_visibility(size=32, n_identities=8, intensities=(1, 3, 5))
+    assert vis.shape == (len(ALL_AUS), 3) and (vis > 0).all()
+    assert (np.diff(vis, axis=1) > 0).all()  # a stronger AU changes its region more
+    assert vis[ALL_AUS.index(26), 2] > vis[ALL_AUS.index(14), 2]  # a dropped jaw vs a dimple
+
+
+def test_face_corpus_is_unlabelled_deterministic_per_face_and_new_people():
+    corpus = sf.FaceCorpus(50, size=32, seed=3)
+    batch = corpus.batch_images([4, 9, 4])
+    assert batch.shape == (3, 32, 32, 3) and batch.dtype == np.uint8 and len(corpus) == 50
+    np.testing.assert_array_equal(batch[0], batch[2])  # face 4 is face 4, whatever the batch
+    np.testing.assert_array_equal(corpus.batch_images([9])[0], batch[1])
+    assert not np.array_equal(sf.FaceCorpus(50, size=32, seed=4).batch_images([4])[0], batch[0])
+    assert not hasattr(corpus, "labels")
+    world = sf.generate_world(TINY, progress=False)
+    corpus_ids = np.stack([corpus.face_parameters(i)[0] for i in range(50)])
+    assert not (np.abs(corpus_ids[:, None] - world.identities[None]).max(-1) < 1e-6).any()  # no shared person
+    with pytest.raises(IndexError, match="outside the corpus of 50"):
+        corpus.face_parameters(50)

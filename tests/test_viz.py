@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from occfau_lib import synthfacs, viz  # noqa: E402
+from occfau_lib import metrics, synthfacs, viz  # noqa: E402
 from occfau_lib.aus import ALL_AUS  # noqa: E402
 from occfau_lib.data import ArrayDataset  # noqa: E402
 
@@ -184,11 +184,11 @@ def test_cooccurrence_conditional_masks_unknown_pairwise():
         [1 / 2, 1.0, 0.0],  # AU1 present in rows 0, 2; AU2 unknown in row 2
         [1 / 2, 0.0, 1.0],  # AU2 present in rows 3, 4; AU1 unknown in row 3
     ])  # fmt: skip
-    np.testing.assert_allclose(viz.cooccurrence(HAND_LABELS, "conditional"), expected)
+    np.testing.assert_allclose(metrics.cooccurrence(HAND_LABELS, "conditional"), expected)
 
 
 def test_cooccurrence_correlation_is_phi_over_pairwise_known_rows():
-    phi = viz.cooccurrence(HAND_LABELS, "correlation")
+    phi = metrics.cooccurrence(HAND_LABELS, "correlation")
     assert phi[0, 1] == pytest.approx(0.0)  # rows 0, 1, 2, 4: x = 1100, y = 1010
     assert phi[0, 2] == pytest.approx(-1 / np.sqrt(3))  # rows 0, 1, 3, 4: x = 1110, y = 0011
     for i in range(3):
@@ -200,17 +200,17 @@ def test_cooccurrence_correlation_is_phi_over_pairwise_known_rows():
 
 def test_cooccurrence_nan_for_undefined_entries_and_bad_kind():
     labels = np.array([[1, 0], [1, 0], [0, 0]])
-    cond = viz.cooccurrence(labels, "conditional")
+    cond = metrics.cooccurrence(labels, "conditional")
     assert cond[0, 1] == 0.0 and np.isnan(cond[1]).all()  # AU 1 is never present
-    assert np.isnan(viz.cooccurrence(labels, "correlation")[0, 1])  # AU 1 is constant
+    assert np.isnan(metrics.cooccurrence(labels, "correlation")[0, 1])  # AU 1 is constant
     with pytest.raises(ValueError, match="kind must be"):
-        viz.cooccurrence(labels, "lift")
+        metrics.cooccurrence(labels, "lift")
 
 
 def test_cooccurrence_heatmap_cells_ticks_and_colorbar():
     fig = viz.cooccurrence_heatmap(HAND_LABELS, (1, 2, 12))
     ax, cbar = fig.axes
-    np.testing.assert_allclose(image_data(ax), viz.cooccurrence(HAND_LABELS))
+    np.testing.assert_allclose(image_data(ax), metrics.cooccurrence(HAND_LABELS))
     assert [t.get_text() for t in ax.get_xticklabels()] == ["AU1", "AU2", "AU12"]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["AU1", "AU2", "AU12"]
     assert "0.33" in texts(fig) and len(ax.texts) == 9
@@ -437,3 +437,85 @@ def test_run_curves_one_panel_per_model_kind():
 def test_loss_curve_titles():
     fig = viz.loss_curve({"step": [1, 2], "loss": [1.0, 0.5], "lr": [0.1, 0.05]}, title="teacher", ylabel="loss")
     assert fig.axes[0].get_title() == "teacher" and fig.axes[0].get_ylabel() == "loss"
+
+
+# ----- widgets: the notebooks' explorers, driven headless -----
+
+
+def _png_pixels(explorer) -> np.ndarray:
+    from io import BytesIO
+
+    from PIL import Image
+
+    return np.asarray(Image.open(BytesIO(explorer.image.value)).convert("RGB")).astype(int)
+
+
+def test_face_explorer_widget_groups_controls_and_pins_size():
+    from occfau_lib import widgets
+
+    box = widgets.face_explorer(size=32)
+    titles = [[w.value for w in column.children if w.description == ""] for column in box.children[0].children]
+    assert titles == [["<b>upper face</b>"], ["<b>lower face</b>"], ["<b>identity, head pose</b>", "<b>light</b>"]]
+    assert set(box.controls) == {f"au{a}" for a in ALL_AUS} | {"identity_seed", "roll", "yaw", "pitch",
+                                                              "light_x", "light_y", "light_strength"}
+    assert "size" not in box.controls and box.arguments()["size"] == 32
+    params = inspect.signature(viz.face_explorer).parameters
+    for name, w in box.controls.items():  # each control starts at the plot function's default
+        assert w.value == params[name].default, name
+        assert not w.continuous_update  # a render per release, not per pixel dragged
+    assert box.controls["light_strength"].min >= 0 and box.controls["light_strength"].description == "strength"
+    upper = [w.description for w in box.children[0].children[0].children[1:]]
+    assert upper == ["AU1", "AU2", "AU4", "AU6", "AU7"] and "Inner brow raiser" in box.controls["au1"].tooltip
+    assert box.image.value[:4] == b"\x89PNG" and box.message.value == ""
+
+
+def test_face_explorer_widget_redraws_when_a_control_moves():
+    from occfau_lib import widgets
+
+    box = widgets.face_explorer(size=32)
+    before = _png_pixels(box)
+    box.controls["au12"].value = 4.0
+    after = _png_pixels(box)
+    assert np.abs(after - before).sum() > 0
+    box.controls["au12"].value = 0.0
+    np.testing.assert_array_equal(_png_pixels(box), before)  # deterministic: back to the same frame
+
+
+def test_explorer_shows_errors_and_keeps_the_last_figure():
+    from occfau_lib import widgets
+
+    def render(x):
+        if x > 2:
+            raise ValueError("too big")
+        return viz.show_faces(np.full((1, 4, 4, 3), 60 * x, np.uint8))
+
+    box = widgets.Explorer(render, {"numbers": {"x": widgets.slider("x", 0, 3, 1, 1)}})
+    png = box.image.value
+    box.controls["x"].value = 3
+    assert "ValueError: too big" in box.message.value and box.image.value == png
+    box.controls["x"].value = 2
+    assert box.message.value == "" and box.image.value != png
+    assert isinstance(widgets.slider("f", 0, 1, 0.5, 0), type(widgets.slider("f", 0.0, 1.0, 0.5, 0.0)))
+
+
+def test_occluder_explorer_widget_enables_block_sliders_for_the_block_only():
+    from occfau_lib import widgets
+
+    seen = []
+
+    def predict(x):
+        seen.append(x.copy())
+        return np.tile([[0.7, 0.2]], (len(x), 1))
+
+    faces = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    box = widgets.occluder_explorer(predict, faces, np.array([[1, 0]] * 3), (6, 12))
+    assert list(box.controls) == ["occluder", "face", "seed", "cx", "cy", "side"]
+    assert box.controls["face"].max == 2 and box.controls["occluder"].value == "block"
+    assert not box.controls["side"].disabled and box.controls["seed"].disabled
+    png = box.image.value
+    box.controls["face"].value = 2
+    np.testing.assert_array_equal(seen[-1][0], faces[2])  # the clean face the detector sees
+    assert box.image.value != png
+    box.controls["occluder"].value = "sunglasses"
+    assert box.controls["side"].disabled and not box.controls["seed"].disabled
+    assert (seen[-1][1] != faces[2]).any()

@@ -1,0 +1,336 @@
+"""Experiment harnesses: the measurements the notebooks and benchmarks make with the methods.
+
+The top floor of the library. The method modules (:mod:`mae`, :mod:`teacher`, :mod:`student`,
+:mod:`distill`) hold models, losses and training; this module runs them the way the notebooks'
+experiments do, and nothing in the library below imports it (the command line does):
+
+- the models a profile uses, each through the one checkpoint-or-train cache:
+  :func:`mae_for_profile`, :func:`teachers_for_profile`, :func:`students_for_profile`;
+- the one evaluation harness, :func:`evaluate_conditions` (every method, every occlusion, the
+  same subject-exclusive test faces and fixed occlusions), and notebook 04's table of methods,
+  :func:`compare_methods` (with the :func:`latent_probe` baseline);
+- what reconstructions and tokens show (notebooks 01, 03): :func:`region_errors`,
+  :func:`token_drift`;
+- the geometry of feature spaces (notebooks 02, 04): :func:`feature_views`,
+  :func:`umap_embedding`, :func:`neighbour_agreement`.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import torch
+from sklearn.neighbors import NearestNeighbors
+from tqdm.auto import tqdm
+from transformers import ViTMAEForPreTraining
+
+from . import mae
+from .cache import array_fingerprint, config_hash, data_root, load_npz, load_or_build, save_npz
+from .config import MAE_CONFIGS
+from .distill import ABLATIONS, trained_student
+from .mae import WEIGHTS_ENV, encode, load_mae, pretrained_mae
+from .metrics import aggregate_folds, evaluate
+from .occlusion import TEST_SEED, apply
+from .patches import patch_pixels, random_patches, to_tensor
+from .probe import fit_probe, missing_tokens, pixel_features, probe_probs
+from .student import Student
+from .student import predict as student_predict
+from .synthfacs import load_world
+from .synthfacs import world_key
+from .teacher import Teacher, trained_teacher
+from .teacher import predict as teacher_predict
+from .train import Engine, new_history
+
+
+# --------------------------------------------------------------------------------------------
+# The models a profile uses (each cached: checkpoint or train)
+# --------------------------------------------------------------------------------------------
+def mae_for_profile(profile, device: str | Engine = "cpu", progress: bool = True,
+                    resume: bool = True) -> tuple[ViTMAEForPreTraining, dict]:
+    """The MAE the notebooks use: official weights from ``$OCCFAU_MAE_WEIGHTS`` when set, else the
+    profile's MAE pretrained on the profile's SynthFACS world (cached after the first run)."""
+    if os.environ.get(WEIGHTS_ENV):
+        return load_mae(os.environ[WEIGHTS_ENV], profile.mae).to(Engine.of(device).device), new_history()
+    world = load_world(profile.data, progress=progress)
+    return pretrained_mae(world.images, MAE_CONFIGS[profile.mae], profile.pretrain, world_key(profile.data), device,
+                          progress, resume)
+
+
+def teachers_for_profile(profile, ds, data_key: dict, device: str | Engine = "cpu",
+                         progress: bool = True) -> dict[int, tuple[Teacher, dict]]:
+    """``{fold: (teacher, history)}`` for every fold of the profile, each cached."""
+    return {k: trained_teacher(ds, k, data_key, profile.teacher, profile.teacher_train, device, progress)
+            for k in profile.folds}
+
+
+def students_for_profile(profile, ds, data_key: dict, mae_model, teachers: dict, ablations=ABLATIONS, folds=None,
+                         device: str | Engine = "cpu", progress: bool = True) -> dict[str, dict[int, Student]]:
+    """``{ablation: {fold: student}}`` for ``profile.distill_folds`` (or ``folds``), each cached;
+    ``teachers`` is ``{fold: teacher}``."""
+    folds = profile.distill_folds if folds is None else folds
+    return {name: {k: trained_student(ds, k, data_key, mae_model, teachers[k], replace(profile.distill, **change),
+                                      device, progress)[0] for k in folds}
+            for name, change in ablations.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# The one evaluation harness, and the table of methods (notebooks 03-05, benchmarks)
+# --------------------------------------------------------------------------------------------
+#: Test faces decoded and occluded at once by :func:`evaluate_conditions` (a demo fold is one
+#: chunk, so its occlusions are those of seed + fold; 4,096 faces at 224 px are 0.6 GB).
+EVAL_CHUNK = 4096
+
+
+def evaluate_conditions(predict, ds, conditions: dict[str, str], patch_size: int, folds=(1, 2, 3),
+                        seed: int | None = None, test_stride: int = 1) -> dict[str, dict]:
+    """The one evaluation harness of notebooks 03-05: every method, every occlusion condition,
+    the same subject-exclusive test faces and the same fixed occlusions.
+
+    predict: ``predict(fold, occluded) -> probs (M, n_au)``, where ``occluded`` is an
+        :class:`occlusion.Occluded` batch (images with the occluder painted in, pixel mask,
+        patch visibility): a CNN reads ``occluded.images``, the MAE student ``occluded.visible``.
+    conditions: ``{label: spec}`` (e.g. :func:`occlusion.protocol_conditions`).
+    seed: the occlusion seed (default :data:`occlusion.TEST_SEED`); fold ``k`` uses ``seed + k``
+        so the folds' masks differ but every method sees the same ones.
+    test_stride: score every ``test_stride``-th test face only (consecutive video frames are
+        near-duplicates; 2 halves the cost and barely moves F1).
+    Returns ``{label: aggregate_folds(...)}``, with the per-fold results under ``"folds"``.
+    """
+    seed = TEST_SEED if seed is None else seed
+    per_condition: dict[str, list] = {label: [] for label in conditions}
+    for k in folds:
+        _, test = ds.fold(k)
+        rows = np.arange(0, len(test), test_stride)
+        chunks = [rows[i: i + EVAL_CHUNK] for i in range(0, len(rows), EVAL_CHUNK)]
+        probs: dict[str, list] = {label: [] for label in conditions}
+        for c, chunk in enumerate(chunks):  # streamed: a BP4D fold never has to fit in memory
+            images = test.batch_images(chunk)  # (M, S, S, 3) uint8
+            for label, spec in conditions.items():
+                occluded = apply(images, spec, patch_size, seed=seed + k + 1000 * c)
+                probs[label].append(predict(k, occluded))  # (M, n_au)
+        for label in conditions:
+            per_condition[label].append(evaluate(test.labels[rows], np.concatenate(probs[label]), test.aus))
+    return {label: {**aggregate_folds(r), "folds": r} for label, r in per_condition.items()}
+
+
+def latent_probe(ds, fold: int, mae_model, depth: int | None, epochs: int, seed: int = 0):
+    """Baseline "linear probe on the MAE latent": a :class:`probe.LinearProbe` on the clean latent
+    grid the student reads (block ``depth``'s tokens, flattened), trained on the fold's training
+    faces. Returns ``predict(occluded) -> probs``; tokens of hidden patches are missing and
+    mean-imputed (:func:`probe.probe_probs`), as in notebook 02."""
+    def grid(images: np.ndarray, visible: np.ndarray | None) -> np.ndarray:
+        patch = mae.extract_features(mae_model, images, visible, depth=depth)["patch"]  # (N, L, D), hidden = 0
+        return patch.reshape(len(patch), -1)
+
+    train, _ = ds.fold(fold)
+    probe = fit_probe(grid(train.batch_images(np.arange(len(train))), None), train.labels, epochs, seed=seed)
+    dim = mae_model.config.hidden_size
+    return lambda occ: probe_probs(probe, grid(occ.images, occ.visible), missing_tokens(occ.visible, dim))
+
+
+def with_seed(profile, seed: int):
+    """``profile`` with the teacher's and the student's training seed set to ``seed`` (the MAE, the
+    data and the test occlusions stay fixed): one draw of the seed-to-seed spread."""
+    return replace(profile, teacher_train=replace(profile.teacher_train, seed=seed),
+                   distill=replace(profile.distill, seed=seed))
+
+
+def pixel_probe(ds, fold: int, epochs: int, seed: int = 0):
+    """Floor "logistic regression on raw pixels": a :class:`probe.LinearProbe` on the flattened
+    pixels of the fold's clean training faces; at test time it reads the occluded image as is
+    (occluder pixels included, as the teacher does). Returns ``predict(occluded) -> probs``."""
+    train, _ = ds.fold(fold)
+    model = fit_probe(pixel_features(train.batch_images(np.arange(len(train)))), train.labels, epochs, seed=seed)
+    return lambda occ: probe_probs(model, pixel_features(occ.images))
+
+
+def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str, str], folds=None,
+                    test_stride: int = 2, device: str | Engine = "cpu", progress: bool = True, seed: int = 0,
+                    floors: bool = True) -> dict[str, dict]:
+    """The table of notebook 04: every method under every occlusion condition, through the one
+    harness :func:`evaluate_conditions` (same test faces, same fixed occlusions).
+
+    Methods: the teacher (its "clean" column is the upper reference), the teacher fine-tuned
+    with occlusion augmentation (from the trained teacher, half its epochs at a third of its
+    learning rate, every face occluded by the training mixture [ours]; trained from scratch on
+    occluded faces instead, the demo teacher stayed near chance: AUC 60), reconstruct-then-detect (the
+    MAE paints the hidden patches, the teacher reads the result), a linear probe on the MAE
+    latent, and the four student ablations; with ``floors``, the two rows every method must beat:
+    always answering "present" and a logistic regression on raw pixels. Everything trained is
+    cached per fold; ``seed`` is the teachers' and students' training seed (:func:`with_seed`).
+    Returns ``{method: {condition: aggregate}}``.
+    """
+    profile = with_seed(profile, seed) if seed else profile
+    folds = profile.distill_folds if folds is None else folds
+    p = mae_model.config.patch_size
+    teachers = {k: trained_teacher(ds, k, data_key, profile.teacher, profile.teacher_train, device, progress)[0]
+                for k in folds}
+    base = profile.teacher_train
+    occ_cfg = replace(base, occlusion_patch=p, epochs=max(1, base.epochs // 2), lr=base.lr / 3, warmup_epochs=0)
+    augmented = {k: trained_teacher(ds, k, data_key, profile.teacher, occ_cfg, device, progress, init=teachers[k])[0]
+                 for k in folds}
+    students = students_for_profile(profile, ds, data_key, mae_model, teachers, folds=folds, device=device,
+                                    progress=progress)
+    probes = {k: latent_probe(ds, k, mae_model, profile.distill.depth, profile.probe_epochs, seed) for k in folds}
+    methods = {}
+    if floors:
+        pixels = {k: pixel_probe(ds, k, profile.probe_epochs, seed) for k in folds}
+        methods["chance: always present"] = lambda k, occ: np.ones((len(occ.images), len(ds.aus)), np.float32)
+        methods["pixels + logistic regression"] = lambda k, occ: pixels[k](occ)
+    methods.update({
+        "teacher": lambda k, occ: teacher_predict(teachers[k], occ.images)["probs"],
+        "teacher + occlusion augmentation": lambda k, occ: teacher_predict(augmented[k], occ.images)["probs"],
+        "reconstruct-then-detect": lambda k, occ: teacher_predict(
+            teachers[k], mae.reconstruct_images(mae_model, occ.images, occ.visible))["probs"],
+        "linear probe on MAE latent": lambda k, occ: probes[k](occ),
+    })
+    for name, per_fold in students.items():
+        methods[name] = lambda k, occ, per_fold=per_fold: student_predict(per_fold[k], occ.images, occ.visible)["probs"]
+    return {name: evaluate_conditions(fn, ds, conditions, p, folds, test_stride=test_stride)
+            for name, fn in tqdm(methods.items(), desc="evaluate", disable=not progress)}
+
+
+def feature_views(student: Student, teacher, images: np.ndarray, occluded) -> dict[str, np.ndarray]:
+    """The three spaces of notebook 04's UMAP views, for ``images`` (M, S, S, 3) clean and as
+    ``occluded`` (an :class:`occlusion.Occluded` of the same faces): rows 0..M-1 clean, M..2M-1
+    occluded. ``"MAE latent"``: (2M, D) mean of the visible tokens after the student's block;
+    ``"student node"`` and ``"teacher node"``: (2M, N, C) (the teacher reads the occluder's pixels,
+    the student drops the hidden patches)."""
+    every = np.ones_like(occluded.visible)
+    both = np.concatenate([images, occluded.images])
+    visible = np.concatenate([every, occluded.visible])
+    latent = mae.extract_features(student.mae, both, visible, depth=student.depth)["mean"][-1]  # (2M, D)
+    return {"MAE latent": latent, "student node": student_predict(student, both, visible)["node"],
+            "teacher node": teacher_predict(teacher, both)["node"]}
+
+
+# --------------------------------------------------------------------------------------------
+# What reconstructions and tokens show (notebooks 01, 03)
+# --------------------------------------------------------------------------------------------
+@torch.no_grad()
+def region_errors(model: ViTMAEForPreTraining, images: np.ndarray, ratios, region_masks: dict[str, np.ndarray],
+                  seed: int = 0) -> np.ndarray:
+    """Mean squared reconstruction error (pixels in [0, 1]) of *hidden* pixels inside each face
+    region, for random masking at each ratio: (n_ratios, n_regions). Where is the face hard to
+    invent, and how fast does that grow with the mask ratio?"""
+
+    L = model.vit.embeddings.patch_embeddings.num_patches
+    x = to_tensor(images)
+    out = np.zeros((len(ratios), len(region_masks)))
+    for r, ratio in enumerate(ratios):
+        vis = random_patches(len(images), L, ratio, seed)
+        rec = mae.reconstruct_images(model, images, vis, paste=False)
+        err = ((to_tensor(rec) - x) ** 2).mean(1).numpy()  # (N, S, S)
+        hidden = patch_pixels(vis, model.config.patch_size)  # (N, S, S)
+        for g, mask in enumerate(region_masks.values()):
+            sel = hidden & mask[None]
+            out[r, g] = err[sel].mean() if sel.any() else np.nan
+    return out
+
+
+@torch.no_grad()
+def token_drift(model: ViTMAEForPreTraining, clean: np.ndarray, occluded: np.ndarray,
+                visible: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """How much an occluder disturbs the latent of the patches it does **not** cover.
+
+    For uint8 faces ``clean`` and ``occluded`` (N, S, S, 3) and the occluder's patch
+    visibility (N, L), the cosine similarity of each face's *visible* patch tokens to the same
+    tokens of the clean face encoded whole, averaged over those patches, two ways (N,) each:
+
+    - ``"dropped"``: the hidden patches are dropped before the encoder (the method's way);
+    - ``"fed"``: the occluded image goes in whole, occluder pixels included (a plain encoder).
+    Attention mixes every token with every other, so feeding the occluder in changes the tokens
+    of visible patches too; dropping removes the occluder's influence but also the context the
+    hidden patches gave. Notebook 03.
+    """
+    L = model.vit.embeddings.patch_embeddings.num_patches
+    out = {"dropped": [], "fed": []}
+    for i in range(0, len(clean), batch_size):
+        vis = torch.as_tensor(np.asarray(visible[i: i + batch_size], bool))
+        ref = encode(model, to_tensor(clean[i: i + batch_size])).on_grid(L)  # (B, L, D)
+        occ = to_tensor(occluded[i: i + batch_size])
+        for name, v in (("dropped", vis), ("fed", None)):
+            tokens = encode(model, occ, v).on_grid(L)  # (B, L, D)
+            cos = torch.nn.functional.cosine_similarity(tokens, ref, dim=-1)  # (B, L)
+            out[name].append(((cos * vis).sum(1) / vis.sum(1).clamp(min=1)).numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# The geometry of feature spaces (notebooks 02, 04)
+# --------------------------------------------------------------------------------------------
+def umap_embedding(features: np.ndarray, key: dict, n_neighbors: int = 15, min_dist: float = 0.1,
+                   random_state: int = 0, max_points: int = 3000) -> tuple[np.ndarray, np.ndarray]:
+    """A 2-D UMAP (McInnes et al., 2018) of ``features`` (N, D): ``(idx (M,), emb (M, 2))`` where
+    ``idx`` are the rows embedded (all of them, or ``max_points`` drawn without replacement with
+    ``random_state``, sorted) and ``emb[i]`` is the position of row ``idx[i]``.
+
+    UMAP is run with a fixed ``random_state`` (which also makes it single-threaded and so
+    deterministic) and ``n_neighbors`` capped below the number of points. The result is cached
+    in ``data/cache/umap-<hash>.npz``, keyed by ``key`` (what the features are), the parameters
+    and a content hash of the embedded features: the first call compiles UMAP's numba code and
+    takes tens of seconds, a re-run is instant.
+    """
+    features = np.asarray(features, np.float32)
+    if features.ndim != 2 or len(features) < 3:
+        raise ValueError(f"umap_embedding needs features (N >= 3, D); got shape {features.shape}")
+    n = len(features)
+    if n > max_points:
+        idx = np.sort(np.random.default_rng(random_state).choice(n, max_points, replace=False))
+    else:
+        idx = np.arange(n)
+    x = features[idx]
+    n_neighbors = int(min(n_neighbors, len(idx) - 1))
+    params = {"n_neighbors": n_neighbors, "min_dist": float(min_dist), "random_state": int(random_state),
+              "max_points": int(max_points)}
+    config = {"key": key, "params": params, "features": array_fingerprint(x), "n": n}
+    path = data_root() / "cache" / f"umap-{config_hash(config)}.npz"
+
+    def build():
+        import umap  # imported here: loading umap (numba) takes seconds
+
+        with warnings.catch_warnings():  # "n_jobs overridden by setting random_state": intended
+            warnings.filterwarnings("ignore", message=".*n_jobs.*")
+            reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, random_state=random_state)
+            emb = reducer.fit_transform(x).astype(np.float32)
+        return {"idx": idx, "emb": emb}
+
+    out = load_or_build(path, config, build, save_npz, load_npz)
+    return out["idx"], out["emb"]
+
+
+def neighbour_agreement(features: np.ndarray, values: np.ndarray, k: int = 10,
+                        exclude: np.ndarray | None = None) -> tuple[float, float]:
+    """How strongly a label organises a feature space: ``(agreement, chance)``.
+
+    ``agreement`` is the fraction of each row's ``k`` nearest neighbours (Euclidean, in the
+    original D dimensions, not in a 2-D picture) that share its value of ``values`` (subject id,
+    AU presence, ...), averaged over rows. Rows whose value is -1 (an unknown label) are ignored.
+    ``exclude`` (M,) optional group ids (e.g. the recording sequence): neighbours from the row's
+    own group are skipped, so near-duplicate frames of one sequence cannot make the agreement.
+    ``chance`` is what randomly drawn (allowed) neighbours would give.
+    """
+    features, values = np.asarray(features, np.float32), np.asarray(values)
+    groups = np.arange(len(values)) if exclude is None else np.asarray(exclude)
+    keep = ~(values.astype(str) == "-1")
+    features, values, groups = features[keep], values[keep], groups[keep]
+    _, group_idx, group_size = np.unique(groups, return_inverse=True, return_counts=True)
+    n_allowed = len(values) - group_size[group_idx]  # (M,) rows outside each row's group
+    k = int(min(k, n_allowed.min()))
+    if k < 1:
+        raise ValueError("neighbour_agreement needs at least 2 rows (groups) with a known value")
+    n_query = min(len(values), k + int(group_size.max()))  # enough to skip a whole own group
+    _, nn_idx = NearestNeighbors(n_neighbors=n_query).fit(features).kneighbors(features)
+    allowed = group_idx[nn_idx] != group_idx[:, None]  # (M, n_query), the row itself included
+    first_k = np.cumsum(allowed, axis=1) <= k
+    chosen = allowed & first_k  # exactly k allowed neighbours per row, nearest first
+    agreement = float((values[nn_idx] == values[:, None])[chosen].sum() / chosen.sum())
+    # chance: a random row outside the own group shares the value
+    _, value_idx = np.unique(values, return_inverse=True)
+    same_value = np.bincount(value_idx)[value_idx]  # (M,) rows with the row's value
+    pairs = np.unique(np.c_[group_idx, value_idx], axis=0, return_inverse=True)[1].ravel()
+    same_value_same_group = np.bincount(pairs)[pairs]  # (M,) of those, in the row's own group
+    chance = float(((same_value - same_value_same_group) / n_allowed).mean())
+    return agreement, chance

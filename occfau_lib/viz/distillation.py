@@ -1,0 +1,111 @@
+"""The student: data flow, method bars, feature spaces, pair heat maps (notebook 04)."""
+from __future__ import annotations
+
+import numpy as np
+from matplotlib import colormaps
+
+from ..aus import au_labels
+from ._base import _figure
+
+
+def student_flow():
+    """The data flow of the method as a diagram: teacher on the clean face above, student on the
+    occluded face below, the two distillation losses between them. Notebook 04."""
+    fig = _figure(10.5, 3.6)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set(xlim=(0, 10.5), ylim=(0, 3.6))
+    ax.axis("off")
+
+    def box(x, y, text, color):
+        ax.text(x, y, text, ha="center", va="center", fontsize=8,
+                bbox={"boxstyle": "round,pad=0.4", "facecolor": color, "edgecolor": "0.3"})
+
+    def arrow(x0, y0, x1, y1, text="", style="-|>"):
+        ax.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": style, "color": "0.3"})
+        if text:
+            ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.12, text, ha="center", fontsize=7, color="0.25")
+
+    top, bottom = 2.9, 0.7
+    box(0.8, top, "clean face", "white")
+    box(3.0, top, "teacher backbone\n(CNN tokens)", "#dbe9f6")
+    box(5.6, top, "ME-GraphAU head\nnodes (N, C), edges (N, N, C)", "#dbe9f6")
+    box(8.9, top, "teacher classifiers\nprototypes + edge classifier", "#dbe9f6")
+    box(0.8, bottom, "occluded face\n+ visible patches", "white")
+    box(3.0, bottom, "frozen MAE encoder\nvisible patches only", "#e8e8e8")
+    box(5.6, bottom, "mapping network\nlatent grid -> nodes, edges", "#fde2c8")
+    box(8.9, bottom, "the same classifiers\n(frozen copies) -> AUs", "#fde2c8")
+    for y in (top, bottom):
+        arrow(1.5, y, 2.1, y)
+        arrow(3.9, y, 4.3, y, "tokens")
+        arrow(6.95, y, 7.65, y)
+    ax.annotate("", (5.6, bottom + 0.45), (5.6, top - 0.45),
+                arrowprops={"arrowstyle": "-|>", "color": "C3", "linestyle": "--"})
+    ax.text(5.75, 1.8, "node KD + edge KD\n(MSE to the teacher's features)", fontsize=8, color="C3", va="center")
+    ax.text(0.8, 1.8, "same face,\nsame labels", ha="center", fontsize=7, color="0.4")
+    return fig
+
+
+def method_bars(results: dict[str, dict[str, dict]], conditions=None, metric: str = "avg_f1", ax=None):
+    """Grouped bars: one group per test condition, one bar per method, ``metric`` in percent, from
+    ``{method: evaluate_conditions(...)}`` (:func:`occfau_lib.experiments.compare_methods`). Notebook 04."""
+    methods = list(results)
+    conditions = list(conditions or next(iter(results.values())))
+    if ax is None:
+        ax = _figure(max(7.0, 0.9 * len(conditions) + 3), 3.8).add_subplot()
+    width = 0.85 / len(methods)
+    for m, name in enumerate(methods):
+        values = [100 * results[name][c][metric] for c in conditions]
+        ax.bar(np.arange(len(conditions)) + (m - (len(methods) - 1) / 2) * width, values, width, label=name,
+               color=colormaps["tab10"](m % 10))
+    ax.set_xticks(range(len(conditions)), conditions, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel({"avg_f1": "average F1 (%)", "avg_auc": "average AUC (%)"}.get(metric, metric))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    return ax.figure
+
+
+def feature_spaces(embeddings: dict[str, np.ndarray], present, occluded, title: str = ""):
+    """Side-by-side 2-D embeddings (M, 2) of the same faces in several feature spaces (e.g. MAE
+    latent, student node, teacher node): colour = AU present (1) / absent (0) / unknown (-1),
+    marker = clean (o) or occluded (x) input. Notebook 04's UMAP widget."""
+    present, occluded = np.asarray(present), np.asarray(occluded, bool)
+    fig = _figure(4.0 * len(embeddings) + 1.2, 3.9)
+    axes = fig.subplots(1, len(embeddings))
+    axes = np.atleast_1d(axes)
+    colours = {1: "C3", 0: "C0", -1: "0.75"}
+    for ax, (name, emb) in zip(axes, embeddings.items()):
+        emb = np.asarray(emb)
+        if emb.shape != (len(present), 2):
+            raise ValueError(f"feature_spaces: {name!r} embedding is {emb.shape}, expected ({len(present)}, 2)")
+        for value, colour in colours.items():
+            for occ, marker in ((False, "o"), (True, "x")):
+                sel = (present == value) & (occluded == occ)
+                if sel.any():
+                    label = f"{'present' if value == 1 else 'absent' if value == 0 else 'unknown'}, " \
+                            f"{'occluded' if occ else 'clean'}"
+                    ax.scatter(emb[sel, 0], emb[sel, 1], s=7 if occ else 5, marker=marker, color=colour,
+                               linewidths=0.6 if occ else 0, alpha=0.7, label=label)
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[-1].legend(fontsize=7, markerscale=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def pair_heatmaps(matrices: dict[str, np.ndarray], aus):
+    """Several (N, N) AU-pair matrices side by side on one [0, 1] scale, e.g. the empirical rate
+    of "both present" and what the teacher's and the student's edges predict for it. Notebook 04."""
+    aus = tuple(aus)
+    fig = _figure(3.6 * len(matrices) + 0.8, 3.4)
+    axes = np.atleast_1d(fig.subplots(1, len(matrices)))
+    for ax, (name, m) in zip(axes, matrices.items()):
+        m = np.asarray(m, np.float64)
+        if m.shape != (len(aus), len(aus)):
+            raise ValueError(f"pair_heatmaps: {name!r} is {m.shape}, expected ({len(aus)}, {len(aus)})")
+        im = ax.imshow(m, cmap="magma", vmin=0, vmax=1)
+        ax.set_xticks(range(len(aus)), au_labels(aus), fontsize=6, rotation=90)
+        ax.set_yticks(range(len(aus)), au_labels(aus), fontsize=6)
+        ax.set_title(name, fontsize=9)
+    fig.colorbar(im, ax=list(axes), shrink=0.8)
+    return fig

@@ -1,0 +1,153 @@
+"""Latent-space probing: probe curves, per-AU bars, survival heat maps, UMAP views (notebook 02)."""
+from __future__ import annotations
+
+import numpy as np
+from matplotlib import colormaps
+
+from ..aus import au_labels
+from ._base import _annotated_heatmap, _figure
+
+
+def probe_by_layer(results: dict[str, list[float]], references: dict[str, float] | None = None, ax=None,
+                   ylabel: str = "average F1 (%)"):
+    """Linear-probe score per encoder layer: one line per feature space (e.g. ``{"trained MAE ·
+    CLS": [...], "random MAE · mean": [...]}``, a value in [0, 1] per layer, layer 0 = the
+    embeddings), and a dashed horizontal line per ``references`` entry (``{"raw pixels": 0.41}``);
+    values are drawn in percent. Returns the Figure (that of ``ax`` when given). Notebook 02.
+    """
+    if not results:
+        raise ValueError("probe_by_layer: no results to draw")
+    if ax is None:
+        ax = _figure(6.4, 3.4).add_subplot()
+    colors = colormaps["tab10"]
+    n_layers = max(len(v) for v in results.values())
+    for i, (name, values) in enumerate(results.items()):
+        values = 100 * np.asarray(values, np.float64)
+        style = "--" if "random" in name.lower() else "-"
+        ax.plot(np.arange(len(values)), values, style, marker="o", ms=4, color=colors(i % 10), label=name)
+    for j, (name, value) in enumerate((references or {}).items()):
+        ax.axhline(100 * value, color=colors((len(results) + j) % 10), ls=":", lw=1.5, label=name)
+    ax.set_xticks(range(n_layers), ["emb"] + [str(k) for k in range(1, n_layers)])
+    ax.set(xlabel="encoder layer (emb = patch embeddings, before block 1)", ylabel=ylabel)
+    ax.set_ylim(bottom=0)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax.figure
+
+
+def per_au_bars(rows: dict[str, dict[int, float]], aus, ax=None, ylabel: str = "F1 (%)"):
+    """Grouped bars: per-AU scores (values in [0, 1], drawn in percent) of several methods or
+    conditions, one colour per row of ``rows`` (``{name: {au: value}}``, e.g. the ``"f1"`` of
+    :func:`occfau_lib.probe.probe_folds` results); nan draws no bar. Returns the Figure (that of
+    ``ax`` when given). Notebook 02.
+    """
+    aus = tuple(aus)
+    if not rows:
+        raise ValueError("per_au_bars: no rows to draw")
+    if ax is None:
+        ax = _figure(max(5.0, 0.55 * len(aus) + 2.5), 3.2).add_subplot()
+    width = 0.8 / len(rows)
+    x = np.arange(len(aus))
+    colors = colormaps["tab10"]
+    for i, (name, scores) in enumerate(rows.items()):
+        values = [100 * float({int(k): v for k, v in scores.items()}.get(a, np.nan)) for a in aus]
+        ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(values), width, color=colors(i % 10), label=name)
+    ax.set_xticks(x, au_labels(aus), fontsize=8)
+    ax.set(ylabel=ylabel, ylim=(0, 100))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax.figure
+
+
+def survival_heatmap(matrix, conditions, aus, ax=None, relative: bool = True, title: str | None = None):
+    """Heat map of a score per hiding condition (rows) and AU (columns), each cell annotated.
+
+    ``relative=True``: ``matrix`` is the fraction of the clean F1 that survives (from
+    :func:`occfau_lib.probe.retained` with a reference), coloured red (lost) to green (kept) on
+    [0, 1] -- values above 1 are written but coloured as 1. ``relative=False``: absolute F1 in
+    [0, 1]. nan cells (no clean F1 to retain) are left blank and marked "–". Returns the Figure
+    (that of ``ax`` when given). Notebook 02.
+    """
+    return _annotated_heatmap(matrix, conditions, aus, "RdYlGn" if relative else "viridis", (0, 1), ax,
+                              title or ("fraction of clean F1 retained" if relative else "F1"))
+
+
+def gain_heatmap(matrix, conditions, aus, ax=None, title: str = "F1 gain (points)"):
+    """Heat map of a signed difference per condition (rows) and AU (columns), e.g. student F1 minus
+    the teacher's on the same occluded faces, in points: blue = gain, red = loss. Notebook 04."""
+    matrix = np.asarray(matrix, np.float64)
+    bound = max(1e-9, float(np.nanmax(np.abs(matrix)))) if np.isfinite(matrix).any() else 1.0
+    return _annotated_heatmap(matrix, conditions, aus, "RdBu", (-bound, bound), ax, title, digits=0)
+
+
+
+def umap_scatter(emb, values, title: str = "", categorical: bool | None = None, ax=None, max_legend: int = 12):
+    """A 2-D embedding (M, 2) as a scatter coloured by ``values`` (M,): categories (subject ids,
+    AU presence 0/1, with -1 drawn grey as "unknown") get one colour each and a legend (up to
+    ``max_legend`` categories; more are only counted in the title), continuous values (head yaw,
+    intensity) a colour bar. ``categorical=None`` decides from the dtype: float is continuous,
+    anything else categorical. Returns the Figure (that of ``ax`` when given). Notebook 02.
+    """
+    emb, values = np.asarray(emb), np.asarray(values)
+    if emb.ndim != 2 or emb.shape[1] != 2 or len(values) != len(emb):
+        raise ValueError(f"umap_scatter: need emb (M, 2) and values (M,); got {emb.shape} and {values.shape}")
+    if categorical is None:
+        categorical = values.dtype.kind not in "fc"
+    if ax is None:
+        ax = _figure(5.6, 4.4).add_subplot()
+    if categorical:
+        cats = np.unique(values)
+        cmap = colormaps["tab10" if len(cats) <= 10 else "tab20" if len(cats) <= 20 else "turbo"]
+        for i, cat in enumerate(cats):
+            sel = values == cat
+            unknown = str(cat) == "-1"
+            color = "0.75" if unknown else cmap(i % 20 if len(cats) <= 20 else i / max(1, len(cats) - 1))
+            ax.scatter(emb[sel, 0], emb[sel, 1], s=5, color=color, label="unknown" if unknown else str(cat),
+                       linewidths=0, alpha=0.8)
+        if len(cats) <= max_legend:
+            ax.legend(fontsize=7, markerscale=2.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        else:
+            title = f"{title} ({len(cats)} categories)"
+    else:
+        sc = ax.scatter(emb[:, 0], emb[:, 1], c=values.astype(np.float64), s=5, cmap="coolwarm", linewidths=0)
+        ax.figure.colorbar(sc, ax=ax, shrink=0.8)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set(xlabel="UMAP 1", ylabel="UMAP 2")
+    return ax.figure
+
+
+def umap_view(emb, colourings: dict, colour_by: str):
+    """:func:`umap_scatter` of ``emb`` coloured by ``colourings[colour_by]`` (``{name: (M,) values}``)
+    and titled by it: notebook 02's widget redraws it for the colouring picked in a drop-down."""
+    if colour_by not in colourings:
+        raise ValueError(f"umap_view: no colouring {colour_by!r}; choose one of {list(colourings)}")
+    return umap_scatter(emb, colourings[colour_by], title=f"coloured by {colour_by}")
+
+
+def hiding_curves(curves: dict[str, list[float]], hidden_fractions, references: dict[str, float] | None = None,
+                  ax=None, ylabel: str = "average F1 (%)"):
+    """Score against the fraction of patches hidden (0 = clean): one line per feature space
+    (``{"MAE patch tokens": [f1 at 0, at 0.25, ...]}``, values in [0, 1] drawn in percent) and a
+    dotted horizontal line per ``references`` entry (e.g. the "always present" chance level).
+    Returns the Figure (that of ``ax`` when given). Notebook 02.
+    """
+    fractions = 100 * np.asarray(hidden_fractions, np.float64)
+    if not curves:
+        raise ValueError("hiding_curves: no curves to draw")
+    if ax is None:
+        ax = _figure(5.8, 3.2).add_subplot()
+    colors = colormaps["tab10"]
+    for i, (name, values) in enumerate(curves.items()):
+        if len(values) != len(fractions):
+            raise ValueError(f"hiding_curves: {name!r} has {len(values)} values for {len(fractions)} fractions")
+        ax.plot(fractions, 100 * np.asarray(values, np.float64), marker="o", ms=4, color=colors(i % 10), label=name)
+    for j, (name, value) in enumerate((references or {}).items()):
+        ax.axhline(100 * value, color="0.5", ls=":", lw=1.5, label=name)
+    ax.set_xticks(fractions)
+    ax.set(xlabel="patches hidden at random (%)", ylabel=ylabel)
+    ax.set_ylim(bottom=0)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax.figure
