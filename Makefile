@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lab bench clean
+.PHONY: setup demo test lab bench models clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml
 # then converted to HTML under build/site/index.html (titles and runtimes).
 demo: setup
 	OCCFAU_PROFILE=$${OCCFAU_PROFILE:-demo} HF_HUB_OFFLINE=1 $(PY) -m occfau_lib.notebooks notebooks build/notebooks --site build/site
+
+# Train (or load) every model the notebooks use on the demo profile and write them to data/models/
+# (safetensors + manifest.json): the models a fresh clone's `make demo` loads instead of training.
+models: setup
+	OCCFAU_PROFILE=$${OCCFAU_PROFILE:-demo} HF_HUB_OFFLINE=1 $(PY) -m occfau_lib.shipped
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest

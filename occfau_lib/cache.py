@@ -8,12 +8,15 @@ that contains the hash of the config that produced it; the file also stores that
 - files are written atomically (temporary file + ``os.replace``): an interrupted run never
   leaves a half-written artefact behind, and the temporary files of runs that were killed are
   removed by the next write in the same folder;
-- every checkpoint is read by :func:`read_state` (``weights_only``): a file it cannot read is a
-  :class:`CorruptFile` error naming it, which the cache turns into "rebuilt with a warning" and
-  which reaches the user as is when the file was theirs (official weights).
+- every checkpoint is read by :func:`read_state` (``weights_only`` torch files, or safetensors): a
+  file it cannot read is a :class:`CorruptFile` error naming it, which the cache turns into
+  "rebuilt with a warning" and which reaches the user as is when the file was theirs;
+- models shipped with the repository (``data/models/``, safetensors + a manifest of keys and
+  sha256) come first, used only when their key matches the current code and config exactly.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -64,6 +67,8 @@ def read_state(path: str | Path) -> dict:
     (no code is ever unpickled). Anything unreadable raises :class:`CorruptFile` naming the file."""
     path = Path(path)
     try:
+        if path.suffix == ".safetensors":
+            return _read_safetensors(path)
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
@@ -150,6 +155,38 @@ def checkpoint_path(kind: str, config: Any) -> Path:
     return data_root() / "cache" / f"{kind}-{config_hash(config)}.pt"
 
 
+class NotShipped(RuntimeError):
+    """Raised inside :func:`forbid_training` when a model would have to be trained."""
+
+
+_RECORD: list | None = None  # (kind, config, local path) of every model obtained, while recording
+_FORBIDDEN = False
+
+
+@contextlib.contextmanager
+def recording():
+    """Collect ``(kind, config, cache path)`` of every model :func:`checkpoint_or_train` returns
+    inside the block (how ``make models`` learns what the notebooks use)."""
+    global _RECORD
+    before, _RECORD = _RECORD, []
+    try:
+        yield _RECORD
+    finally:
+        _RECORD = before
+
+
+@contextlib.contextmanager
+def forbid_training():
+    """Inside the block a model that is neither shipped nor cached raises :class:`NotShipped`
+    instead of training (the test that every shipped model still matches the code)."""
+    global _FORBIDDEN
+    before, _FORBIDDEN = _FORBIDDEN, True
+    try:
+        yield
+    finally:
+        _FORBIDDEN = before
+
+
 def checkpoint_or_train(
     kind: str,
     config: dict,
@@ -160,20 +197,120 @@ def checkpoint_or_train(
 ) -> Any:
     """The one checkpoint-or-train of every model (MAE, teacher, student).
 
-    The model stored under :func:`checkpoint_path` is loaded when its stored config equals
-    ``config`` (a corrupt or stale file is rebuilt with a warning: :func:`load_or_build`);
-    otherwise ``train(partial_path)`` trains it, writing an epoch checkpoint to
-    ``<kind>-<hash>.partial.pt`` that an interrupted run continues from
-    (:class:`train.EpochCheckpoint`) unless ``resume=False``, which starts over. The finished
-    model is saved atomically and its epoch checkpoint removed.
+    First a model shipped with the repository (:func:`shipped`: ``data/models/``, listed in its
+    manifest with this exact config and sha256) is loaded. Else the model stored under
+    :func:`checkpoint_path` is loaded when its stored config equals ``config`` (a corrupt or
+    stale file is rebuilt with a warning: :func:`load_or_build`); otherwise ``train(partial_path)``
+    trains it, writing an epoch checkpoint to ``<kind>-<hash>.partial.pt`` that an interrupted run
+    continues from (:class:`train.EpochCheckpoint`) unless ``resume=False``, which starts over. The
+    finished model is saved atomically and its epoch checkpoint removed.
     """
     path = checkpoint_path(kind, config)
-    partial = path.with_name(path.stem + ".partial.pt")
-    if not resume:
+    ready = shipped(kind, config)
+    if ready is not None:
+        result, _ = load(ready)
+    else:
+        if _FORBIDDEN and not path.exists():
+            raise NotShipped(f"{kind} {config_hash(config)} is neither shipped nor cached; run `make models`")
+        partial = path.with_name(path.stem + ".partial.pt")
+        if not resume:
+            partial.unlink(missing_ok=True)
+        result = load_or_build(path, config, lambda: train(partial), save, load)
         partial.unlink(missing_ok=True)
-    result = load_or_build(path, config, lambda: train(partial), save, load)
-    partial.unlink(missing_ok=True)
+    if _RECORD is not None:
+        _RECORD.append((kind, config, ready or path))
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# Models shipped with the repository: data/models/*.safetensors + manifest.json
+# --------------------------------------------------------------------------------------------
+MODELS_ENV = "OCCFAU_MODELS_DIR"
+MANIFEST = "manifest.json"
+
+
+def models_root() -> Path:
+    """Where shipped models live: ``$OCCFAU_MODELS_DIR``, else the repository's ``data/models``."""
+    if os.environ.get(MODELS_ENV):
+        return Path(os.environ[MODELS_ENV])
+    return Path(__file__).resolve().parent.parent / "data" / "models"
+
+
+def read_manifest(root: Path | None = None) -> dict:
+    """``{file name: {kind, key, sha256, bytes, command, seconds, fp16}}`` of the shipped models
+    (the manifest's ``files``; it also records the profile, commit and CPU time of ``make models``)."""
+    path = Path(root or models_root()) / MANIFEST
+    return json.loads(path.read_text()).get("files", {}) if path.exists() else {}
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+_SAID: set = set()  # kinds whose "no shipped model matches" line was printed
+
+
+def shipped(kind: str, config: dict) -> Path | None:
+    """The shipped file of this model when the manifest lists it with exactly ``config`` as its
+    key and the file's sha256 matches; else None, with one line saying why when shipped models
+    of this kind exist (they were made with other code or settings: ``make models`` remakes them)."""
+    manifest = read_manifest()
+    name = f"{kind}-{config_hash(config)}.safetensors"
+    entry = manifest.get(name)
+    path = models_root() / name
+    why = None
+    if entry is None:
+        if any(e.get("kind") == kind for e in manifest.values()) and kind not in _SAID:
+            why = f"no shipped {kind} model matches this code and config"
+    elif entry.get("key") != config_dict(config):
+        why = f"shipped {name} was made with another config"
+    elif not path.exists() or file_sha256(path) != entry.get("sha256"):
+        why = f"shipped {name} is missing or does not match its sha256"
+    else:
+        return path
+    if why:
+        _SAID.add(kind)
+        print(f"[occfau] {why}: training it instead (run `make models` to remake the shipped models)")
+    return None
+
+
+def write_safetensors(state: dict, path: Path, half: bool = False) -> None:
+    """Write a checkpoint dict as safetensors: its tensor dicts (``model``, ``head`` ...) as
+    tensors named ``<group>/<name>`` (fp16 with ``half``), everything else as JSON metadata."""
+    from safetensors.torch import save_file
+
+    tensors, rest = {}, {}
+    for group, value in state.items():
+        if isinstance(value, dict) and value and all(torch.is_tensor(v) for v in value.values()):
+            for name, t in value.items():
+                t = t.detach().cpu().contiguous()
+                tensors[f"{group}/{name}"] = t.half() if half and t.is_floating_point() else t
+        else:
+            rest[group] = value
+    dtypes = {k: str(v.dtype) for k, v in state.get("model", state.get("head", {})).items()} if half else {}
+    save_file(tensors, str(path), metadata={"json": json.dumps(rest), "dtypes": json.dumps(dtypes)})
+
+
+def _read_safetensors(path: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+        state = json.loads(meta.get("json", "{}"))
+        for key in f.keys():
+            group, name = key.split("/", 1)
+            state.setdefault(group, {})[name] = f.get_tensor(key)
+    dtypes = json.loads(meta.get("dtypes", "{}"))
+    for group in state.values():  # fp16 shipped weights come back in the dtype they were trained in
+        if isinstance(group, dict):
+            for name, t in group.items():
+                if torch.is_tensor(t) and name in dtypes:
+                    group[name] = t.to(getattr(torch, dtypes[name].removeprefix("torch.")))
+    return state
 
 
 def array_fingerprint(array: np.ndarray) -> str:

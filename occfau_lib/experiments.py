@@ -146,6 +146,25 @@ def pixel_probe(ds, fold: int, epochs: int, seed: int = 0):
     return lambda occ: probe_probs(model, pixel_features(occ.images))
 
 
+def method_models(profile, ds, data_key: dict, mae_model, folds, device: str | Engine = "cpu",
+                  progress: bool = True) -> tuple[dict, dict, dict]:
+    """The trained models of :func:`compare_methods`, each through the cache: ``(teachers,
+    augmented teachers, students)`` as ``{fold: teacher}``, ``{fold: teacher}`` and
+    ``{ablation: {fold: student}}``. The augmented teacher is fine-tuned from the trained one with
+    occlusion augmentation: half its epochs, a third of its learning rate, every face occluded by
+    the training mixture [ours]."""
+    teachers = {k: trained_teacher(ds, k, data_key, profile.teacher, profile.teacher_train, device, progress)[0]
+                for k in folds}
+    base = profile.teacher_train
+    occ_cfg = replace(base, occlusion_patch=mae_model.config.patch_size, epochs=max(1, base.epochs // 2),
+                      lr=base.lr / 3, warmup_epochs=0)
+    augmented = {k: trained_teacher(ds, k, data_key, profile.teacher, occ_cfg, device, progress, init=teachers[k])[0]
+                 for k in folds}
+    students = students_for_profile(profile, ds, data_key, mae_model, teachers, folds=folds, device=device,
+                                    progress=progress)
+    return teachers, augmented, students
+
+
 def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str, str], folds=None,
                     test_stride: int = 2, device: str | Engine = "cpu", progress: bool = True, seed: int = 0,
                     floors: bool = True) -> dict[str, dict]:
@@ -165,14 +184,7 @@ def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str
     profile = with_seed(profile, seed) if seed else profile
     folds = profile.distill_folds if folds is None else folds
     p = mae_model.config.patch_size
-    teachers = {k: trained_teacher(ds, k, data_key, profile.teacher, profile.teacher_train, device, progress)[0]
-                for k in folds}
-    base = profile.teacher_train
-    occ_cfg = replace(base, occlusion_patch=p, epochs=max(1, base.epochs // 2), lr=base.lr / 3, warmup_epochs=0)
-    augmented = {k: trained_teacher(ds, k, data_key, profile.teacher, occ_cfg, device, progress, init=teachers[k])[0]
-                 for k in folds}
-    students = students_for_profile(profile, ds, data_key, mae_model, teachers, folds=folds, device=device,
-                                    progress=progress)
+    teachers, augmented, students = method_models(profile, ds, data_key, mae_model, folds, device, progress)
     probes = {k: latent_probe(ds, k, mae_model, profile.distill.depth, profile.probe_epochs, seed) for k in folds}
     methods = {}
     if floors:

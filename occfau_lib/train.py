@@ -351,8 +351,10 @@ class Loop:
         return value
 
     def finish(self) -> dict:
-        """Close the bar; the history with ``images_per_s`` of this session's steps."""
+        """Close the bar; the history with ``images_per_s`` of this session's steps and the
+        training's wall-clock ``seconds`` (summed over resumed sessions)."""
         self.bar.close()
         elapsed = max(1e-9, time.perf_counter() - self.t0)
         self.history["images_per_s"] = (self.done - self.start) * self.batch_size / elapsed
+        self.history["seconds"] = self.history.get("seconds", 0.0) + elapsed  # wall time, over resumed sessions
         return self.history

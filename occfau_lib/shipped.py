@@ -1,0 +1,100 @@
+"""Models shipped with the repository, so a classroom demo loads instead of training: ``make models``.
+
+Top floor. :func:`notebook_models` asks for exactly the models the notebooks use on a profile, each
+through the one checkpoint-or-train cache (:func:`cache.checkpoint_or_train`): the MAE (notebooks
+01-04), one teacher per fold (03), and on the distillation folds the occlusion-augmented teacher
+and the four student ablations (04). :func:`make_models` records them and writes each one to
+``data/models/<kind>-<hash>.safetensors`` with ``manifest.json``: per file its kind, its full cache
+key (config, data, code version), sha256, size, the command and the training's seconds. The cache
+then loads a shipped file only when the manifest lists it with exactly the key the current code
+asks for (:func:`cache.shipped`); anything else trains, saying why in one line.
+:func:`missing_models` is the check the tests run: with training forbidden, every model the
+notebooks need must come from the shipped files (or the local cache), so a code change that
+invalidates them fails until ``make models`` is re-run.
+
+Usage: ``python -m occfau_lib.shipped [--profile demo] [--out data/models] [--half]``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from . import cache, experiments
+from .claims import commit
+from .config import get_profile
+from .loaders import load_dataset
+from .synthfacs import world_key
+
+
+def notebook_models(profile, progress: bool = True) -> None:
+    """Obtain (load or train) every model the notebooks use on ``profile``."""
+    ds = load_dataset("synthfacs", profile=profile, aus="bp4d", progress=progress)
+    key = world_key(profile.data)
+    encoder, _ = experiments.mae_for_profile(profile, progress=progress)
+    experiments.teachers_for_profile(profile, ds, key, progress=progress)
+    experiments.method_models(profile, ds, key, encoder, profile.distill_folds, progress=progress)
+
+
+def make_models(profile, out: str | Path | None = None, half: bool = False, progress: bool = True) -> dict:
+    """Train (or load) the notebooks' models and write them to ``out`` (default: the shipped
+    folder) as safetensors with a manifest; returns the manifest."""
+    out = Path(out or cache.models_root())
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.process_time()
+    with cache.recording() as used:
+        notebook_models(profile, progress)
+    manifest = {}
+    for kind, config, path in used:
+        name = f"{kind}-{cache.config_hash(config)}.safetensors"
+        target = out / name
+        if Path(path).suffix == ".safetensors":  # already shipped: keep the file
+            if Path(path).resolve() != target.resolve():
+                shutil.copyfile(path, target)
+        else:
+            state = cache.read_state(path)
+            cache.atomic_write(target, lambda tmp, state=state: cache.write_safetensors(state, tmp, half))
+        history = cache.read_state(target).get("history", {})
+        manifest[name] = {"kind": kind, "key": cache.config_dict(config), "sha256": cache.file_sha256(target),
+                          "bytes": target.stat().st_size, "command": f"make models (profile {profile.name})",
+                          "seconds": round(float(history.get("seconds", 0.0)), 1), "fp16": half}
+    for stale in out.glob("*.safetensors"):  # files of older code: no longer listed, removed
+        if stale.name not in manifest:
+            stale.unlink()
+    manifest = {"profile": profile.name, "commit": commit(), "cpu_seconds": round(time.process_time() - start, 1),
+                "files": manifest}
+    cache.atomic_write(out / cache.MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1) + "\n"))
+    return manifest
+
+
+def missing_models(profile) -> list[str]:
+    """What ``make models`` would have to (re)make: empty when every model the notebooks use on
+    ``profile`` is shipped (or cached) under exactly the key the current code asks for."""
+    try:
+        with cache.forbid_training():
+            notebook_models(profile, progress=False)
+    except cache.NotShipped as err:
+        return [str(err)]
+    return []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default=None, help="default: $OCCFAU_PROFILE or demo")
+    parser.add_argument("--out", default=None, help="default: data/models (or $OCCFAU_MODELS_DIR)")
+    parser.add_argument("--half", action="store_true", help="store the weights in fp16")
+    args = parser.parse_args(argv)
+    manifest = make_models(get_profile(args.profile), args.out, args.half)
+    files = manifest["files"]
+    size = sum(f["bytes"] for f in files.values())
+    print(f"{len(files)} models, {size / 1e6:.1f} MB, {manifest['cpu_seconds']:.0f} CPU s -> "
+          f"{args.out or cache.models_root()}")
+    for name, entry in files.items():
+        print(f"  {name}  {entry['bytes'] / 1e6:6.2f} MB  trained in {entry['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
