@@ -37,8 +37,7 @@ from .patches import patch_pixels, random_patches, to_tensor
 from .probe import fit_probe, missing_tokens, pixel_features, probe_probs
 from .student import Student
 from .student import predict as student_predict
-from .synthfacs import load_world
-from .synthfacs import world_key
+from .synthfacs import FaceCorpus, load_world, world_key
 from .teacher import Teacher, trained_teacher
 from .teacher import predict as teacher_predict
 from .train import Engine, new_history
@@ -115,17 +114,18 @@ def evaluate_conditions(predict, ds, conditions: dict[str, str], patch_size: int
     return {label: {**aggregate_folds(r), "folds": r} for label, r in per_condition.items()}
 
 
-def latent_probe(ds, fold: int, mae_model, depth: int | None, epochs: int, seed: int = 0):
+def latent_probe(ds, fold: int, mae_model, depth: int | None, epochs: int, seed: int = 0, hidden: int = 0):
     """Baseline "linear probe on the MAE latent": a :class:`probe.LinearProbe` on the clean latent
     grid the student reads (block ``depth``'s tokens, flattened), trained on the fold's training
     faces. Returns ``predict(occluded) -> probs``; tokens of hidden patches are missing and
-    mean-imputed (:func:`probe.probe_probs`), as in notebook 02."""
+    mean-imputed (:func:`probe.probe_probs`), as in notebook 02. ``hidden`` > 0: an MLP probe."""
     def grid(images: np.ndarray, visible: np.ndarray | None) -> np.ndarray:
         patch = mae.extract_features(mae_model, images, visible, depth=depth)["patch"]  # (N, L, D), hidden = 0
         return patch.reshape(len(patch), -1)
 
     train, _ = ds.fold(fold)
-    probe = fit_probe(grid(train.batch_images(np.arange(len(train))), None), train.labels, epochs, seed=seed)
+    probe = fit_probe(grid(train.batch_images(np.arange(len(train))), None), train.labels, epochs, seed=seed,
+                      hidden=hidden)
     dim = mae_model.config.hidden_size
     return lambda occ: probe_probs(probe, grid(occ.images, occ.visible), missing_tokens(occ.visible, dim))
 
@@ -216,6 +216,46 @@ def feature_views(student: Student, teacher, images: np.ndarray, occluded) -> di
     latent = mae.extract_features(student.mae, both, visible, depth=student.depth)["mean"][-1]  # (2M, D)
     return {"MAE latent": latent, "student node": student_predict(student, both, visible)["node"],
             "teacher node": teacher_predict(teacher, both)["node"]}
+
+
+def data_regime(profile, ds, corpus_sizes=(2048, 8192, 32768), steps=(128, 512), folds=(1,), hidden: int = 256,
+                seed: int = 0, progress: bool = True) -> dict:
+    """When does an MAE's latent beat a random encoder's? Notebook 02's data-regime study.
+
+    For every corpus size ``N`` and step budget ``T``, the profile's MAE is pretrained on an
+    unlabelled :class:`synthfacs.FaceCorpus` of ``N`` fresh faces (never the labelled world's
+    people) for ``T`` optimiser steps (``T x batch / N`` epochs; cached), then probed on the
+    labelled world's subject-exclusive ``folds`` (clean faces, the student's block) with a linear
+    probe and an MLP probe of width ``hidden``; the same probes read a randomly initialised
+    encoder of the same shape. Returns ``{"runs": [{corpus, steps, linear, mlp} ...], "random":
+    {linear, mlp}}``, average F1 in percent; the gain over random is the claim (a) quantity.
+    """
+    batch = profile.pretrain.batch_size
+    cfg = MAE_CONFIGS[profile.mae]
+
+    def probed(model) -> dict:
+        out = {}
+        for name, width in (("linear", 0), ("mlp", hidden)):
+            probes = {k: latent_probe(ds, k, model, profile.distill.depth, profile.probe_epochs, seed, width)
+                      for k in folds}
+            result = evaluate_conditions(lambda k, occ: probes[k](occ), ds, {"clean": "clean"}, cfg.patch_size,
+                                         folds)["clean"]
+            out[name] = round(100 * result["avg_f1"], 2)
+        return out
+
+    torch.manual_seed(seed)
+    runs = []
+    for n in corpus_sizes:
+        for t in steps:
+            if n > t * batch or (t * batch) % n:
+                raise ValueError(f"a corpus of {n} faces does not divide {t} steps of {batch} faces into whole "
+                                 "epochs; choose sizes that divide steps x batch")
+            corpus = FaceCorpus(n, ds.image_size, seed)
+            pretrain = replace(profile.pretrain, epochs=t * batch // n, warmup_epochs=0)
+            model, _ = pretrained_mae(corpus, cfg, pretrain, corpus.key(), progress=progress)
+            runs.append({"corpus": n, "steps": t, **probed(model)})
+    torch.manual_seed(seed)
+    return {"runs": runs, "random": probed(mae.build_mae(cfg).eval()), "folds": list(folds)}
 
 
 # --------------------------------------------------------------------------------------------

@@ -64,18 +64,23 @@ class LinearProbe(nn.Module):
     across layers and encoders stays fair.
     """
 
-    def __init__(self, dim: int, n_au: int):
+    def __init__(self, dim: int, n_au: int, hidden: int = 0):
         super().__init__()
         # momentum=None: running statistics are the cumulative average over all training
         # batches, i.e. the training set's mean and variance, not an exponential estimate
         self.norm = nn.BatchNorm1d(dim, affine=False, momentum=None)
-        self.linear = nn.Linear(dim, n_au)
+        # hidden > 0: one hidden layer (an MLP probe). MAE's features are known to be weak under
+        # linear probing and strong under partial fine-tuning (He et al. 2022, fig. 9); the
+        # student's mapping network is a non-linear reader too (notebook 02's data-regime study).
+        self.hidden = nn.Sequential(nn.Linear(dim, hidden), nn.GELU()) if hidden else None
+        self.linear = nn.Linear(hidden or dim, n_au)
         # MAE's probe head initialisation: tiny weights, zero bias, so the probe starts neutral
         nn.init.trunc_normal_(self.linear.weight, std=0.01)
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, D) -> (B, n_au) logits
-        return self.linear(self.norm(x))
+        x = self.norm(x)
+        return self.linear(x if self.hidden is None else self.hidden(x))
 
 
 def positive_weights(labels: np.ndarray, max_weight: float = MAX_POS_WEIGHT) -> np.ndarray:
@@ -123,7 +128,7 @@ def _threads_for(work: int):
 
 
 def fit_probe(train_x: np.ndarray, train_y: np.ndarray, epochs: int, batch_size: int = 256, lr: float = 1e-2,
-              weight_decay: float = 1e-4, seed: int = 0, balance: bool = True) -> LinearProbe:
+              weight_decay: float = 1e-4, seed: int = 0, balance: bool = True, hidden: int = 0) -> LinearProbe:
     """Train a :class:`LinearProbe` on frozen features ``train_x`` (N, D) for labels ``train_y``
     (N, n_au) of 1 / 0 / -1 (unknown).
 
@@ -133,7 +138,8 @@ def fit_probe(train_x: np.ndarray, train_y: np.ndarray, epochs: int, batch_size:
     tokens) clearly under-fitted after 30 epochs, higher ones gain little. The loss is BCE-with-logits
     averaged over the **known** labels only: a -1 entry contributes nothing (it is not read as
     "absent"). With ``balance`` the positive term of each AU is weighted by
-    :func:`positive_weights` of the training labels. The result depends only on the arguments:
+    :func:`positive_weights` of the training labels. ``hidden`` > 0 trains an MLP probe instead
+    (one GELU layer of that width). The result depends only on the arguments:
     initialisation and batch order come from ``seed``, and the global RNG is left untouched.
     """
     x, y = _check_xy(train_x, train_y)
@@ -143,7 +149,7 @@ def fit_probe(train_x: np.ndarray, train_y: np.ndarray, epochs: int, batch_size:
     n, steps_per_epoch = len(x), math.ceil(len(x) / batch_size)
     with torch.random.fork_rng(devices=[]), _threads_for(x.shape[1] * min(n, batch_size)):
         torch.manual_seed(seed)
-        probe = LinearProbe(x.shape[1], y.shape[1])
+        probe = LinearProbe(x.shape[1], y.shape[1], hidden)
         gen = torch.Generator().manual_seed(seed)
         opt = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * steps_per_epoch))

@@ -421,3 +421,15 @@ def test_subject_centred_removes_each_persons_mean_and_helps_a_probe():
     assert probe.probe_folds(centred, ds, epochs=20)["avg_f1"] > raw + 0.05
     with pytest.raises(ValueError, match="subject ids"):
         probe.subject_centred(x, ds.subjects[:-1])
+
+
+def test_an_mlp_probe_fits_what_a_linear_probe_cannot():
+    """XOR of two features: no linear probe separates it, one hidden layer does."""
+    rng = np.random.default_rng(0)
+    x = rng.choice([-1.0, 1.0], size=(400, 2)).astype(np.float32)
+    y = ((x[:, 0] * x[:, 1]) > 0).astype(np.int8)[:, None]  # (N, 1)
+    linear = probe.fit_probe(x, y, epochs=40, lr=3e-2)
+    mlp = probe.fit_probe(x, y, epochs=40, lr=3e-2, hidden=16)
+    assert mlp.hidden is not None and linear.hidden is None
+    accuracy = lambda p: ((probe.probe_probs(p, x) > 0.5) == y).mean()  # noqa: E731
+    assert accuracy(mlp) > 0.95 and accuracy(linear) < 0.8

@@ -151,3 +151,27 @@ def hiding_curves(curves: dict[str, list[float]], hidden_fractions, references: 
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax.figure
+
+
+def regime_curves(regime: dict, chance: float | None = None, ax=None):
+    """Notebook 02's data-regime study (:func:`experiments.data_regime`): probe F1 (%) of the
+    pretrained MAE against the corpus size, one line per probe (linear, MLP) and step budget, the
+    random encoder's F1 as a dashed line of the same colour, chance dotted. Where a solid line
+    rises above its dashed line, pretraining has taught the latent something a random encoder
+    lacks. Notebook 02."""
+    if ax is None:
+        ax = _figure(5.2, 3.2).add_subplot()
+    colours = {"linear": "tab:blue", "mlp": "tab:orange"}
+    for probe, colour in colours.items():
+        for steps, style in zip(sorted({r["steps"] for r in regime["runs"]}), ("-o", "-s", "-^", "-v")):
+            runs = sorted((r for r in regime["runs"] if r["steps"] == steps), key=lambda r: r["corpus"])
+            ax.plot([r["corpus"] for r in runs], [r[probe] for r in runs], style, color=colour, ms=4,
+                    label=f"{probe} probe, {steps} steps")
+        ax.axhline(regime["random"][probe], color=colour, ls="--", lw=1, label=f"{probe} probe, random encoder")
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls=":", lw=1, label="always present")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("distinct faces in the pretraining corpus")
+    ax.set_ylabel("average F1 (%)")
+    ax.legend(fontsize=6, loc="best")
+    return ax.figure
