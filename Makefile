@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lab bench models clean
+.PHONY: setup demo test lab bench models figures clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,10 @@ demo: setup
 # (safetensors + manifest.json): the models a fresh clone's `make demo` loads instead of training.
 models: setup
 	OCCFAU_PROFILE=$${OCCFAU_PROFILE:-demo} HF_HUB_OFFLINE=1 $(PY) -m occfau_lib.shipped
+
+# The README's figures (docs/figures/), cut from the notebooks `make demo` executed.
+figures: setup
+	$(PY) -m occfau_lib.figures build/notebooks docs/figures
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
