@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import mae
 from .cache import array_fingerprint, config_hash, data_root, load_npz, load_or_build, save_npz
 from .metrics import aggregate_folds, evaluate
 from .occlusion import region_mask
@@ -358,8 +359,6 @@ def cached_visible_features(model, model_key: dict, images: np.ndarray, data_key
     number of images and a content hash of the ``visible`` mask, so a different hiding pattern can
     never be served from the cache.
     """
-    from . import mae
-
     key = {"model": model_key, "data": data_key, "n": int(len(images)), "keep_patch": bool(keep_patch),
            "visible": "all" if visible is None else array_fingerprint(np.asarray(visible, bool))}
     path = data_root() / "cache" / f"visible-{config_hash(key)}.npz"

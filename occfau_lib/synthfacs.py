@@ -23,6 +23,7 @@ notebooks do.
 """
 from __future__ import annotations
 
+import ast
 import math
 from dataclasses import asdict, dataclass
 
@@ -310,8 +311,6 @@ def _save_world(world: World, config: dict, path):
 
 
 def _load_world(path) -> tuple[World, dict]:
-    import ast
-
     with np.load(path, allow_pickle=False) as z:
         config = ast.literal_eval(str(z["config"]))
         world = World(z["images"], z["intensities"], z["identities"], z["quirks"].tolist(), z["subject"], z["task"],

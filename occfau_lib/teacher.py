@@ -243,7 +243,7 @@ class Teacher(nn.Module):
 
     def __init__(self, cfg: TeacherConfig | str, aus: tuple[int, ...], img_size: int):
         super().__init__()
-        import timm
+        import timm  # heavy (seconds): loaded when a teacher is built, not when the module is imported
 
         self.cfg = TEACHER_CONFIGS[cfg] if isinstance(cfg, str) else cfg
         self.aus = tuple(aus)
