@@ -32,8 +32,12 @@ def fit_fold(train, test, C: float) -> np.ndarray:
     probs = np.zeros(test.labels.shape, np.float32)
     for j in range(len(train.aus)):
         known = train.labels[:, j] >= 0
+        y = train.labels[known, j]
+        if len(np.unique(y)) < 2:  # an AU never (or always) present in this training fold: a constant
+            probs[:, j] = float(y[0]) if len(y) else 0.0
+            continue
         clf = LogisticRegression(C=C, max_iter=300, class_weight="balanced")
-        probs[:, j] = clf.fit(x_tr[known], train.labels[known, j]).predict_proba(x_te)[:, 1]
+        probs[:, j] = clf.fit(x_tr[known], y).predict_proba(x_te)[:, 1]
     return probs
 
 

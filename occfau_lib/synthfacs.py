@@ -12,8 +12,9 @@ true of real faces:
 - **Confounded by identity.** 20 morphology parameters; some identities look like an AU at rest
   (low close brows ~ AU4, upturned mouth ~ AU12, narrow eyes ~ AU7, an aged forehead ~ AU1/2
   lines), so subject-exclusive evaluation matters.
-- **Nuisances.** Head roll/yaw/pitch, scale and translation (alignment error), lighting,
-  sensor noise, blur and background vary per frame.
+- **Nuisances.** Camera framing (scale, translation: alignment error), lighting, sensor noise,
+  blur and background belong to the subject's recording session (:func:`sample_session`), as in
+  BP4D/DISFA; per frame the head moves (roll/yaw/pitch) and framing and light jitter slightly.
 
 This module samples what is drawn (identities, expressions in onset-apex-offset sequences,
 recording sessions), caches whole worlds and serves them as a dataset; the faces themselves are
