@@ -4,9 +4,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from occfau_lib import figures
 from occfau_lib.notebooks import run_notebook
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+#: One solutions notebook per teaching notebook: ``notebooks/solutions/NN_solutions.ipynb``.
+SOLUTIONS = sorted((Path(__file__).resolve().parent.parent / "notebooks" / "solutions").glob("*.ipynb"))
 
 
 def test_there_are_notebooks():
@@ -37,3 +40,32 @@ def test_notebook_executes_on_smoke_profile(path, tmp_path, monkeypatch):
     assert not errors
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert images, "the notebook should draw its figures"
+    figures.tagged_figures(tmp_path / path.name)  # every cell tagged readme-figure:<name> drew its PNG
+
+
+def test_every_notebook_has_its_solutions():
+    assert {p.name[:2] for p in NOTEBOOKS} == {p.name[:2] for p in SOLUTIONS}
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_solutions_are_committed_clean(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(not c.outputs and c.execution_count is None for c in code), "commit without outputs"
+    assert max(len(c.source.splitlines()) for c in code) <= 25, "long code belongs in occfau_lib"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_solutions_execute_on_smoke_profile(path, tmp_path, monkeypatch):
+    """Every exercise's solution runs, and its checks (asserts) hold, on the smoke profile."""
+    monkeypatch.setenv("OCCFAU_PROFILE", "smoke")
+    nb = run_notebook(path, tmp_path / path.name, timeout=600)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors, errors[:1]
+
+
+def test_the_readme_figures_are_tagged_once_each():
+    tags = [t for p in NOTEBOOKS for c in nbformat.read(p, as_version=4).cells
+            for t in c.get("metadata", {}).get("tags", []) if t.startswith(figures.TAG)]
+    assert len(tags) == len(set(tags)) >= 5
