@@ -31,13 +31,19 @@ def test_notebook_is_committed_clean_and_teaches(path):
     assert max(len(c.source.splitlines()) for c in code) <= 25, "long code belongs in occfau_lib"
 
 
+def executed_on_smoke(path, out, monkeypatch) -> nbformat.NotebookNode:
+    """``path`` executed on the smoke profile into ``out``; an error in any cell fails the test."""
+    monkeypatch.setenv("OCCFAU_PROFILE", "smoke")
+    nb = run_notebook(path, out, timeout=600)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors, errors[:1]
+    return nb
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_executes_on_smoke_profile(path, tmp_path, monkeypatch):
-    monkeypatch.setenv("OCCFAU_PROFILE", "smoke")
-    nb = run_notebook(path, tmp_path / path.name, timeout=600)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors
+    nb = executed_on_smoke(path, tmp_path / path.name, monkeypatch)
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert images, "the notebook should draw its figures"
     figures.tagged_figures(tmp_path / path.name)  # every cell tagged readme-figure:<name> drew its PNG
@@ -59,10 +65,7 @@ def test_solutions_are_committed_clean(path):
 @pytest.mark.parametrize("path", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
 def test_solutions_execute_on_smoke_profile(path, tmp_path, monkeypatch):
     """Every exercise's solution runs, and its checks (asserts) hold, on the smoke profile."""
-    monkeypatch.setenv("OCCFAU_PROFILE", "smoke")
-    nb = run_notebook(path, tmp_path / path.name, timeout=600)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors, errors[:1]
+    executed_on_smoke(path, tmp_path / path.name, monkeypatch)
 
 
 def test_the_readme_figures_are_tagged_once_each():
