@@ -236,6 +236,11 @@ def models_root() -> Path:
     return Path(__file__).resolve().parent.parent / "data" / "models"
 
 
+def shipped_name(kind: str, config: Any) -> str:
+    """The file name a shipped model of ``kind`` with this config has in the models folder."""
+    return f"{kind}-{config_hash(config)}.safetensors"
+
+
 def read_manifest(root: Path | None = None) -> dict:
     """``{file name: {kind, key, sha256, bytes, command, seconds, fp16}}`` of the shipped models
     (the manifest's ``files``; it also records the profile, commit and CPU time of ``make models``)."""
@@ -259,7 +264,7 @@ def shipped(kind: str, config: dict) -> Path | None:
     key and the file's sha256 matches; else None, with one line saying why when shipped models
     of this kind exist (they were made with other code or settings: ``make models`` remakes them)."""
     manifest = read_manifest()
-    name = f"{kind}-{config_hash(config)}.safetensors"
+    name = shipped_name(kind, config)
     entry = manifest.get(name)
     path = models_root() / name
     why = None

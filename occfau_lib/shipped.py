@@ -48,7 +48,7 @@ def make_models(profile, out: str | Path | None = None, half: bool = False, prog
         notebook_models(profile, progress)
     manifest = {}
     for kind, config, path in used:
-        name = f"{kind}-{cache.config_hash(config)}.safetensors"
+        name = cache.shipped_name(kind, config)
         target = out / name
         if Path(path).suffix == ".safetensors":  # already shipped: keep the file
             if Path(path).resolve() != target.resolve():
@@ -56,7 +56,7 @@ def make_models(profile, out: str | Path | None = None, half: bool = False, prog
         else:
             state = cache.read_state(path)
             cache.atomic_write(target, lambda tmp, state=state: cache.write_safetensors(state, tmp, half))
-        history = cache.read_state(target).get("history", {})
+        history = cache.read_state(target).get("history", {})  # read back: the file as shipped
         manifest[name] = {"kind": kind, "key": cache.config_dict(config), "sha256": cache.file_sha256(target),
                           "bytes": target.stat().st_size, "command": f"make models (profile {profile.name})",
                           "seconds": round(float(history.get("seconds", 0.0)), 1), "fp16": half}
