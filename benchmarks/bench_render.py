@@ -22,7 +22,7 @@ def random_scenes(n: int, seed: int = 0):
     ids, _ = sf.sample_identities(n, rng)
     frames = 40
     aus = np.concatenate([sf.sample_sequence(frames, rng)[1] for _ in range(-(-n // frames))])[:n]
-    nus = np.concatenate([sf.sample_nuisances(frames, rng, np.zeros(3)) for _ in range(-(-n // frames))])[:n]
+    nus = np.concatenate([sf.sample_nuisances(frames, rng, np.zeros(3), sf.sample_session(rng)) for _ in range(-(-n // frames))])[:n]
     return ids, aus, nus, np.arange(n)
 
 

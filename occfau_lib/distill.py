@@ -69,7 +69,7 @@ def train_student(ds, mae_model, teacher, cfg: DistillConfig = DistillConfig(), 
     torch.manual_seed(cfg.seed)
     if tuple(ds.aus) != tuple(teacher.aus):
         raise ValueError(f"the dataset's AUs {ds.aus} are not the teacher's {teacher.aus}")
-    student = engine.place(Student(mae_model, teacher, cfg.depth, cfg.rank, cfg.edge_rank))
+    student = engine.place(Student(mae_model, teacher, cfg.depth, cfg.rank, cfg.edge_rank, cfg.mapping))
     teacher = engine.place(teacher, conv=True).eval()
     with torch.no_grad(), engine.autocast():  # the teacher's average face, from up to 1,024 training faces
         faces = ds.batch_images(np.arange(0, len(ds), max(1, len(ds) // 1024)))
@@ -122,7 +122,7 @@ def trained_student(ds, fold: int, data_key: dict, mae_model, teacher, cfg: Dist
 
     def load(p):
         state = read_state(p)
-        student = Student(mae_model, teacher, cfg.depth, cfg.rank, cfg.edge_rank)
+        student = Student(mae_model, teacher, cfg.depth, cfg.rank, cfg.edge_rank, cfg.mapping)
         student.load_head_state(state["head"])
         return (student.to(engine.device).eval(), state["history"]), state["config"]
 

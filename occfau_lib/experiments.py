@@ -49,12 +49,17 @@ from .train import Engine, new_history
 def mae_for_profile(profile, device: str | Engine = "cpu", progress: bool = True,
                     resume: bool = True) -> tuple[ViTMAEForPreTraining, dict]:
     """The MAE the notebooks use: official weights from ``$OCCFAU_MAE_WEIGHTS`` when set, else the
-    profile's MAE pretrained on the profile's SynthFACS world (cached after the first run)."""
+    profile's MAE pretrained (cached after the first run) on its unlabelled face corpus
+    (``profile.pretrain_corpus`` fresh faces, :class:`synthfacs.FaceCorpus`) or, when that is 0, on
+    the profile's labelled SynthFACS world."""
     if os.environ.get(WEIGHTS_ENV):
         return load_mae(os.environ[WEIGHTS_ENV], profile.mae).to(Engine.of(device).device), new_history()
-    world = load_world(profile.data, progress=progress)
-    return pretrained_mae(world.images, MAE_CONFIGS[profile.mae], profile.pretrain, world_key(profile.data), device,
-                          progress, resume)
+    if profile.pretrain_corpus:
+        source = FaceCorpus(profile.pretrain_corpus, profile.data.img_size)
+        images, key = source, source.key()
+    else:
+        images, key = load_world(profile.data, progress=progress).images, world_key(profile.data)
+    return pretrained_mae(images, MAE_CONFIGS[profile.mae], profile.pretrain, key, device, progress, resume)
 
 
 def teachers_for_profile(profile, ds, data_key: dict, device: str | Engine = "cpu",
@@ -218,7 +223,7 @@ def feature_views(student: Student, teacher, images: np.ndarray, occluded) -> di
             "teacher node": teacher_predict(teacher, both)["node"]}
 
 
-def data_regime(profile, ds, corpus_sizes=(2048, 8192, 32768), steps=(128, 512), folds=(1,), hidden: int = 256,
+def data_regime(profile, ds, corpus_sizes=None, steps=None, folds=(1,), hidden: int = 256,
                 seed: int = 0, progress: bool = True) -> dict:
     """When does an MAE's latent beat a random encoder's? Notebook 02's data-regime study.
 
@@ -229,7 +234,10 @@ def data_regime(profile, ds, corpus_sizes=(2048, 8192, 32768), steps=(128, 512),
     probe and an MLP probe of width ``hidden``; the same probes read a randomly initialised
     encoder of the same shape. Returns ``{"runs": [{corpus, steps, linear, mlp} ...], "random":
     {linear, mlp}}``, average F1 in percent; the gain over random is the claim (a) quantity.
+    ``corpus_sizes`` / ``steps`` default to the profile's ``regime_corpora`` / ``regime_steps``.
     """
+    corpus_sizes = profile.regime_corpora if corpus_sizes is None else corpus_sizes
+    steps = profile.regime_steps if steps is None else steps
     batch = profile.pretrain.batch_size
     cfg = MAE_CONFIGS[profile.mae]
 

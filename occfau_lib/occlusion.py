@@ -5,8 +5,9 @@ Taught in notebooks 01-03. Every occluder here is expressed twice: as a **pixel 
 grid (True = visible), where a patch counts as hidden when more than ``threshold`` of its pixels
 are covered. Masks are deterministic given their seed.
 
-Face regions are boxes in SynthFACS's canonical face frame (u right, v down, the face centred, the
-image spanning [-1, 1]); on aligned real crops they land on the same parts of the face.
+Face regions are boxes in the frame of an aligned face crop (u right, v down, the image spanning
+[-1, 1]; ``patches.ALIGNED_CROP`` places the face in it); on aligned real crops they land on the same
+parts of the face.
 
 The evaluation protocols (the paper names two families, the levels are this project's choice,
 see ``shared/paper-notes.md`` and the README):
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .patches import MEAN_FILL, box_mask, patch_pixels, patch_visibility, random_patches
+from .patches import MEAN_FILL, box_mask, crop_to_face, patch_pixels, patch_visibility, pixel_centres, random_patches
 
 #: Random small patches: fraction of the MAE's grid patches hidden [ours].
 PATCH_RATIOS = (0.25, 0.5, 0.75)
@@ -37,8 +38,8 @@ PATCH_RATIOS = (0.25, 0.5, 0.75)
 BLOCK_SIDES_224 = (64, 96, 112, 128)
 #: The half-face masks of the large-block family.
 HALVES = ("upper_half", "lower_half")
-#: Where a large block's centre may fall: the bounding box of the SynthFACS face ellipse.
-FACE_BOX = (-0.56, 0.56, -0.80, 0.78)
+#: Where a large block's centre may fall: the bounding box of the SynthFACS face in the aligned crop.
+FACE_BOX = (-0.76, 0.76, -1.0, 0.92)
 #: Region-targeted blocks for teaching (a subset of REGION_BOXES, one per facial feature).
 REGION_BLOCKS = ("brows", "eyes", "nose", "mouth", "chin")
 #: Default coverage above which a patch counts as hidden.
@@ -48,12 +49,12 @@ TEST_SEED = 1234
 
 #: Face regions as canonical boxes (u0, u1, v0, v1) for region-targeted blocks.
 REGION_BOXES = {
-    "brows": (-0.62, 0.62, -0.52, -0.20),
-    "eyes": (-0.55, 0.55, -0.24, 0.02),
-    "nose": (-0.22, 0.22, -0.12, 0.26),
-    "cheeks": (-0.62, 0.62, -0.02, 0.30),
-    "mouth": (-0.45, 0.45, 0.24, 0.68),
-    "chin": (-0.40, 0.40, 0.58, 0.95),
+    "brows": (-0.84, 0.84, -0.84, -0.41),
+    "eyes": (-0.74, 0.74, -0.46, -0.11),
+    "nose": (-0.30, 0.30, -0.30, 0.22),
+    "cheeks": (-0.84, 0.84, -0.16, 0.27),
+    "mouth": (-0.61, 0.61, 0.19, 0.78),
+    "chin": (-0.54, 0.54, 0.65, 1.0),
     "upper_half": (-1.0, 1.0, -1.0, 0.0),
     "lower_half": (-1.0, 1.0, 0.0, 1.0),
 }
@@ -127,16 +128,17 @@ def training_specs(n: int, rng: np.random.Generator, clean_rate: float = 0.0) ->
 
 
 # --------------------------------------------------------------------------------------------
-# Realistic occluders for teaching, drawn in the canonical face frame
+# Realistic occluders for teaching, drawn in the face frame of the renderer (patches.crop_to_face)
 # --------------------------------------------------------------------------------------------
 def _jittered_grid(n: int, size: int, rng: np.random.Generator):
-    """Canonical coordinates (n, S, S) of every pixel, shifted (+-0.04) and scaled (0.92-1.08) per
+    """Face-frame coordinates (n, S, S) of every pixel, shifted (+-0.04) and scaled (0.92-1.08) per
     face, so that each occluder sits a little differently on each face."""
-    c = (np.arange(size) + 0.5) / size * 2 - 1
+    c = pixel_centres(size)
     shift = rng.uniform(-0.04, 0.04, (n, 2))
     scale = rng.uniform(0.92, 1.08, n)
     u = (c[None, None, :] - shift[:, 0, None, None]) / scale[:, None, None]
     v = (c[None, :, None] - shift[:, 1, None, None]) / scale[:, None, None]
+    u, v = crop_to_face(u, v)
     return np.broadcast_to(u, (n, size, size)), np.broadcast_to(v, (n, size, size))
 
 

@@ -11,8 +11,10 @@ covers is a **hidden-pixel** mask ``(..., S, S)`` (True = hidden). :func:`patch_
 :func:`patch_pixels` convert between the two; :func:`random_visible` (MAE's pretraining masks)
 and :func:`random_patches` (the fixed random-patch test occlusions) draw random ones.
 
-Face regions are boxes in the canonical face frame (u right, v down, the face centred, the image
-spanning [-1, 1]): :func:`pixel_centres`, :func:`box_mask`.
+Face regions are boxes in the canonical frame of an aligned face crop (u right, v down, the image
+spanning [-1, 1]): :func:`pixel_centres`, :func:`box_mask`. Where the face sits in that crop is the
+alignment template (:data:`ALIGNED_CROP`, :func:`crop_to_face`), shared by the renderer and the
+occluders drawn on faces.
 """
 from __future__ import annotations
 
@@ -114,6 +116,21 @@ def random_patches(n: int, num_patches: int, ratio: float, seed: int = 0) -> np.
 def pixel_centres(size: int) -> np.ndarray:
     """Canonical coordinate of each pixel centre along one axis, ``(size,)`` in (-1, 1)."""
     return (np.arange(size) + 0.5) / size * 2 - 1
+
+
+#: The alignment template: an aligned crop shows the face frame's u in [-h, h] and v in [c - h, c + h]
+#: with ``(h, c) = ALIGNED_CROP``. In the face frame the face is centred at 0, 0.56 wide to each side,
+#: brows at v ~ -0.3, mouth at 0.43, chin at 0.78: the crop runs from the upper forehead to just below
+#: the chin and from cheek to cheek with a little background on either side, as BP4D/DISFA crops
+#: aligned on eye and mouth landmarks do (ME-GraphAU's 256 -> 224 crops), so the face fills ~76 % of
+#: the width (renderer v2 drew the whole head with ~60 %, most pixels background and hair).
+ALIGNED_CROP = (0.74, 0.10)
+
+
+def crop_to_face(u, v):
+    """Crop coordinates (image spanning [-1, 1]) -> face-frame coordinates (arrays or tensors)."""
+    h, c = ALIGNED_CROP
+    return u * h, v * h + c
 
 
 def box_mask(box: tuple[float, float, float, float], size: int, margin_px: float = 0) -> np.ndarray:

@@ -1,19 +1,28 @@
-"""The SynthFACS renderer: one painter per face part, analytic and batched in torch.
+"""The SynthFACS renderer (version 3): one painter per face part, analytic and batched in torch.
 
 Taught in notebook 00 (the AU gallery and the face explorer); :mod:`occfau_lib.synthfacs` samples
-the identities, expressions and recording sessions it draws. Every pixel of every face is
-evaluated in the face's canonical frame (u to the right, v downwards, face centre at 0, image
-edges at +-1 when the head is frontal and unscaled). Shapes are soft-edged with one-pixel
+the identities, expressions and recording sessions it draws. Painters work in the face frame (u to
+the right, v downwards, face centre at 0, the face 0.56 wide to each side); the image is an
+aligned face crop of it (``patches.ALIGNED_CROP``: upper forehead to chin, cheek to cheek), after
+the small residual roll, scale and shift an aligner leaves. Shapes are soft-edged with one-pixel
 anti-aliasing. The painters run in drawing order, each over the ones before it:
 
-1. background gradient and hair mass;  2. skin (the face ellipsoid and its shading);
-3. forehead lines (AU1/2, age);  4. brows (AU1/2/4);  5. eyes (AU6/7);  6. cheeks (AU6);
-7. nose (AU9);  8. nasolabial folds (AU10/12);  9. mouth (AU10/12/14/15/17/23/24/25/26);
-10. chin (AU17/26);  11. composite (cues onto the skin, features, fringe, light);
+1. studio background and hair mass;  2. skin (the face ellipsoid and its shading);
+3. forehead lines (AU1/2, age);  4. brows and eye cover folds (AU1/2/4);  5. eyes (AU6/7);
+6. cheeks (AU6);  7. nose (AU9);  8. nasolabial folds and infraorbital triangle (AU10/12);
+9. mouth (AU10/12/14/15/17/23/24/25/26);  10. chin (AU15/17/26);
+11. composite (cues onto the skin, features, fringe, light, the camera's exposure);
 then the camera (blur, sensor noise).
 
-Each AU moves or shades pixels only inside its anatomical region (``synthfacs.AU_BOXES``, checked
-pixel-exactly by the tests); intensity 0-5 scales every cue.
+AUs are mostly **movements of the face's parts** with creases on top, as in FACS: brows up at the
+inner (1) or outer (2) ends or down and together (4), cheeks up narrowing the eyes (6), lids
+tightened (7), nose wrinkled with the nostrils raised (9), upper lip raised (10), lip corners up and
+out (12), pulled in with dimples (14) or down (15), chin boss up pushing the lower lip (17), lips
+narrowed (23), pressed (24), apart (25), jaw and chin down (26). Version 3 calibrated their size so
+that at intensity 5 each AU changes its region more than changing the person does, and at 1 less
+than half as much (``synthfacs.au_visibility``, tested; v2's ratios were 0.07-0.36). Each AU moves
+or shades pixels only inside its region (``synthfacs.AU_BOXES``, checked pixel-exactly by the
+tests); intensity 0-5 scales every cue.
 """
 from __future__ import annotations
 
@@ -23,7 +32,7 @@ import numpy as np
 import torch
 
 from .aus import ALL_AUS
-from .patches import to_uint8
+from .patches import crop_to_face, ALIGNED_CROP, to_uint8
 
 #: Identity (morphology) parameters, each a z-score, roughly N(0, 1) clipped to [-2.5, 2.5].
 IDENTITY_PARAMS = (
@@ -47,9 +56,24 @@ NU_INDEX = {name: i for i, name in enumerate(NUISANCE_PARAMS)}
 AU_INDEX = {au: i for i, au in enumerate(ALL_AUS)}
 
 
+#: Camera exposure. A video camera exposes for its subject (auto-exposure metering on the face that
+#: fills an aligned frame, or an operator setting each session's exposure), so recorded face
+#: brightness varies across subjects far less than skin albedo does: the whole frame is scaled by
+#: ``(EXPOSURE_TARGET / tone) ** EXPOSURE_METERING``; metering 1 would expose every face to the same
+#: mean, 0 not at all. Renderer v2 had none, so skin albedo (0.30-0.85) was the largest difference
+#: between subjects in every AU region and hid the AUs (see ``synthfacs.au_visibility``).
+EXPOSURE_TARGET, EXPOSURE_METERING = 0.58, 0.8
+#: The one studio every subject is filmed in: a plain grey-blue backdrop, lighter at the top (top and
+#: bottom colours). BP4D and DISFA were each recorded in one lab against a plain background; each
+#: session varies it a little in tone (std 0.03) and tint (0.01) and in the fall-off (+-5 %). Renderer
+#: v2 drew a saturated two-colour gradient per subject, which put most of an image's variance, and
+#: most of what an MAE learns to reconstruct, in the background.
+STUDIO_BACKGROUND = ((0.55, 0.59, 0.66), (0.40, 0.43, 0.50))
+
+
 # --------------------------------------------------------------------------------------------
 # Soft 2-D shapes on batched pixel grids. Every tensor below is (B, 1, H, W) or broadcasts to it;
-# per-face scalars are (B, 1, 1, 1). ``aa`` is the pixel size in canonical units (anti-aliasing).
+# per-face scalars are (B, 1, 1, 1). ``aa`` is the pixel size in face-frame units (anti-aliasing).
 # --------------------------------------------------------------------------------------------
 def _cover(dist, aa):
     """Coverage of a shape from a signed distance (negative inside), with a one-pixel ramp."""
@@ -129,7 +153,7 @@ def render_faces(identities, aus, nuisances, seeds, size: int = 64) -> np.ndarra
 # The painters: one per face part, called in this order by _render
 # --------------------------------------------------------------------------------------------
 class _Face:
-    """What the painters share while they draw one batch: every pixel's canonical coordinates
+    """What the painters share while they draw one batch: every pixel's face-frame coordinates
     (``u`` right, ``v`` down, after the inverse head pose), the faces' identity / nuisance / AU
     values, the image so far, and the shading cues the skin collects (``dark``, ``light``).
     Each painter reads what earlier painters set on it and adds its own part. Tensors are
@@ -137,15 +161,16 @@ class _Face:
 
     def __init__(self, ids, au, nu, S):
         self.B, self.S, self.ids, self.au, self.nu = ids.shape[0], S, ids, au, nu
-        # Pixel centres in image coordinates, then the inverse head pose into the canonical frame.
+        # Pixel centres in image coordinates, then the inverse head pose into the face frame.
         xs = (torch.arange(S, dtype=torch.float32) + 0.5) / S * 2 - 1
         self.X, self.Y = xs.view(1, 1, 1, S), xs.view(1, 1, S, 1)
         roll = self.n("roll") * (math.pi / 180)
         scale = self.n("scale")
         dx, dy = self.X - self.n("tx"), self.Y - self.n("ty")
-        self.u = (torch.cos(roll) * dx + torch.sin(roll) * dy) / scale  # (B, 1, S, S)
-        self.v = (-torch.sin(roll) * dx + torch.cos(roll) * dy) / scale
-        self.aa = (2.0 / S) / scale  # one pixel in canonical units
+        # The aligned crop's residual misalignment (roll, scale, shift), then the crop template.
+        self.u, self.v = crop_to_face((torch.cos(roll) * dx + torch.sin(roll) * dy) / scale,  # (B, 1, S, S)
+                                      (-torch.sin(roll) * dx + torch.cos(roll) * dy) / scale)
+        self.aa = (2.0 / S) * ALIGNED_CROP[0] / scale  # one pixel in face-frame units
         self.yaw, self.pitch = self.n("yaw"), self.n("pitch")
 
     def p(self, name):  # identity z-score, (B, 1, 1, 1)
@@ -165,7 +190,7 @@ class _Face:
 
 
 def _background_and_hair(f: _Face) -> None:
-    """The session's two-colour background gradient, then the hair mass behind the head."""
+    """The studio backdrop as the session lit it (top to bottom gradient), then the hair mass."""
     p, a, B, S, aa = f.p, f.a, f.B, f.S, f.aa
     bg1 = f.nu[:, NU_INDEX["bg_r"] : NU_INDEX["bg_b"] + 1].view(B, 3, 1, 1)
     bg2 = f.nu[:, NU_INDEX["bg2_r"] : NU_INDEX["bg2_b"] + 1].view(B, 3, 1, 1)
@@ -175,7 +200,7 @@ def _background_and_hair(f: _Face) -> None:
     f.hair_color = torch.cat([hair_tone * 1.05, hair_tone * 0.85, hair_tone * 0.6], 1)
     f.face_w = 0.56 * (1 + 0.05 * p("face_width")) * (1 - 0.12 * f.yaw.abs())
     f.face_top = 0.80 * (1 + 0.04 * p("face_length"))
-    f.jaw_drop = 0.13 * a(26)
+    f.jaw_drop = 0.24 * a(26)
     f.face_bot = 0.78 * (1 + 0.04 * p("face_length"))
     hu = f.uf(0.2)
     hair_w = f.face_w * (1.12 + 0.05 * p("hair_volume"))
@@ -194,6 +219,7 @@ def _skin(f: _Face) -> None:
     f.r = torch.sqrt((fu / wu) ** 2 + (vj / vb) ** 2)
     f.face = _cover((f.r - 1) * wu, aa)
     f.tone = 0.30 + 0.11 * (p("skin_tone") + 2.5)  # dark .. light skin
+    f.exposure = (EXPOSURE_TARGET / f.tone) ** EXPOSURE_METERING  # the camera meters on the face
     warm = 0.025 * p("skin_warmth")
     f.skin = torch.cat([f.tone * 1.12 + warm, f.tone * 0.92, f.tone * 0.80 - warm], 1)  # (B, 3, 1, 1)
     nx, ny = (fu / wu).clamp(-1, 1), (vj / vb).clamp(-1, 1)
@@ -205,6 +231,7 @@ def _skin(f: _Face) -> None:
     f.img = _paint(f.img, f.face, f.skin)
     # Everything below is drawn on the skin; ``dark``/``light`` accumulate shading cues.
     f.dark = torch.zeros_like(f.u)
+    f.light = torch.zeros_like(f.u)
     f.age = p("age").clamp(min=0) / 2.5  # 0 (young) .. 1
 
 
@@ -212,11 +239,11 @@ def _forehead(f: _Face) -> None:
     """AU1 central lines, AU2 lateral lines, the identity's age lines."""
     a, aa = f.a, f.aa
     fu0, fv0 = f.uf(0.5), f.vf(0.5)
-    forehead = _span(fv0, -0.66, -0.40, aa * 4) * f.face
-    central = _bump(fu0 / 0.30)
-    lateral = _bump((fu0.abs() - 0.32) / 0.18)
-    lines = _ridges(fv0 + 0.53, 0.085)
-    f.dark = f.dark + forehead * lines * (0.45 * a(1) * central + 0.40 * a(2) * lateral
+    forehead = _span(fv0, -0.62, -0.42, aa * 4) * f.face
+    central = _bump(fu0 / 0.26)
+    lateral = _bump((fu0.abs() - 0.30) / 0.20)
+    lines = _ridges(fv0 + 0.52, 0.075) ** 0.6  # furrows about a pixel wide at 64 px
+    f.dark = f.dark + forehead * lines * (2.4 * a(1) * central + 2.5 * a(2) * lateral
                                           + 0.22 * f.age * (central + lateral))
 
 
@@ -225,18 +252,24 @@ def _brows(f: _Face) -> None:
     p, a, aa = f.p, f.a, f.aa
     bu, bv = f.uf(0.55).abs(), f.vf(0.55)  # mirror: both brows at once
     brow_v = -0.30 - 0.025 * p("brow_height")
-    inner_u = 0.11 + 0.018 * p("brow_gap") - 0.05 * a(4)
+    inner_u = 0.11 + 0.018 * p("brow_gap") - 0.07 * a(4)
     outer_u = torch.full_like(inner_u, 0.41) + 0.02 * p("face_width")
-    inner_v = brow_v - 0.11 * a(1) + 0.075 * a(4)
-    outer_v = brow_v - 0.11 * a(2) + 0.045 * a(4) - 0.03 * a(1)
+    inner_v = brow_v - 0.21 * a(1) + 0.14 * a(4)
+    outer_v = brow_v - 0.22 * a(2) + 0.06 * a(4)
     t = ((bu - inner_u) / (outer_u - inner_u)).clamp(0, 1)
-    arch = 0.035 + 0.010 * p("brow_arch") + 0.02 * a(2) - 0.02 * a(4)
+    arch = 0.035 + 0.010 * p("brow_arch") + 0.045 * a(2) - 0.02 * a(4)
     centre_v = inner_v + (outer_v - inner_v) * t - 4 * arch * t * (1 - t)
-    thick = 0.026 * (1 + 0.22 * p("brow_thickness")) * (1 + 0.25 * a(4)) * (1 - 0.45 * t)
+    thick = 0.032 * (1 + 0.22 * p("brow_thickness")) * (1 + 0.25 * a(4)) * (1 - 0.45 * t)
     f.brow = _between(bv, centre_v - thick, centre_v + thick, aa) * _span(bu, inner_u, outer_u, aa)
-    f.brow_color = f.hair_color * 0.8
+    f.brow_color = f.hair_color * 0.55  # brows are darker than the skin for nearly everyone
+    # The eye cover fold between brow and lid: stretched and lit when the brow rises (AU1 inner,
+    # AU2 outer), pushed down into shadow when it lowers (AU4).
+    fold_v = brow_v + 0.07
+    cover_fold = _bump((bv - fold_v) / 0.035)
+    f.light = f.light + cover_fold * (0.45 * a(1) * _bump((bu - 0.14) / 0.13) + 0.6 * a(2) * _bump((bu - 0.36) / 0.15))
+    f.dark = f.dark + 0.6 * a(4) * cover_fold * _bump((bu - 0.16) / 0.14)
     glabella = _bump((bv + 0.22 - 0.02 * a(4)) / 0.11) * _ridges(bu - 0.045, 0.09)
-    f.dark = f.dark + 0.6 * a(4) * glabella * (bu < 0.1).float()
+    f.dark = f.dark + 1.8 * a(4) * glabella * (bu < 0.1).float()
 
 
 def _eyes(f: _Face) -> None:
@@ -247,29 +280,31 @@ def _eyes(f: _Face) -> None:
     ex = eu.abs() - f.spacing  # signed horizontal offset from the eye centre (mirrored)
     f.eye_v = eye_v = -0.11
     f.ew = ew = 0.105 * (1 + 0.07 * p("eye_size"))
-    open_up = 0.055 * (1 + 0.14 * p("eye_size")) * (1 - 0.35 * a(7) - 0.10 * a(6))
-    open_lo = 0.040 * (1 + 0.14 * p("eye_size")) * (1 - 0.80 * a(7) - 0.45 * a(6))
+    open_up = 0.055 * (1 + 0.14 * p("eye_size")) * (1 - 0.45 * a(7) - 0.15 * a(6))
+    open_lo = 0.040 * (1 + 0.14 * p("eye_size")) * (1 - 0.90 * a(7) - 0.60 * a(6)).clamp(min=0)
     prof = (1 - (ex / ew) ** 2).clamp(min=0).sqrt()  # lid profile, 1 at the centre, 0 at corners
     lid_top = eye_v - open_up * prof
     lid_bot = eye_v + open_lo * prof
     f.eye = _between(ev, lid_top, lid_bot, aa) * _span(ex, -ew, ew, aa)
     f.iris = _ellipse(ex, ev, torch.zeros_like(ew), torch.full_like(ew, eye_v), 0.45 * ew, 0.45 * ew, aa) * f.eye
     f.upper_lid_line = _between(ev, lid_top - 0.012, lid_top + 0.004, aa) * _span(ex, -ew * 1.05, ew * 1.05, aa)
-    lower_lid_line = _between(ev, lid_bot - 0.002, lid_bot + 0.006 + 0.018 * a(7), aa) * _span(ex, -ew, ew, aa)
-    f.dark = f.dark + 0.45 * lower_lid_line * (0.3 + a(7))
+    lower_lid_line = _between(ev, lid_bot - 0.002, lid_bot + 0.006 + 0.030 * a(7), aa) * _span(ex, -ew, ew, aa)
+    f.dark = f.dark + 0.45 * lower_lid_line * (0.3 + 2.0 * a(7))
+    # AU7 bunches the lower lid into a bulge under the eye.
+    f.dark = f.dark + 0.9 * a(7) * _bump((ev - lid_bot - 0.035) / 0.02) * _bump(ex / (1.05 * ew))
 
 
 def _cheeks(f: _Face) -> None:
     """AU6: the raised cheek's highlight, the infraorbital bulge, crow's feet."""
     a, spacing, ew, eye_v = f.a, f.spacing, f.ew, f.eye_v
     cu_, cv_ = f.uf(0.5).abs(), f.vf(0.5)
-    f.light = 0.12 * a(6) * _blob(cu_, cv_, 0.27, 0.10 - 0.06 * a(6), 0.20, 0.15)
-    bulge_v = eye_v + 0.085 - 0.03 * a(6)
-    f.dark = f.dark + 0.35 * a(6) * _bump((cv_ - bulge_v) / 0.022) * _bump((cu_ - spacing) / 0.12)
+    f.light = f.light + 0.45 * a(6) * _blob(cu_, cv_, 0.27, 0.10 - 0.08 * a(6), 0.20, 0.14)
+    bulge_v = eye_v + 0.085 - 0.04 * a(6)
+    f.dark = f.dark + 0.75 * a(6) * _bump((cv_ - bulge_v) / 0.025) * _bump((cu_ - spacing) / 0.12)
     ang = torch.atan2(cv_ - eye_v, cu_ - (spacing + ew + 0.03))
     feet_r = torch.sqrt((cu_ - (spacing + ew + 0.03)) ** 2 + (cv_ - eye_v) ** 2)
     crows = _ridges(ang, 0.45) * _bump((feet_r - 0.06) / 0.06) * (cu_ > spacing + ew).float()
-    f.dark = f.dark + 0.5 * a(6) * crows
+    f.dark = f.dark + 0.9 * a(6) * crows
 
 
 def _nose(f: _Face) -> None:
@@ -277,16 +312,16 @@ def _nose(f: _Face) -> None:
     p, a, aa = f.p, f.a, f.aa
     nu_, nv_ = f.uf(1.0), f.vf(1.0)
     f.tip_v = tip_v = 0.14 + 0.02 * p("nose_length")
-    nose_w = 0.055 * (1 + 0.12 * p("nose_width")) * (1 + 0.25 * a(9))
-    nostril_v = tip_v + 0.015 - 0.035 * a(9)
-    nostrils = _ellipse(nu_.abs(), nv_, nose_w, nostril_v, 0.022 * (1 + 0.3 * a(9)), 0.012 + 0.004 * a(9), aa)
+    nose_w = 0.055 * (1 + 0.12 * p("nose_width")) * (1 + 0.35 * a(9))
+    nostril_v = tip_v + 0.015 - 0.05 * a(9)
+    nostrils = _ellipse(nu_.abs(), nv_, nose_w, nostril_v, 0.022 * (1 + 0.4 * a(9)), 0.012 + 0.008 * a(9), aa)
     f.dark = f.dark + 0.55 * nostrils
     wing = _bump((nu_.abs() - nose_w - 0.025) / 0.022) * _span(nv_, nostril_v - 0.05, nostril_v + 0.01, aa * 3)
-    f.dark = f.dark + 0.18 * wing
+    f.dark = f.dark + (0.18 + 0.55 * a(9)) * wing
     f.light = f.light + 0.12 * _blob(nu_, nv_, 0.0, tip_v - 0.02, 0.06, 0.05)
     f.light = f.light + 0.06 * _blob(nu_, nv_, 0.0, -0.02, 0.035, 0.2)
     root = _span(nv_, -0.10, 0.06, aa * 3) * _bump(nu_ / 0.1)
-    f.dark = f.dark + 0.55 * a(9) * root * _ridges(nv_ + 0.02, 0.055)
+    f.dark = f.dark + 1.4 * a(9) * root * _ridges(nv_ + 0.02, 0.055)
 
 
 def _nasolabial_folds(f: _Face) -> None:
@@ -295,56 +330,59 @@ def _nasolabial_folds(f: _Face) -> None:
     f.mu_, f.mv_ = mu_, mv_ = f.uf(0.7), f.vf(0.7)
     f.mouth_v = mouth_v = 0.43
     mw0 = 0.19 * (1 + 0.07 * p("mouth_width"))  # the identity's resting mouth half-width
-    f.mw = mw0 * (1 + 0.24 * a(12) - 0.30 * a(23) - 0.14 * a(24) - 0.12 * a(14))
+    f.mw = mw0 * (1 + 0.34 * a(12) + 0.08 * a(15) - 0.35 * a(23) - 0.14 * a(24) - 0.20 * a(14))
     fold_t = ((mv_ - (tip_v + 0.01)) / (mouth_v + 0.06 - tip_v)).clamp(0, 1)
     fold_u = 0.11 + (mw0 + 0.07 - 0.11) * fold_t + 0.07 * a(12) * fold_t
     fold = _bump((mu_.abs() - fold_u) / 0.03) * _span(mv_, tip_v + 0.01, mouth_v + 0.08, aa * 3)
-    f.dark = f.dark + fold * (0.10 + 0.15 * f.age + 0.45 * a(10) * (1 - fold_t) + 0.40 * a(12) * fold_t)
+    f.dark = f.dark + fold * (0.10 + 0.15 * f.age + 0.70 * a(10) * (1 - fold_t) + 1.0 * a(12) * fold_t)
+    # AU12 (and AU10, less) raise the infraorbital triangle: the cheek above the fold bulges into the light.
+    triangle = _blob(mu_.abs(), mv_, fold_u + 0.08, tip_v + 0.03 - 0.04 * a(12), 0.11, 0.10)
+    f.light = f.light + (0.40 * a(12) + 0.12 * a(10)) * triangle
 
 
 def _mouth(f: _Face) -> None:
     """Lips, opening, teeth and the skin around them: AU10/12/14/15/17/23/24/25/26."""
     p, a, aa = f.p, f.a, f.aa
     mu_, mv_, mw, mouth_v, tone = f.mu_, f.mv_, f.mw, f.mouth_v, f.tone
-    lift = 0.022 * p("mouth_curve") + 0.085 * a(12) - 0.10 * a(15) + 0.012 * a(14)
+    lift = 0.022 * p("mouth_curve") + 0.15 * a(12) - 0.20 * a(15) + 0.04 * a(14)
     lift = lift * (1 - 0.5 * a(24))
     ut = mu_ / mw
     prof = (1 - ut**2).clamp(min=0)  # (B, 1, S, S) lip profile along the mouth
-    line = mouth_v - lift * ut**2 - 0.05 * a(17) * prof  # closed-lip line (corners up = lower v)
-    raise_up = 0.06 * a(10) * prof.sqrt()
-    gap = (0.06 * a(25) + 0.9 * f.jaw_drop + 0.012 * a(10)) * prof.sqrt()
-    thick = (1 + 0.18 * p("lip_thickness")) * (1 - 0.50 * a(23)) * (1 - 0.65 * a(24))
+    line = mouth_v - lift * ut**2 - 0.12 * a(17) * prof  # closed-lip line (corners up = lower v)
+    raise_up = 0.09 * a(10) * prof.sqrt()
+    gap = (0.09 * a(25) + 0.9 * f.jaw_drop + 0.02 * a(10)) * prof.sqrt()
+    thick = (1 + 0.18 * p("lip_thickness")) * (1 - 0.85 * a(23)) * (1 - 0.75 * a(24))
     up_edge = line - raise_up - 0.25 * gap  # lower edge of the upper lip
     lo_edge = line - raise_up * 0.3 + 0.75 * gap  # upper edge of the lower lip
     up_top = up_edge - 0.032 * thick * prof.sqrt() - 0.006
-    lo_bot = lo_edge + 0.042 * thick * prof.sqrt() + 0.006
+    lo_bot = lo_edge + (0.042 * thick + 0.03 * a(15)) * prof.sqrt() + 0.006  # AU15 stretches the lower lip down
     across = _span(mu_, -mw, mw, aa)
     f.lip_color = torch.cat([tone * 1.12 + 0.10, tone * 0.62, tone * 0.62], 1) * (1 - 0.25 * a(23) - 0.2 * a(24))
     f.lips = (_between(mv_, up_top, up_edge, aa) + _between(mv_, lo_edge, lo_bot, aa)) * across
     f.cavity = cavity = _between(mv_, up_edge, lo_edge, aa) * across
     f.teeth = _between(mv_, up_edge, up_edge + 0.03, aa) * _span(mu_, -0.7 * mw, 0.7 * mw, aa) * cavity
     seam = _bump((mv_ - 0.5 * (up_edge + lo_edge)) / 0.014) * across * (1 - cavity)
-    f.dark = f.dark + 0.5 * seam
+    f.dark = f.dark + (0.5 + 0.6 * a(23) + 0.3 * a(24)) * seam
     # AU24 presses the lips: skin bulges above and below; AU15 folds the skin under the corners.
     bulges = _bump((mv_ - up_top + 0.02) / 0.018) + _bump((mv_ - lo_bot - 0.02) / 0.018)
-    f.dark = f.dark + 0.65 * a(24) * bulges * _span(mu_, -0.8 * mw, 0.8 * mw, aa)
+    f.dark = f.dark + (0.9 * a(24) + 1.1 * a(23)) * bulges * _span(mu_, -0.8 * mw, 0.8 * mw, aa)
     corner_v = mouth_v - lift
-    f.dark = f.dark + 0.60 * a(15) * _blob(mu_.abs(), mv_, mw + 0.01, corner_v + 0.07, 0.06, 0.10)
+    f.dark = f.dark + 1.4 * a(15) * _blob(mu_.abs(), mv_, mw, corner_v + 0.05, 0.08, 0.08)
     # AU14: dimples just outside the tightened corners.
-    f.dark = f.dark + 0.9 * a(14) * _blob(mu_.abs(), mv_, mw + 0.04, corner_v, 0.04, 0.06)
+    f.dark = f.dark + 1.1 * a(14) * _blob(mu_.abs(), mv_, mw + 0.04, corner_v, 0.07, 0.09)
 
 
 def _chin(f: _Face) -> None:
     """AU17 pushes the chin boss up and wrinkles it; AU26 moves it down with the jaw."""
     a = f.a
-    cv2 = f.vf(0.6) - f.jaw_drop + 0.03 * a(17)
+    cv2 = f.vf(0.6) - f.jaw_drop + 0.06 * a(17)
     chin_u = f.uf(0.6)
     chin = _blob(chin_u, cv2, 0.0, 0.66, 0.22, 0.12)
-    pebble = (torch.cos(chin_u * 55) * torch.cos(cv2 * 55) * 0.5 + 0.5) ** 2  # "orange peel" skin
-    f.dark = f.dark + 0.55 * a(17) * chin * pebble
-    f.light = f.light + (0.06 + 0.18 * a(17)) * chin
+    pebble = (torch.cos(chin_u * 38 + torch.cos(cv2 * 23)) * torch.cos(cv2 * 38) * 0.5 + 0.5) ** 2  # "orange peel" skin
+    f.dark = f.dark + 1.4 * a(17) * chin * pebble
+    f.light = f.light + (0.06 + 0.55 * a(17) + 0.50 * a(15)) * chin  # AU15 bulges the chin boss too
     sulcus = _bump((cv2 - (f.mouth_v + 0.13 + 0.01 * a(17))) / 0.028) * _bump(chin_u / 0.17)  # mentolabial furrow
-    f.dark = f.dark + (0.15 + 0.35 * a(17)) * sulcus
+    f.dark = f.dark + (0.15 + 0.35 * a(17) + 0.45 * a(15)) * sulcus
 
 
 def _composite(f: _Face) -> None:
@@ -363,7 +401,7 @@ def _composite(f: _Face) -> None:
     hairline = -0.64 + 0.05 * f.p("fringe").clamp(min=0)
     fringe = _cover(f.v - (hairline + 0.04 * torch.cos(f.u * 9)), f.aa) * _cover(f.r - 1.0, f.aa * 4)
     img = _paint(img, fringe * (f.v < -0.4).float(), f.hair_color)
-    f.img = img * (1 + face * (f.shade - 1))  # lighting falls on the face only
+    f.img = img * (1 + face * (f.shade - 1)) * f.exposure  # lighting falls on the face only
 
 
 def _camera(f: _Face, seeds) -> torch.Tensor:
@@ -425,7 +463,7 @@ def au_vector(intensities: dict[int, float] | None = None) -> np.ndarray:
 def make_nuisance(
     roll: float = 0.0, yaw: float = 0.0, pitch: float = 0.0, scale: float = 1.0, tx: float = 0.0,
     ty: float = 0.0, light=(-0.3, -0.4, 0.6), noise: float = 0.0, blur: float = 0.0,
-    background=((0.55, 0.60, 0.68), (0.30, 0.33, 0.40)),
+    background=STUDIO_BACKGROUND,
 ) -> np.ndarray:
     """A nuisance vector (len(NUISANCE_PARAMS),); defaults are a frontal, clean studio shot."""
     values = [roll, yaw, pitch, scale, tx, ty, *light, noise, blur, *background[0], *background[1]]

@@ -6,15 +6,19 @@ true of real faces:
 
 - **Local.** Each AU moves or shades pixels only inside its anatomical region (``AU_BOXES``;
   the tests check it pixel-exactly). ``au_region_maps`` measures where that is.
-- **Graded and subtle.** Intensity 0-5 scales every cue; at 1 a brow moves about a pixel at 64 px.
+- **Visible, graded.** AUs move the face's parts (renderer v3): at intensity 5 every AU changes its
+  region more than changing the person does (visibility >= 1.0, :func:`au_visibility`, tested), at
+  intensity 1 less than half as much (<= 0.5), as a FACS A is a trace and an E a maximum.
 - **Correlated.** Sequences follow expression prototypes (happiness 6+12, anger 4+7+23/24, ...),
   so AUs co-occur the way they do in spontaneous data and AU *relations* carry information.
 - **Confounded by identity.** 20 morphology parameters; some identities look like an AU at rest
   (low close brows ~ AU4, upturned mouth ~ AU12, narrow eyes ~ AU7, an aged forehead ~ AU1/2
   lines), so subject-exclusive evaluation matters.
-- **Nuisances.** Camera framing (scale, translation: alignment error), lighting, sensor noise,
-  blur and background belong to the subject's recording session (:func:`sample_session`), as in
-  BP4D/DISFA; per frame the head moves (roll/yaw/pitch) and framing and light jitter slightly.
+- **One studio, aligned crops.** Every subject is filmed against the same plain backdrop
+  (``render.STUDIO_BACKGROUND``) and the image is an aligned face crop (``patches.ALIGNED_CROP``).
+  Residual alignment error (scale, translation), lighting, exposure, sensor noise, blur and the
+  backdrop's small tone shift belong to the subject's recording session (:func:`sample_session`), as
+  in BP4D/DISFA; per frame the head moves (roll/yaw/pitch) and framing and light jitter slightly.
 
 This module samples what is drawn (identities, expressions in onset-apex-offset sequences,
 recording sessions), caches whole worlds and serves them as a dataset; the faces themselves are
@@ -36,11 +40,12 @@ from .cache import config_hash, data_root, load_or_build
 from .config import DataConfig, Profile, get_profile
 from .data import ArrayDataset
 from .patches import box_mask
-from .render import (AU_INDEX, ID_INDEX, IDENTITY_PARAMS, NU_INDEX, NUISANCE_PARAMS, make_nuisance,  # noqa: F401
+from .render import (AU_INDEX, ID_INDEX, IDENTITY_PARAMS, NU_INDEX, NUISANCE_PARAMS, STUDIO_BACKGROUND,  # noqa: F401
+                     make_nuisance,
                      au_vector, make_identity, neutral_identity, render_face, render_faces)  # (one-face helpers)
 
 #: Bump when the renderer or the samplers change what they produce: cached datasets re-render.
-RENDERER_VERSION = 2
+RENDERER_VERSION = 3
 
 #: Identities that look like an AU at rest (see ``sample_identities``).
 LOOKALIKES = {
@@ -51,24 +56,26 @@ LOOKALIKES = {
     "aged": {"age": 2.5},  # forehead lines ~ AU1/AU2, deep folds ~ AU10
 }
 
-#: Canonical-frame boxes (u0, u1, v0, v1) that contain every pixel each AU can change on a
-#: frontal face with identity parameters in range; the locality test checks this exactly.
+#: Boxes (u0, u1, v0, v1) in the aligned crop's frame (the image spans [-1, 1]) that contain every
+#: pixel each AU can change on a frontal face with identity parameters in range (measured over 144
+#: identities, extremes included, with blur); the locality test checks this exactly, and
+#: :func:`au_visibility` measures each AU inside its box.
 AU_BOXES = {
-    1: (-0.62, 0.62, -0.80, -0.12),
-    2: (-0.62, 0.62, -0.80, -0.12),
-    4: (-0.62, 0.62, -0.50, -0.06),
-    6: (-0.66, 0.66, -0.26, 0.30),
-    7: (-0.50, 0.50, -0.24, 0.02),
-    9: (-0.24, 0.24, -0.20, 0.30),
-    10: (-0.48, 0.48, 0.04, 0.62),
-    12: (-0.55, 0.55, 0.04, 0.66),
-    14: (-0.55, 0.55, 0.22, 0.62),
-    15: (-0.48, 0.48, 0.22, 0.76),
-    17: (-0.38, 0.38, 0.30, 0.92),
-    23: (-0.40, 0.40, 0.24, 0.66),
-    24: (-0.40, 0.40, 0.22, 0.66),
-    25: (-0.40, 0.40, 0.28, 0.66),
-    26: (-0.90, 0.90, 0.28, 1.00),
+    1: (-0.68, 0.68, -1.0, -0.26),
+    2: (-0.74, 0.74, -1.0, -0.26),
+    4: (-0.68, 0.68, -0.80, -0.14),
+    6: (-0.80, 0.80, -0.48, 0.15),
+    7: (-0.62, 0.62, -0.46, -0.14),
+    9: (-0.24, 0.24, -0.36, 0.24),
+    10: (-0.48, 0.48, -0.15, 0.62),
+    12: (-0.58, 0.58, -0.20, 0.64),
+    14: (-0.42, 0.42, 0.14, 0.64),
+    15: (-0.46, 0.46, 0.30, 1.0),
+    17: (-0.36, 0.36, 0.14, 0.96),
+    23: (-0.36, 0.36, 0.26, 0.62),
+    24: (-0.36, 0.36, 0.30, 0.62),
+    25: (-0.36, 0.36, 0.26, 0.70),
+    26: (-0.84, 0.84, 0.22, 1.0),
 }
 
 #: Expression prototypes: (name, weight, always-on AUs, optional {AU: probability}, one-of groups).
@@ -155,9 +162,9 @@ def sample_sequence(frames: int, rng: np.random.Generator):
 
 
 def sample_session(rng: np.random.Generator) -> np.ndarray:
-    """One subject's recording session (len(NUISANCE_PARAMS),): camera framing, lighting,
-    sensor and background, fixed for all of the subject's tasks, as in BP4D/DISFA where each
-    subject is filmed in one sitting in one room. (Drawing them per *task* instead lets a model
+    """One subject's recording session (len(NUISANCE_PARAMS),): residual crop misalignment,
+    lighting, sensor and the studio backdrop's tone, fixed for all of the subject's tasks, as in
+    BP4D/DISFA where each subject is filmed in one sitting in one room. (Drawing them per *task* instead lets a model
     recognise the task from its background and lighting and read the task's expression off that:
     a shortcut that works on training subjects and fails on new ones. Pose is per frame.)"""
     out = np.zeros(len(NUISANCE_PARAMS), np.float32)
@@ -168,7 +175,9 @@ def sample_session(rng: np.random.Generator) -> np.ndarray:
     out[NU_INDEX["light_strength"]] = rng.uniform(0.2, 1.0)
     out[NU_INDEX["noise"]] = rng.uniform(0.0, 0.03)
     out[NU_INDEX["blur"]] = rng.uniform(0.0, 0.9)
-    out[NU_INDEX["bg_r"]:] = rng.uniform(0.1, 0.9, size=6)
+    top = np.asarray(STUDIO_BACKGROUND[0]) + rng.normal(0, 0.03) + rng.normal(0, 0.01, 3)  # session's tone
+    out[NU_INDEX["bg_r"]:NU_INDEX["bg_b"] + 1] = top
+    out[NU_INDEX["bg2_r"]:] = top * (np.asarray(STUDIO_BACKGROUND[1]) / STUDIO_BACKGROUND[0]) * rng.uniform(0.95, 1.05)
     return out
 
 
@@ -389,7 +398,8 @@ def au_visibility(size: int = 64, n_identities: int = 32, intensities=(1, 2, 3, 
     over ``n_identities`` frontal faces, then averaged over the region). Above 1, the AU moves
     its region's pixels more than changing the person does; far below 1, a model must find it
     under the identity's variation. Faces: random identities without look-alike quirks, the
-    default frontal studio shot, no sensor noise.
+    default frontal studio shot, no sensor noise. Renderer v2 gave 0.07-0.36 at intensity 5 (AU26
+    0.82); v3 gives 1.0-1.8 at 5 and 0.2-0.45 at 1 (tested: >= 1.0 and <= 0.5).
     """
     rng = np.random.default_rng(seed)
     ids, _ = sample_identities(n_identities, rng, lookalike_rate=0.0)

@@ -199,10 +199,9 @@ class TeacherOutput:
 class GraphHead(nn.Module):
     """Everything after the backbone: tokens (B, D, C_in) -> :class:`TeacherOutput`.
 
-    Kept separate from the backbone so it can be studied (and swapped) on any token source; the
-    student of the method does not reuse it -- on MAE tokens it fitted the training subjects and
-    failed on new ones (measurements in :mod:`occfau_lib.student`); the student reads the
-    teacher's node and edge spaces through the teacher's prototypes and edge classifier instead.
+    Kept separate from the backbone so it can be studied (and swapped) on any token source: the
+    student's ``mapping="graph"`` runs its :meth:`features` on MAE tokens (measurements in
+    :mod:`occfau_lib.student`).
     """
 
     def __init__(self, c_in: int, n_au: int, width: int, k_neighbours: int):
@@ -217,13 +216,18 @@ class GraphHead(nn.Module):
         nn.init.xavier_uniform_(self.prototypes)
         self.edge_classifier = nn.Linear(width, 4)
 
-    def forward(self, tokens: torch.Tensor) -> TeacherOutput:
+    def features(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens (B, D, C_in) -> final node (B, N, C) and edge (B, N, N, C) features."""
         x = self.input(tokens)  # (B, D, C)
         u = self.au_blocks(x)  # (B, N, D, C)
         v = self.graph(u.mean(-2))  # (B, N, C): node = the AU map averaged over tokens
         e = self.edges(u, x)  # (B, N, N, C)
         for layer in self.gated:
             v, e = layer(v, e)
+        return v, e
+
+    def forward(self, tokens: torch.Tensor) -> TeacherOutput:
+        v, e = self.features(tokens)
         probs = nn.functional.cosine_similarity(v, torch.relu(self.prototypes)[None], dim=-1, eps=EPS)  # (B, N)
         return TeacherOutput(probs.clamp(0, 1), v, e, self.edge_classifier(e))
 

@@ -57,3 +57,17 @@ def test_pixel_baseline_prints_its_table_even_when_an_au_is_absent_from_a_fold()
     """Smoke folds are tiny: some AU never occurs in a training fold; it is predicted as a constant."""
     out = run("pixel_baseline.py")
     assert "| pixels + logistic regression (3-fold mean) |" in out and "AUs above chance" in out
+
+
+@pytest.mark.script
+def test_bench_design_measures_worlds_and_student_variants(tmp_path):
+    """The demo profile's design choices: a world x teacher-epochs row, student variants with and without KD."""
+    import json
+
+    out = run("bench_design.py", "world", "--worlds", "6x2x8", "--epochs", "1", "--out", str(tmp_path))
+    assert "| world | images | epochs | test_f1 |" in out and "| 6x2x8 | 96 | 1 |" in out
+    out = run("bench_design.py", "student", "--variants", "linear:1:1", "graph:1:1", "--out", str(tmp_path))
+    rows = [json.loads(line) for line in (tmp_path / "design_student.jsonl").read_text().splitlines()]
+    assert [r["model"] for r in rows] == ["teacher", "linear:1:1 node + edge KD", "linear:1:1 no KD",
+                                          "graph:1:1 node + edge KD", "graph:1:1 no KD"]
+    assert all(0 <= r["clean"] <= 100 and 0 <= r["blocks"] <= 100 for r in rows)

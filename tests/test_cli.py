@@ -136,8 +136,8 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path):
 def test_torchrun_two_processes_match_one(tmp_path):
     """DDP on CPU (gloo): 2 processes x half of each batch vs 1 process x the whole batch. The same
     batches, augmentations and occlusions are drawn; only the batch-norm statistics differ (per
-    half). Tolerance on every condition, teacher and student: average F1 within 0.06, average AUC
-    within 0.08, and the AUC gap 0.03 or less on average."""
+    half). Tolerance on every condition, teacher and student: average F1 within 0.08, average AUC
+    within 0.10, and the AUC gap 0.045 or less on average."""
     import subprocess
     import sys
 
@@ -156,7 +156,9 @@ def test_torchrun_two_processes_match_one(tmp_path):
     two = {r["method"] + r["condition"]: r for r in outs["two"] if r["stage"] == "evaluate"}
     assert one.keys() == two.keys() and len(one) == 20  # rank 0 alone wrote the log: no duplicates
     gaps = np.array([[one[k]["avg_f1"] - two[k]["avg_f1"], one[k]["avg_auc"] - two[k]["avg_auc"]] for k in one])
-    # measured when written: |F1 gap| <= 0.038, |AUC gap| <= 0.062, mean |AUC gap| 0.017 (smoke models are
-    # near chance, so a small weight difference moves F1 at the 0.5 threshold)
-    assert np.abs(gaps[:, 0]).max() <= 0.06 and np.abs(gaps[:, 1]).max() <= 0.08
-    assert np.abs(gaps[:, 1]).mean() <= 0.03
+    # measured when written (renderer v2): |F1 gap| <= 0.038, |AUC gap| <= 0.062, mean |AUC gap| 0.017; on
+    # renderer v3's world: |AUC gap| <= 0.080, mean 0.032, the teacher rows 0.03-0.08 (its batch norm sees
+    # half batches of 8 per process), the student rows <= 0.018. A rank drawing other batches, or a
+    # duplicated log, fails far outside these bounds.
+    assert np.abs(gaps[:, 0]).max() <= 0.08 and np.abs(gaps[:, 1]).max() <= 0.10
+    assert np.abs(gaps[:, 1]).mean() <= 0.045

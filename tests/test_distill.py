@@ -84,8 +84,9 @@ def test_distill_loss_weights_select_the_ablation():
 # --------------------------------------------------------------------------------------------
 # The student
 # --------------------------------------------------------------------------------------------
-def test_student_shapes_and_hidden_patches_are_never_seen():
-    model = student.Student(make_mae(), make_teacher()).eval()
+@pytest.mark.parametrize("mapping", student.MAPPINGS)
+def test_student_shapes_and_hidden_patches_are_never_seen(mapping):
+    model = student.Student(make_mae(), make_teacher(), mapping=mapping).eval()
     x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     visible = torch.ones(3, L, dtype=torch.bool)
     visible[:, :6] = False
@@ -99,8 +100,9 @@ def test_student_shapes_and_hidden_patches_are_never_seen():
     assert not torch.allclose(model(scribbled, None).probs, model(x, None).probs)
 
 
-def test_student_batches_mixed_visible_counts_like_single_faces():
-    model = student.Student(make_mae(), make_teacher()).eval()
+@pytest.mark.parametrize("mapping", student.MAPPINGS)
+def test_student_batches_mixed_visible_counts_like_single_faces(mapping):
+    model = student.Student(make_mae(), make_teacher(), mapping=mapping).eval()
     x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     visible = torch.zeros(3, L, dtype=torch.bool)
     for i, count in enumerate((16, 9, 3)):
@@ -112,13 +114,14 @@ def test_student_batches_mixed_visible_counts_like_single_faces():
         assert torch.allclose(batch.edge[i], alone.edge[0], atol=1e-5)
 
 
-def test_frozen_encoder_stays_frozen_and_a_tiny_student_overfits():
+@pytest.mark.parametrize("mapping", student.MAPPINGS)
+def test_frozen_encoder_stays_frozen_and_a_tiny_student_overfits(mapping):
     ds = toy_dataset()
     encoder = make_mae()
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
     tch = make_teacher()
     cfg = DistillConfig(epochs=100, batch_size=16, lr=3e-3, clean_rate=1.0, augment=False, node_weight=0.0,
-                        edge_weight=0.0)  # the mapping alone must be able to fit the labels
+                        edge_weight=0.0, mapping=mapping)  # the mapping alone must be able to fit the labels
     model, history = distill.train_student(ds, encoder, tch, cfg, progress=False, log_every=5)
     for k, v in encoder.state_dict().items():
         assert torch.equal(v, before[k]), f"encoder weight {k} changed"

@@ -218,3 +218,20 @@ def test_face_corpus_is_unlabelled_deterministic_per_face_and_new_people():
     assert not (np.abs(corpus_ids[:, None] - world.identities[None]).max(-1) < 1e-6).any()  # no shared person
     with pytest.raises(IndexError, match="outside the corpus of 50"):
         corpus.face_parameters(50)
+
+
+def test_every_au_is_visible_against_identity_at_apex_and_subtle_at_trace():
+    """Renderer v3's calibration (issue 12): at intensity 5 each AU changes its region at least as much
+    as changing the person does; at intensity 1 (FACS A, a trace) at most half as much."""
+    vis = sf.au_visibility(size=64, n_identities=32, intensities=(1, 5))  # (15, 2)
+    for row, au in enumerate(ALL_AUS):
+        assert vis[row, 1] >= 1.0, f"AU{au} at intensity 5: visibility {vis[row, 1]:.2f} < 1.0"
+        assert vis[row, 0] <= 0.5, f"AU{au} at intensity 1: visibility {vis[row, 0]:.2f} > 0.5"
+
+
+def test_studio_background_is_shared_and_plain():
+    """One studio for all subjects: the backdrop differs between sessions only a little."""
+    rng = np.random.default_rng(0)
+    bgs = np.stack([sf.sample_session(rng)[sf.NU_INDEX["bg_r"]:] for _ in range(200)])  # (200, 6)
+    assert bgs.std(0).max() < 0.05
+    np.testing.assert_allclose(bgs[:, :3].mean(0), sf.STUDIO_BACKGROUND[0], atol=0.01)

@@ -1,0 +1,123 @@
+"""The demo profile's design choices, measured on one fold: the labelled world's size and the teacher's
+epochs (``world``), the student's mapping network, epochs and encoder block (``student``).
+
+Every model goes through the cache (the same keys the notebooks and ``bench_methods.py`` use), so a
+variant that matches the profile is trained once for all of them. Prints a Markdown table and writes
+one JSON line per variant to ``--out``/``design_<kind>.jsonl``.
+
+- ``world``: for each ``SUBJECTSxTASKSxFRAMES`` world and each teacher epoch count, the fold's teacher
+  (the profile's recipe otherwise): clean test F1 / AUC, train F1 (every 4th training face), and the floor
+  "pixels + logistic regression" on the same split. Renderer v3's choice (demo, fold 1):
+  24x8x40 at 6 epochs 77.9 / 97.0 train, pixels 59.0; 96x8x10 at 12 epochs 89.0 / 94.7, pixels 74.3.
+- ``student``: for each ``MAPPING:EPOCHS:BLOCK`` variant, the student with node + edge KD and without KD,
+  on the profile's MAE and the fold's teacher: clean F1 / AUC and F1 under each large block (mean too),
+  with the teacher's row on the same faces.
+
+Usage::
+
+    python benchmarks/bench_design.py world --worlds 24x8x40 96x8x10 --epochs 6 12 24
+    python benchmarks/bench_design.py student --variants linear:8:3 graph:8:3 linear:24:3 linear:8:6
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from occfau_lib import distill, experiments, occlusion, student, synthfacs, teacher
+from occfau_lib.config import MAE_CONFIGS, get_profile
+from occfau_lib.loaders import load_dataset
+from occfau_lib.metrics import evaluate
+
+BLOCKS = {f"block {round(100 * s / 224)}%": f"block:{s}" for s in occlusion.BLOCK_SIDES_224}
+
+
+def _pct(x: float) -> float:
+    return round(100 * float(x), 1)
+
+
+def world_rows(profile, worlds, epochs, fold: int):
+    """One row per (world, teacher epochs): test/train F1, AUC, pixel floor, seconds."""
+    for world in worlds:
+        subjects, tasks, frames = (int(v) for v in world.split("x"))
+        cfg = replace(profile.data, n_subjects=subjects, n_tasks=tasks, frames_per_task=frames)
+        ds = synthfacs.build_dataset(cfg=cfg, aus="bp4d", progress=False)
+        key = synthfacs.world_key(cfg)
+        train, _ = ds.fold(fold)
+        pixels = experiments.pixel_probe(ds, fold, profile.probe_epochs)
+        patch = MAE_CONFIGS[profile.mae].patch_size
+        floor = experiments.evaluate_conditions(lambda k, occ: pixels(occ), ds, {"clean": "clean"}, patch,
+                                                folds=(fold,))["clean"]
+        for n_epochs in epochs:
+            start = time.perf_counter()
+            model, _ = teacher.trained_teacher(ds, fold, key, profile.teacher,
+                                               replace(profile.teacher_train, epochs=n_epochs), progress=False)
+            test = experiments.evaluate_conditions(lambda k, occ: teacher.predict(model, occ.images)["probs"], ds,
+                                                   {"clean": "clean"}, patch, folds=(fold,))["clean"]
+            rows = np.arange(0, len(train), 4)
+            fit = evaluate(train.labels[rows], teacher.predict(model, train.batch_images(rows))["probs"], train.aus)
+            yield {"world": world, "images": cfg.n_images, "epochs": n_epochs, "test_f1": _pct(test["avg_f1"]),
+                   "test_auc": _pct(test["avg_auc"]), "train_f1": _pct(fit["avg_f1"]),
+                   "pixels_f1": _pct(floor["avg_f1"]), "seconds": round(time.perf_counter() - start)}
+
+
+def student_rows(profile, variants, fold: int):
+    """The teacher's row, then one row per (variant, with / without KD) on the same test faces."""
+    ds = load_dataset("synthfacs", profile=profile, aus="bp4d")
+    key = synthfacs.world_key(profile.data)
+    encoder, _ = experiments.mae_for_profile(profile, progress=False)
+    tch, _ = teacher.trained_teacher(ds, fold, key, profile.teacher, profile.teacher_train, progress=False)
+    patch = encoder.config.patch_size
+    conditions = {"clean": "clean", **BLOCKS}
+
+    def row(name, predict, seconds=0):
+        scored = experiments.evaluate_conditions(predict, ds, conditions, patch, folds=(fold,), test_stride=2)
+        out = {"model": name, "clean_auc": _pct(scored["clean"]["avg_auc"]),
+               **{c: _pct(r["avg_f1"]) for c, r in scored.items()}}
+        out["blocks"] = round(float(np.mean([out[c] for c in BLOCKS])), 1)
+        return {**out, "seconds": seconds}
+
+    yield row("teacher", lambda k, occ: teacher.predict(tch, occ.images)["probs"])
+    for variant in variants:
+        mapping, epochs, block = variant.split(":")
+        for kd, change in (("node + edge KD", {}), ("no KD", {"node_weight": 0.0, "edge_weight": 0.0})):
+            start = time.perf_counter()
+            cfg = replace(profile.distill, mapping=mapping, epochs=int(epochs), depth=int(block), **change)
+            model, _ = distill.trained_student(ds, fold, key, encoder, tch, cfg, progress=False)
+            yield row(f"{variant} {kd}", lambda k, occ: student.predict(model, occ.images, occ.visible)["probs"],
+                      round(time.perf_counter() - start))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("kind", choices=("world", "student"))
+    parser.add_argument("--profile", default=None)
+    parser.add_argument("--fold", type=int, default=1)
+    parser.add_argument("--worlds", nargs="+", default=["24x8x40", "96x8x10"], help="SUBJECTSxTASKSxFRAMES")
+    parser.add_argument("--epochs", type=int, nargs="+", default=[12], help="teacher epochs (world)")
+    parser.add_argument("--variants", nargs="+", default=["linear:20:3", "graph:20:3"], help="MAPPING:EPOCHS:BLOCK")
+    parser.add_argument("--out", default="build/bench")
+    args = parser.parse_args()
+
+    profile = get_profile(args.profile)
+    rows = (world_rows(profile, args.worlds, args.epochs, args.fold) if args.kind == "world"
+            else student_rows(profile, args.variants, args.fold))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    printed = False
+    with (out / f"design_{args.kind}.jsonl").open("a") as log:
+        for r in rows:
+            if not printed:
+                print(f"profile {profile.name}, fold {args.fold}: {args.kind} design, F1 / AUC in %\n")
+                print("| " + " | ".join(r) + " |\n|" + "---|" * len(r))
+                printed = True
+            print("| " + " | ".join(str(v) for v in r.values()) + " |", flush=True)
+            log.write(json.dumps({"profile": profile.name, "fold": args.fold, **r}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
