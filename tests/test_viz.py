@@ -519,3 +519,16 @@ def test_occluder_explorer_widget_enables_block_sliders_for_the_block_only():
     box.controls["occluder"].value = "sunglasses"
     assert box.controls["side"].disabled and not box.controls["seed"].disabled
     assert (seen[-1][1] != faces[2]).any()
+
+
+def test_f1_plots_draw_the_chance_line_they_are_given():
+    """Issue 16: every F1 plot of notebooks 03-04 shows the "always present" floor."""
+    results = {"clean": _result(0.6, {1: 0.8, 2: 0.4}), "p50": _result(0.4, {1: 0.5, 2: 0.3})}
+    fig = viz.level_curves(results, {"patches": {"p50": 0.5}}, (1, 2), chance=0.25)
+    floor = next(line for line in fig.axes[0].lines if line.get_label().startswith("always present"))
+    np.testing.assert_allclose(floor.get_ydata(), [25, 25])
+    bars = viz.method_bars({"teacher": {"clean": {"avg_f1": 0.4}}}, chance=0.3)
+    assert any(line.get_label() == "always present" and line.get_ydata()[0] == 30 for line in bars.axes[0].lines)
+    per_au = viz.per_au_bars({"clean": {1: 0.8, 2: 0.4}}, (1, 2), chance={1: 0.2, 2: 0.1})
+    ticks = next(c for c in per_au.axes[0].collections if c.get_label() == "always present")
+    np.testing.assert_allclose([seg[0][1] for seg in ticks.get_segments()], [20, 10])

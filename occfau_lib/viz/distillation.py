@@ -45,9 +45,11 @@ def student_flow():
     return fig
 
 
-def method_bars(results: dict[str, dict[str, dict]], conditions=None, metric: str = "avg_f1", ax=None):
+def method_bars(results: dict[str, dict[str, dict]], conditions=None, metric: str = "avg_f1", ax=None,
+                chance: float | None = None):
     """Grouped bars: one group per test condition, one bar per method, ``metric`` in percent, from
-    ``{method: evaluate_conditions(...)}`` (:func:`occfau_lib.experiments.compare_methods`). Notebook 04."""
+    ``{method: evaluate_conditions(...)}`` (:func:`occfau_lib.experiments.compare_methods`); ``chance``
+    (a fraction) is drawn as a dotted line across all groups. Notebook 04."""
     methods = list(results)
     conditions = list(conditions or next(iter(results.values())))
     if ax is None:
@@ -57,6 +59,8 @@ def method_bars(results: dict[str, dict[str, dict]], conditions=None, metric: st
         values = [100 * results[name][c][metric] for c in conditions]
         ax.bar(np.arange(len(conditions)) + (m - (len(methods) - 1) / 2) * width, values, width, label=name,
                color=colormaps["tab10"](m % 10))
+    if chance is not None:
+        ax.axhline(100 * chance, color="black", ls=":", lw=1.2, label="always present")
     ax.set_xticks(range(len(conditions)), conditions, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel({"avg_f1": "average F1 (%)", "avg_auc": "average AUC (%)"}.get(metric, metric))
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))

@@ -30,12 +30,14 @@ def occlusion_gallery(occluded: dict, n_faces: int = 3, patch_size: int | None =
     return fig
 
 
-def level_curves(results: dict[str, dict], families: dict[str, dict[str, float]], aus, reference: str = "clean"):
+def level_curves(results: dict[str, dict], families: dict[str, dict[str, float]], aus, reference: str = "clean",
+                 chance: float | None = None):
     """F1 against occlusion level, one panel per family: the average (thick) and each AU (thin).
 
     results: ``{condition label: result}`` from :func:`experiments.evaluate_conditions`;
     families: ``{family name: {condition label: level}}`` (level = fraction of the image hidden,
-    say); the ``reference`` condition is drawn at level 0 of every family. Notebook 03.
+    say); the ``reference`` condition is drawn at level 0 of every family; ``chance`` (a fraction,
+    e.g. the "always present" average F1) is drawn as a dotted line on every panel. Notebook 03.
     """
     aus = tuple(aus)
     fig = _figure(4.2 * len(families), 3.2)
@@ -48,6 +50,8 @@ def level_curves(results: dict[str, dict], families: dict[str, dict[str, float]]
             ax.plot(x, [100 * results[n]["f1"][au] for n in names], color=cmap(j % 20), lw=0.9, alpha=0.8,
                     label=f"AU{au}")
         ax.plot(x, [100 * results[n]["avg_f1"] for n in names], color="black", lw=2.5, marker="o", label="average")
+        if chance is not None:
+            ax.axhline(100 * chance, color="0.3", ls=":", lw=1.5, label="always present (average)")
         ax.set_title(family)
         ax.set_xlabel("fraction of the image hidden")
         ax.set_xticks(x, [f"{v:.0%}" for v in x])

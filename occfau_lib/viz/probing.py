@@ -35,11 +35,12 @@ def probe_by_layer(results: dict[str, list[float]], references: dict[str, float]
     return ax.figure
 
 
-def per_au_bars(rows: dict[str, dict[int, float]], aus, ax=None, ylabel: str = "F1 (%)"):
+def per_au_bars(rows: dict[str, dict[int, float]], aus, ax=None, ylabel: str = "F1 (%)", chance=None):
     """Grouped bars: per-AU scores (values in [0, 1], drawn in percent) of several methods or
     conditions, one colour per row of ``rows`` (``{name: {au: value}}``, e.g. the ``"f1"`` of
-    :func:`occfau_lib.probe.probe_folds` results); nan draws no bar. Returns the Figure (that of
-    ``ax`` when given). Notebook 02.
+    :func:`occfau_lib.probe.probe_folds` results); nan draws no bar. ``chance`` (``{au: value}``, e.g.
+    the "always present" F1 per AU) is drawn as a dotted tick over each AU's group. Returns the
+    Figure (that of ``ax`` when given). Notebooks 02-03.
     """
     aus = tuple(aus)
     if not rows:
@@ -52,6 +53,9 @@ def per_au_bars(rows: dict[str, dict[int, float]], aus, ax=None, ylabel: str = "
     for i, (name, scores) in enumerate(rows.items()):
         values = [100 * float({int(k): v for k, v in scores.items()}.get(a, np.nan)) for a in aus]
         ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(values), width, color=colors(i % 10), label=name)
+    if chance is not None:
+        floor = [100 * float({int(k): v for k, v in chance.items()}.get(a, np.nan)) for a in aus]
+        ax.hlines(floor, x - 0.45, x + 0.45, colors="black", linestyles=":", lw=1.5, label="always present")
     ax.set_xticks(x, au_labels(aus), fontsize=8)
     ax.set(ylabel=ylabel, ylim=(0, 100))
     ax.grid(axis="y", alpha=0.3)
