@@ -7,7 +7,7 @@ random small patches, large blocks, halves and the realistic occluders, for ever
 fold and every training seed (test occlusions fixed), plus the probe gain of the trained MAE over a
 random one and the inference speeds; then checks the paper's claims (a)-(e). Everything trained is
 cached under data/cache, so an interrupted run continues where it stopped. Prints the tables
-(mean ± seed std) and the ✓/✗ ledger, and writes:
+(mean ± seed std; ± fold std with one seed) and the ✓/✗/? ledger, and writes:
 
 - ``--record`` (default ``benchmarks/results/methods_<profile>.json``): the machine-readable record
   (commit, profile, folds, seeds, floors, methods -> condition -> F1/AUC mean and std, claims);
@@ -53,12 +53,13 @@ def main() -> None:
     per_au = {f"{method} / {condition}": r["f1"] for method, rows in first.items() for condition, r in rows.items()}
     (out / "methods_per_au.csv").write_text(metrics.format_csv(per_au, ds.aus))
     print(f"\nprofile {profile.name}, folds {args.folds}, seeds {args.seeds}, every {args.test_stride}. test face; "
-          f"average F1 % (mean ± seed std); {record['seconds']['total']:.0f} s\n")
+          f"average F1 % (mean ± {claims.spread_name(record)}); {record['seconds']['total']:.0f} s\n")
     print(claims.methods_table(record))
-    print("\nAUC % (mean ± seed std)\n")
+    print(f"\nAUC % (mean ± {claims.spread_name(record)})\n")
     print(claims.methods_table(record, "auc"))
     print("\n" + claims.ledger(record))
-    print(f"\nwritten: {path}, {out / 'methods_f1.md'}, {out / 'methods_auc.md'}, {out / 'methods_per_au.csv'}")
+    print(f"\nREADME block: python -m occfau_lib.claims {path} --readme README.md")
+    print(f"written: {path}, {out / 'methods_f1.md'}, {out / 'methods_auc.md'}, {out / 'methods_per_au.csv'}")
 
 
 if __name__ == "__main__":

@@ -285,7 +285,8 @@ def shipped(kind: str, config: dict) -> Path | None:
 
 def write_safetensors(state: dict, path: Path, half: bool = False) -> None:
     """Write a checkpoint dict as safetensors: its tensor dicts (``model``, ``head`` ...) as
-    tensors named ``<group>/<name>`` (fp16 with ``half``), everything else as JSON metadata."""
+    tensors named ``<group>/<name>`` (float32 weights in fp16 with ``half``; float64 results such as
+    the data-regime scores stay exact), everything else as JSON metadata."""
     from safetensors.torch import save_file
 
     tensors, rest = {}, {}
@@ -293,7 +294,7 @@ def write_safetensors(state: dict, path: Path, half: bool = False) -> None:
         if isinstance(value, dict) and value and all(torch.is_tensor(v) for v in value.values()):
             for name, t in value.items():
                 t = t.detach().cpu().contiguous()
-                tensors[f"{group}/{name}"] = t.half() if half and t.is_floating_point() else t
+                tensors[f"{group}/{name}"] = t.half() if half and t.dtype == torch.float32 else t  # weights only
         else:
             rest[group] = value
     dtypes = {k: str(v.dtype) for k, v in state.get("model", state.get("head", {})).items()} if half else {}

@@ -149,7 +149,8 @@ def check_claims(per_seed: dict[int, dict], summary: dict, probe: dict, speed: d
          "numbers": {"student_blocks": r(block[STUDENT]), "teacher_blocks": r(block[TEACHER]),
                      "reconstruct_blocks": r(block[RECONSTRUCT])}},
         {"name": "(d) node+edge > no-KD under large blocks by > 2 std; >= node-only and edge-only",
-         "holds": len(paired) > 1 and diff > 2 * spread and block[STUDENT] >= max(block[NODE_KD], block[EDGE_KD]),
+         "holds": (diff > 2 * spread and block[STUDENT] >= max(block[NODE_KD], block[EDGE_KD])) if len(paired) > 1
+         else None,  # one seed has no paired spread: undecided, not failed
          "numbers": {"gain_over_no_kd": r(diff), "paired_std": r(spread), "seeds": len(paired),
                      "node_edge": r(block[STUDENT]), "node_only": r(block[NODE_KD]), "edge_only": r(block[EDGE_KD])}},
         {"name": "(e) student >= 2x reconstruct-then-detect images/s", "holds": ratio >= 2,
@@ -187,25 +188,39 @@ def run_benchmark(profile, ds, data_key: dict, mae_model, conditions: dict[str, 
     }
 
 
+def spread_name(record: dict) -> str:
+    """What the ``±`` of a record's tables is: the seed-to-seed std of the k-fold average when the
+    record has several seeds, else (one seed) the std over folds, which also holds subject variation."""
+    return "seed std" if len(record["seeds"]) > 1 else "fold std, one seed"
+
+
 def methods_table(record: dict, metric: str = "f1", conditions=None) -> str:
-    """Markdown: methods x conditions, ``mean ± std`` of ``metric`` ("f1" or "auc") in percent."""
+    """Markdown: methods x conditions, ``mean ± std`` of ``metric`` ("f1" or "auc") in percent; the
+    std is :func:`spread_name`'s (F1's fold std stands in for AUC's with one seed)."""
     methods = record["methods"]
     conditions = conditions or list(next(iter(methods.values())))
     lines = ["| Method | " + " | ".join(conditions) + " |", "|:---|" + "---:|" * len(conditions)]
+    several = len(record["seeds"]) > 1
+
+    def std(cell: dict) -> float:
+        return cell[metric + "_std"] if several else cell["fold_std"] if metric == "f1" else float("nan")
+
     for method, rows in methods.items():
-        cells = [f"{rows[c][metric + '_mean']:.1f} ± {rows[c][metric + '_std']:.1f}" for c in conditions]
+        cells = [f"{rows[c][metric + '_mean']:.1f} ± {std(rows[c]):.1f}" if not np.isnan(std(rows[c]))
+                 else f"{rows[c][metric + '_mean']:.1f}" for c in conditions]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def ledger(record: dict) -> str:
-    """Markdown: one line per claim, ✓ or ✗, with its numbers."""
+    """Markdown: one line per claim, ✓ (holds), ✗ (fails) or ? (undecided: needs more seeds), with its numbers."""
     lines = [f"Record of commit `{record['commit']}`, profile {record['profile']}, folds {record['folds']}, "
              f"seeds {record['seeds']}: teacher clean F1 {record['teacher_clean_f1']:.1f}, pixels + logistic "
              f"regression {record['pixel_lr_f1']:.1f}, always present {record['chance_f1']:.1f}.", ""]
     for claim in record["claims"]:
         numbers = ", ".join(f"{k} {v}" for k, v in claim["numbers"].items())
-        lines.append(f"- {'✓' if claim['holds'] else '✗'} {claim['name']} — {numbers}")
+        mark = "?" if claim["holds"] is None else "✓" if claim["holds"] else "✗"
+        lines.append(f"- {mark} {claim['name']} — {numbers}")
     return "\n".join(lines)
 
 
@@ -224,3 +239,63 @@ def read_record(path: str | Path) -> dict:
     if missing:
         raise ValueError(f"{path}: not a benchmark record, missing {missing}")
     return record
+
+
+# --------------------------------------------------------------------------------------------
+# The README's block, generated from the record (so its numbers are the record's)
+# --------------------------------------------------------------------------------------------
+README_START, README_END = "<!-- claims-record:start -->", "<!-- claims-record:end -->"
+#: The README's AUC columns (the F1 table has every condition).
+README_AUC = ("clean", "patches 75%", "block 57%", "lower half", "medical_mask")
+
+
+def readme_block(record: dict) -> str:
+    """The README's claims block: the ledger, the F1 table of every method x condition and the AUC
+    of a few conditions, each ``mean ± std`` (:func:`spread_name`)."""
+    spread = spread_name(record)
+    return "\n".join([
+        README_START, ledger(record), "",
+        f"Average F1 % over BP4D's 12 AUs (mean ± {spread}; one test face in {record['test_stride']} scored):", "",
+        methods_table(record), "", f"AUC % (mean ± {spread}):", "",
+        methods_table(record, "auc", [c for c in README_AUC if c in next(iter(record["methods"].values()))]),
+        README_END])
+
+
+def update_readme(record: dict, path: str | Path) -> bool:
+    """Replace the block between the README's markers with :func:`readme_block`; True if it changed.
+    Missing markers are a ValueError naming the file."""
+    path = Path(path)
+    text = path.read_text()
+    if text.count(README_START) != 1 or text.count(README_END) != 1:
+        raise ValueError(f"{path}: needs exactly one {README_START} ... {README_END} block")
+    head, rest = text.split(README_START)
+    _, tail = rest.split(README_END)
+    new = head + readme_block(record) + tail
+    path.write_text(new)
+    return new != text
+
+
+def readme_record_block(path: str | Path) -> str:
+    """The block currently between the README's markers (what the test compares with the record)."""
+    text = Path(path).read_text()
+    start, end = text.index(README_START), text.index(README_END) + len(README_END)
+    return text[start:end]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Print a benchmark record's ledger, or write it into the README.")
+    parser.add_argument("record", help="benchmarks/results/methods_<profile>.json")
+    parser.add_argument("--readme", default=None, help="replace this README's claims-record block")
+    args = parser.parse_args(argv)
+    record = read_record(args.record)
+    if args.readme:
+        print(f"{args.readme}: {'updated' if update_readme(record, args.readme) else 'already up to date'}")
+    else:
+        print(readme_block(record))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

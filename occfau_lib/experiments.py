@@ -17,6 +17,7 @@ experiments do, and nothing in the library below imports it (the command line do
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from dataclasses import replace
 
@@ -27,7 +28,8 @@ from tqdm.auto import tqdm
 from transformers import ViTMAEForPreTraining
 
 from . import mae
-from .cache import array_fingerprint, config_hash, data_root, load_npz, load_or_build, save_npz
+from .cache import (array_fingerprint, checkpoint_or_train, config_dict as cache_config, config_hash, data_root,
+                    load_npz, load_or_build, read_state, recording, save_npz)
 from .config import MAE_CONFIGS
 from .distill import ABLATIONS, trained_student
 from .mae import WEIGHTS_ENV, encode, load_mae, pretrained_mae
@@ -37,7 +39,7 @@ from .patches import patch_pixels, random_patches, to_tensor
 from .probe import fit_probe, missing_tokens, pixel_features, probe_probs
 from .student import Student
 from .student import predict as student_predict
-from .synthfacs import FaceCorpus, load_world, world_key
+from .synthfacs import RENDERER_VERSION, FaceCorpus, load_world, world_key
 from .teacher import Teacher, trained_teacher
 from .teacher import predict as teacher_predict
 from .train import Engine, new_history
@@ -223,8 +225,11 @@ def feature_views(student: Student, teacher, images: np.ndarray, occluded) -> di
             "teacher node": teacher_predict(teacher, both)["node"]}
 
 
+REGIME_VERSION = 1  # bump when data_regime's measurement changes: cached and shipped results are remade
+
+
 def data_regime(profile, ds, corpus_sizes=None, steps=None, folds=(1,), hidden: int = 256,
-                seed: int = 0, progress: bool = True) -> dict:
+                seed: int = 0, progress: bool = True, data_key: dict | None = None) -> dict:
     """When does an MAE's latent beat a random encoder's? Notebook 02's data-regime study.
 
     For every corpus size ``N`` and step budget ``T``, the profile's MAE is pretrained on an
@@ -235,11 +240,28 @@ def data_regime(profile, ds, corpus_sizes=None, steps=None, folds=(1,), hidden: 
     encoder of the same shape. Returns ``{"runs": [{corpus, steps, linear, mlp} ...], "random":
     {linear, mlp}}``, average F1 in percent; the gain over random is the claim (a) quantity.
     ``corpus_sizes`` / ``steps`` default to the profile's ``regime_corpora`` / ``regime_steps``.
+
+    The result itself goes through the one checkpoint-or-train cache (kind ``"regime"``, keyed by
+    every setting above, the labelled data (``data_key``, else a fingerprint of its images and
+    labels) and :data:`REGIME_VERSION`), and ``make models`` ships it: six MAE pretrainings are 20
+    of the demo's minutes, and a classroom reads the same numbers from a 1 kB file. The MAEs it
+    pretrains are not shipped (they are not recorded for ``make models``).
     """
-    corpus_sizes = profile.regime_corpora if corpus_sizes is None else corpus_sizes
-    steps = profile.regime_steps if steps is None else steps
+    corpus_sizes = tuple(profile.regime_corpora if corpus_sizes is None else corpus_sizes)
+    steps = tuple(profile.regime_steps if steps is None else steps)
     batch = profile.pretrain.batch_size
     cfg = MAE_CONFIGS[profile.mae]
+    for n in corpus_sizes:
+        for t in steps:
+            if n > t * batch or (t * batch) % n:
+                raise ValueError(f"a corpus of {n} faces does not divide {t} steps of {batch} faces into whole "
+                                 "epochs; choose sizes that divide steps x batch")
+    if data_key is None:
+        data_key = {"images": array_fingerprint(ds.images), "labels": array_fingerprint(ds.labels)}
+    key = {"version": REGIME_VERSION, "renderer": RENDERER_VERSION, "data": data_key, "aus": list(ds.aus),
+           "mae": cfg, "pretrain": profile.pretrain, "corpora": list(corpus_sizes), "steps": list(steps),
+           "folds": list(folds), "hidden": hidden, "seed": seed, "depth": profile.distill.depth,
+           "probe_epochs": profile.probe_epochs}
 
     def probed(model) -> dict:
         out = {}
@@ -251,19 +273,34 @@ def data_regime(profile, ds, corpus_sizes=None, steps=None, folds=(1,), hidden: 
             out[name] = round(100 * result["avg_f1"], 2)
         return out
 
-    torch.manual_seed(seed)
-    runs = []
-    for n in corpus_sizes:
-        for t in steps:
-            if n > t * batch or (t * batch) % n:
-                raise ValueError(f"a corpus of {n} faces does not divide {t} steps of {batch} faces into whole "
-                                 "epochs; choose sizes that divide steps x batch")
-            corpus = FaceCorpus(n, ds.image_size, seed)
-            pretrain = replace(profile.pretrain, epochs=t * batch // n, warmup_epochs=0)
-            model, _ = pretrained_mae(corpus, cfg, pretrain, corpus.key(), progress=progress)
-            runs.append({"corpus": n, "steps": t, **probed(model)})
-    torch.manual_seed(seed)
-    return {"runs": runs, "random": probed(mae.build_mae(cfg).eval()), "folds": list(folds)}
+    def measure(_partial) -> tuple[dict, dict]:
+        start = time.perf_counter()
+        torch.manual_seed(seed)
+        runs = []
+        with recording():  # the study's MAEs stay in the local cache: make models ships the result only
+            for n in corpus_sizes:
+                for t in steps:
+                    corpus = FaceCorpus(n, ds.image_size, seed)
+                    pretrain = replace(profile.pretrain, epochs=t * batch // n, warmup_epochs=0)
+                    model, _ = pretrained_mae(corpus, cfg, pretrain, corpus.key(), progress=progress)
+                    runs.append([n, t, *probed(model).values()])
+        torch.manual_seed(seed)
+        scores = {"runs": torch.tensor(runs, dtype=torch.float64),  # (R, 4): corpus, steps, linear, mlp
+                  "random": torch.tensor(list(probed(mae.build_mae(cfg).eval()).values()), dtype=torch.float64)}
+        return scores, {"seconds": time.perf_counter() - start}
+
+    def save(obj: tuple[dict, dict], config: dict, path) -> None:
+        torch.save({"model": obj[0], "history": obj[1], "config": config}, path)
+
+    def load(path) -> tuple[tuple[dict, dict], dict]:
+        state = read_state(path)
+        return ({k: v.double() for k, v in state["model"].items()}, state.get("history", {})), state["config"]
+
+    result, _ = checkpoint_or_train("regime", cache_config(key), measure, save, load)
+    runs = [{"corpus": int(n), "steps": int(t), "linear": round(float(lin), 2), "mlp": round(float(mlp), 2)}
+            for n, t, lin, mlp in result["runs"].tolist()]
+    lin, mlp = result["random"].tolist()
+    return {"runs": runs, "random": {"linear": round(lin, 2), "mlp": round(mlp, 2)}, "folds": list(folds)}
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Top floor. :func:`notebook_models` asks for exactly the models the notebooks use on a profile, each
 through the one checkpoint-or-train cache (:func:`cache.checkpoint_or_train`): the MAE (notebooks
-01-04), one teacher per fold (03), and on the distillation folds the occlusion-augmented teacher
-and the four student ablations (04). :func:`make_models` records them and writes each one to
+01-04), one teacher per fold (03), on the distillation folds the occlusion-augmented teacher
+and the four student ablations (04), and the data-regime study's result (02: its scores, not its
+six MAEs). :func:`make_models` records them and writes each one to
 ``data/models/<kind>-<hash>.safetensors`` with ``manifest.json``: per file its kind, its full cache
 key (config, data, code version), sha256, size, the command and the training's seconds. The cache
 then loads a shipped file only when the manifest lists it with exactly the key the current code
@@ -36,6 +37,7 @@ def notebook_models(profile, progress: bool = True) -> None:
     encoder, _ = experiments.mae_for_profile(profile, progress=progress)
     experiments.teachers_for_profile(profile, ds, key, progress=progress)
     experiments.method_models(profile, ds, key, encoder, profile.distill_folds, progress=progress)
+    experiments.data_regime(profile, ds, progress=progress, data_key=key)
 
 
 def make_models(profile, out: str | Path | None = None, half: bool = False, progress: bool = True) -> dict:

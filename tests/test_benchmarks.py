@@ -50,6 +50,49 @@ def test_bench_methods_writes_the_claims_record(tmp_path):
     assert (tmp_path / "methods_auc.md").read_text().startswith("| Method | clean |")
     per_au = (tmp_path / "methods_per_au.csv").read_text().splitlines()
     assert per_au[0].startswith("method,AU1,") and len(per_au) == 1 + 10 * 15
+    # the README's block is generated from the record
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n\n<!-- claims-record:start -->\nold\n<!-- claims-record:end -->\n\nafter\n")
+    done = subprocess.run([sys.executable, "-m", "occfau_lib.claims", str(record_path), "--readme", str(readme)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "updated" in done.stdout, done.stderr[-2000:]
+    text = readme.read_text()
+    assert text.startswith("# title\n\n") and text.endswith("\n\nafter\n") and "old" not in text
+    assert "| student, node + edge KD |" in text and "mean ± seed std" in text and "Record of commit" in text
+
+
+def _record(seeds: list[int], holds_d) -> dict:
+    cell = {"f1_mean": 60.0, "f1_std": 1.5, "auc_mean": 90.0, "auc_std": 0.5, "fold_std": 3.25}
+    return {"commit": "abc", "profile": "demo", "folds": [1, 2, 3], "seeds": seeds, "test_stride": 2,
+            "teacher_clean_f1": 89.0, "pixel_lr_f1": 74.0, "chance_f1": 26.0,
+            "methods": {"teacher": {"clean": cell, "block 57%": cell}},
+            "claims": [{"name": "(d) node+edge > no-KD", "holds": holds_d, "numbers": {"seeds": len(seeds)}}]}
+
+
+def test_one_seed_tables_show_the_fold_spread_and_an_undecided_claim(tmp_path):
+    from occfau_lib import claims
+
+    one, three = _record([0], None), _record([0, 1, 2], False)
+    assert claims.spread_name(one) == "fold std, one seed" and claims.spread_name(three) == "seed std"
+    assert "| teacher | 60.0 ± 3.2 | 60.0 ± 3.2 |" in claims.methods_table(one)  # fold std with one seed
+    assert "| teacher | 60.0 ± 1.5 | 60.0 ± 1.5 |" in claims.methods_table(three)
+    assert "| teacher | 90.0 |" in claims.methods_table(one, "auc", ["clean"])  # no AUC spread with one seed
+    assert "- ? (d)" in claims.ledger(one) and "- ✗ (d)" in claims.ledger(three)
+    (tmp_path / "README.md").write_text("no markers")
+    with pytest.raises(ValueError, match="README.md: needs exactly one"):
+        claims.update_readme(one, tmp_path / "README.md")
+
+
+def test_the_readme_block_is_the_committed_records():
+    """The README's claims block is generated from benchmarks/results/methods_demo.json: a new
+    record without `python -m occfau_lib.claims <record> --readme README.md` fails here."""
+    from occfau_lib import claims
+
+    record_path = BENCH / "results" / "methods_demo.json"
+    if not record_path.exists():
+        pytest.skip("no demo record committed")
+    readme = BENCH.parent / "README.md"
+    assert claims.readme_record_block(readme) == claims.readme_block(claims.read_record(record_path))
 
 
 @pytest.mark.script

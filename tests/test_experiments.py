@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 
 import pytest  # noqa: E402
 
-from occfau_lib import experiments, viz  # noqa: E402
+from occfau_lib import cache, experiments, viz  # noqa: E402
 from occfau_lib.config import get_profile  # noqa: E402
 from occfau_lib.loaders import load_dataset  # noqa: E402
 
@@ -27,6 +27,11 @@ def test_data_regime_pretrains_on_corpora_and_probes_against_a_random_encoder():
     assert len(fig.axes[0].lines) == 2 * 2 + 1  # a line + a random line per probe, chance
     with pytest.raises(ValueError, match="does not divide"):
         experiments.data_regime(profile, ds, corpus_sizes=(48,), steps=(2,), progress=False)
+    with cache.forbid_training():  # the scores themselves are cached: read back, nothing pretrained again
+        again = experiments.data_regime(profile, ds, corpus_sizes=(32, 64), steps=(2,), hidden=16, progress=False)
+    assert again == regime
+    with cache.forbid_training(), pytest.raises(cache.NotShipped, match="regime"):  # another setting: measured anew
+        experiments.data_regime(profile, ds, corpus_sizes=(32,), steps=(2,), hidden=16, progress=False)
 
 
 def test_with_seed_changes_only_the_training_seeds():

@@ -1,4 +1,5 @@
 """Smoke execution of every notebook on the smoke profile (the way `make demo` runs them)."""
+import re
 from pathlib import Path
 
 import nbformat
@@ -29,6 +30,34 @@ def test_notebook_is_committed_clean_and_teaches(path):
     assert "You will learn" in first and "Runtime" in first
     assert "Summary" in last and "Exercises" in last
     assert max(len(c.source.splitlines()) for c in code) <= 25, "long code belongs in occfau_lib"
+
+
+#: The works every notebook's further-reading list discusses (issue: MAE, ME-GraphAU, the paper, FMAE, py-feat).
+READING = ("MAE", "ME-GraphAU", "2212.04029", "FMAE", "py-feat")
+
+
+def _section(text: str, heading: str) -> str:
+    """The markdown from ``## heading`` to the next ``## `` heading."""
+    after = text.split(f"## {heading}", 1)[1]
+    return after.split("\n## ", 1)[0]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_ends_with_checkable_exercises_a_questionnaire_and_reading(path):
+    """Every exercise says what to expect and has a worked solution; the questionnaire has answers;
+    the reading list covers the five works, each with what to look for."""
+    nb = nbformat.read(path, as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    exercises = re.split(r"^\d\. ", _section(text, "Exercises"), flags=re.M)[1:]
+    assert len(exercises) >= 4 and all("Expect" in e for e in exercises), "each exercise states what to expect"
+    solutions = nbformat.read(path.parent / "solutions" / f"{path.name[:2]}_solutions.ipynb", as_version=4)
+    solved = {int(m) for c in solutions.cells for m in re.findall(r"^## Exercise (\d)", c.source, re.M)}
+    assert solved == set(range(1, len(exercises) + 1)), f"solutions for exercises {sorted(solved)}"
+    questions = re.split(r"^\d\. ", _section(text, "Questionnaire"), flags=re.M)[1:]
+    assert len(questions) >= 5 and all("Answer" in q for q in questions)
+    reading = _section(text, "Further reading").lower()
+    assert all(work.lower() in reading for work in READING), [w for w in READING if w.lower() not in reading]
+    assert reading.count("look for") >= len(READING)
 
 
 def executed_on_smoke(path, out, monkeypatch) -> nbformat.NotebookNode:

@@ -25,7 +25,8 @@ def test_make_models_ships_what_the_notebooks_use_and_it_loads_without_training(
     manifest = shipped.make_models(profile, progress=False)
     files = manifest["files"]
     kinds = sorted(entry["kind"] for entry in files.values())
-    assert kinds == ["mae"] + ["student"] * 4 + ["teacher"] * 4  # 3 folds + the augmented teacher of fold 1
+    # 3 teachers (one per fold) + the augmented teacher of fold 1; the data-regime scores, not their MAEs
+    assert kinds == ["mae", "regime"] + ["student"] * 4 + ["teacher"] * 4
     for name, entry in files.items():
         path = dirs / "models" / name
         assert path.stat().st_size == entry["bytes"] and cache.file_sha256(path) == entry["sha256"]
@@ -54,12 +55,15 @@ def test_a_damaged_shipped_file_is_not_used(dirs, monkeypatch, capsys):
 def test_safetensors_round_trip_in_fp16_keeps_the_dtype(tmp_path):
     import torch
 
-    state = {"model": {"w": torch.randn(3, 4), "steps": torch.tensor(5)}, "history": {"loss": [0.5]}, "config": {"a": 1}}
+    score = torch.tensor([77.53], dtype=torch.float64)
+    state = {"model": {"w": torch.randn(3, 4), "steps": torch.tensor(5), "score": score},
+             "history": {"loss": [0.5]}, "config": {"a": 1}}
     cache.write_safetensors(state, tmp_path / "m.safetensors", half=True)
     back = cache.read_state(tmp_path / "m.safetensors")
     assert back["history"] == {"loss": [0.5]} and back["config"] == {"a": 1}
     assert back["model"]["w"].dtype == torch.float32 and torch.allclose(back["model"]["w"], state["model"]["w"], atol=1e-2)
     assert back["model"]["steps"].item() == 5
+    assert back["model"]["score"].item() == 77.53  # float64 results are not halved: printed scores stay exact
 
 
 def test_the_repositorys_shipped_models_match_the_code():
