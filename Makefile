@@ -23,7 +23,7 @@ demo: setup
 # Train (or load) every model the notebooks use on the demo profile and write them to data/models/
 # (safetensors + manifest.json): the models a fresh clone's `make demo` loads instead of training.
 models: setup
-	OCCFAU_PROFILE=$${OCCFAU_PROFILE:-demo} HF_HUB_OFFLINE=1 $(PY) -m occfau_lib.shipped
+	OCCFAU_PROFILE=$${OCCFAU_PROFILE:-demo} HF_HUB_OFFLINE=1 $(PY) -m occfau_lib.shipped --half
 
 # The README's figures (docs/figures/), cut from the notebooks `make demo` executed.
 figures: setup

@@ -226,6 +226,9 @@ def checkpoint_or_train(
 # Models shipped with the repository: data/models/*.safetensors + manifest.json
 # --------------------------------------------------------------------------------------------
 MODELS_ENV = "OCCFAU_MODELS_DIR"
+#: ``OCCFAU_RETRAIN=1``: ignore the shipped models and train everything with the committed code (what
+#: you train is still cached in ``data/cache``, so a second run, or an interrupted one, continues).
+RETRAIN_ENV = "OCCFAU_RETRAIN"
 MANIFEST = "manifest.json"
 
 
@@ -262,7 +265,13 @@ _SAID: set = set()  # kinds whose "no shipped model matches" line was printed
 def shipped(kind: str, config: dict) -> Path | None:
     """The shipped file of this model when the manifest lists it with exactly ``config`` as its
     key and the file's sha256 matches; else None, with one line saying why when shipped models
-    of this kind exist (they were made with other code or settings: ``make models`` remakes them)."""
+    of this kind exist (they were made with other code or settings: ``make models`` remakes them).
+    With ``OCCFAU_RETRAIN=1`` nothing shipped is used (:data:`RETRAIN_ENV`)."""
+    if os.environ.get(RETRAIN_ENV, "") not in ("", "0"):
+        if "retrain" not in _SAID:
+            _SAID.add("retrain")
+            print(f"[occfau] {RETRAIN_ENV}={os.environ[RETRAIN_ENV]}: shipped models ignored, training with this code")
+        return None
     manifest = read_manifest()
     name = shipped_name(kind, config)
     entry = manifest.get(name)

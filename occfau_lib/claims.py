@@ -159,9 +159,10 @@ def check_claims(per_seed: dict[int, dict], summary: dict, probe: dict, speed: d
 
 
 def run_benchmark(profile, ds, data_key: dict, mae_model, conditions: dict[str, str], folds=(1, 2, 3),
-                  seeds=(0, 1, 2), test_stride: int = 2, progress: bool = True) -> dict:
+                  seeds=(0, 1, 2), test_stride: int = 2, progress: bool = True) -> tuple[dict, dict]:
     """The whole record (module docstring): every method x condition x fold x seed, the floors,
-    the probe gain, the speeds and the claims, with the time each part took. Every model goes
+    the probe gain, the speeds and the claims, with the time each part took; and the raw
+    ``{seed: compare_methods(...)}`` results it summarises (per AU, per fold). Every model goes
     through the cache, so an interrupted run continues where it stopped."""
     t0 = time.perf_counter()
     per_seed, seconds = {}, {}
@@ -185,7 +186,7 @@ def run_benchmark(profile, ds, data_key: dict, mae_model, conditions: dict[str, 
         "pixel_lr_f1": summary[PIXELS]["clean"]["f1_mean"],
         "chance_f1": summary[CHANCE]["clean"]["f1_mean"],
         "methods": summary, "claims": check_claims(per_seed, summary, probe, speed), "seconds": seconds,
-    }
+    }, per_seed
 
 
 def spread_name(record: dict) -> str:
@@ -256,7 +257,8 @@ def readme_block(record: dict) -> str:
     return "\n".join([
         README_START, ledger(record), "",
         f"Average F1 % over BP4D's 12 AUs (mean ± {spread}; one test face in {record['test_stride']} scored):", "",
-        methods_table(record), "", f"AUC % (mean ± {spread}):", "",
+        methods_table(record), "",
+        f"AUC % (mean ± {spread}):" if len(record["seeds"]) > 1 else "AUC % (mean over folds, one seed):", "",
         methods_table(record, "auc", [c for c in README_AUC if c in next(iter(record["methods"].values()))]),
         README_END])
 

@@ -104,21 +104,36 @@ def evaluate_conditions(predict, ds, conditions: dict[str, str], patch_size: int
         near-duplicates; 2 halves the cost and barely moves F1).
     Returns ``{label: aggregate_folds(...)}``, with the per-fold results under ``"folds"``.
     """
+    return evaluate_methods({"": predict}, ds, conditions, patch_size, folds, seed, test_stride)[""]
+
+
+def evaluate_methods(predicts: dict, ds, conditions: dict[str, str], patch_size: int, folds=(1, 2, 3),
+                     seed: int | None = None, test_stride: int = 1, progress: bool = False) -> dict[str, dict]:
+    """:func:`evaluate_conditions` for several methods ``{name: predict}`` at once: each occluded
+    batch is made once and read by every method (the occluders are drawn once, not once per
+    method; the numbers are the same). Returns ``{name: {label: aggregate}}``."""
     seed = TEST_SEED if seed is None else seed
-    per_condition: dict[str, list] = {label: [] for label in conditions}
+    per_condition = {name: {label: [] for label in conditions} for name in predicts}
     for k in folds:
         _, test = ds.fold(k)
         rows = np.arange(0, len(test), test_stride)
         chunks = [rows[i: i + EVAL_CHUNK] for i in range(0, len(rows), EVAL_CHUNK)]
-        probs: dict[str, list] = {label: [] for label in conditions}
+        probs = {name: {label: [] for label in conditions} for name in predicts}
+        steps = tqdm(total=len(chunks) * len(conditions), desc=f"evaluate fold {k}", disable=not progress)
         for c, chunk in enumerate(chunks):  # streamed: a BP4D fold never has to fit in memory
             images = test.batch_images(chunk)  # (M, S, S, 3) uint8
             for label, spec in conditions.items():
                 occluded = apply(images, spec, patch_size, seed=seed + k + 1000 * c)
-                probs[label].append(predict(k, occluded))  # (M, n_au)
-        for label in conditions:
-            per_condition[label].append(evaluate(test.labels[rows], np.concatenate(probs[label]), test.aus))
-    return {label: {**aggregate_folds(r), "folds": r} for label, r in per_condition.items()}
+                for name, predict in predicts.items():
+                    probs[name][label].append(predict(k, occluded))  # (M, n_au)
+                steps.update()
+        steps.close()
+        for name in predicts:
+            for label in conditions:
+                per_condition[name][label].append(evaluate(test.labels[rows], np.concatenate(probs[name][label]),
+                                                           test.aus))
+    return {name: {label: {**aggregate_folds(r), "folds": r} for label, r in rows_.items()}
+            for name, rows_ in per_condition.items()}
 
 
 def latent_probe(ds, fold: int, mae_model, depth: int | None, epochs: int, seed: int = 0, hidden: int = 0):
@@ -207,8 +222,7 @@ def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str
     })
     for name, per_fold in students.items():
         methods[name] = lambda k, occ, per_fold=per_fold: student_predict(per_fold[k], occ.images, occ.visible)["probs"]
-    return {name: evaluate_conditions(fn, ds, conditions, p, folds, test_stride=test_stride)
-            for name, fn in tqdm(methods.items(), desc="evaluate", disable=not progress)}
+    return evaluate_methods(methods, ds, conditions, p, folds, test_stride=test_stride, progress=progress)
 
 
 def feature_views(student: Student, teacher, images: np.ndarray, occluded) -> dict[str, np.ndarray]:
