@@ -209,6 +209,10 @@ def checkpoint_or_train(
     ready = shipped(kind, config)
     if ready is not None:
         result, _ = load(ready)
+        trained = read_manifest().get(ready.name, {}).get("fingerprint")
+        model = result[0] if isinstance(result, tuple) else result
+        if trained and isinstance(model, torch.nn.Module):  # fp16 on disk: keep the float32 identity
+            model._occfau_shipped_from = (trained, state_fingerprint(model.state_dict()))
     else:
         if _FORBIDDEN and not path.exists():
             raise NotShipped(f"{kind} {config_hash(config)} is neither shipped nor cached; run `make models`")
@@ -260,6 +264,18 @@ def file_sha256(path: Path) -> str:
 
 
 _SAID: set = set()  # kinds whose "no shipped model matches" line was printed
+_IGNORE_SHIPPED = False
+
+
+@contextlib.contextmanager
+def ignoring_shipped():
+    """Inside the block no shipped file is used (``make models`` reads the training cache only)."""
+    global _IGNORE_SHIPPED
+    before, _IGNORE_SHIPPED = _IGNORE_SHIPPED, True
+    try:
+        yield
+    finally:
+        _IGNORE_SHIPPED = before
 
 
 def shipped(kind: str, config: dict) -> Path | None:
@@ -267,6 +283,8 @@ def shipped(kind: str, config: dict) -> Path | None:
     key and the file's sha256 matches; else None, with one line saying why when shipped models
     of this kind exist (they were made with other code or settings: ``make models`` remakes them).
     With ``OCCFAU_RETRAIN=1`` nothing shipped is used (:data:`RETRAIN_ENV`)."""
+    if _IGNORE_SHIPPED:
+        return None
     if os.environ.get(RETRAIN_ENV, "") not in ("", "0"):
         if "retrain" not in _SAID:
             _SAID.add("retrain")
@@ -337,15 +355,27 @@ def array_fingerprint(array: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """Short content hash of a model's weights (names, shapes and values): the cache key of
-    anything computed from the model, so retrained or swapped weights are never confused."""
+def state_fingerprint(state: dict) -> str:
+    """Short content hash of a state dict (names, shapes, dtypes and values)."""
     h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         t = tensor.detach().cpu().contiguous().reshape(-1)
         h.update(f"{name}{tuple(tensor.shape)}{t.dtype}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """Short content hash of a model's weights (names, shapes and values): the cache key of
+    anything computed from the model, so retrained or swapped weights are never confused.
+
+    A model loaded from a shipped fp16 file answers with the fingerprint of the float32 weights
+    it was trained as (recorded by ``make models``), as long as its weights are still exactly the
+    ones loaded: the students distilled from a teacher are keyed by the teacher as trained, and a
+    fresh clone finds them instead of retraining because its copy of the teacher is rounded."""
+    actual = state_fingerprint(model.state_dict())
+    trained, loaded = getattr(model, "_occfau_shipped_from", (None, None))
+    return trained if trained and loaded == actual else actual
 
 
 def save_npz(arrays: dict, config: dict, path: Path) -> None:

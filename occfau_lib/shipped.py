@@ -23,6 +23,8 @@ import shutil
 import time
 from pathlib import Path
 
+import torch
+
 from . import cache, experiments
 from .claims import commit
 from .config import get_profile
@@ -41,27 +43,27 @@ def notebook_models(profile, progress: bool = True) -> None:
 
 
 def make_models(profile, out: str | Path | None = None, half: bool = False, progress: bool = True) -> dict:
-    """Train (or load) the notebooks' models and write them to ``out`` (default: the shipped
-    folder) as safetensors with a manifest; returns the manifest."""
+    """Train (or load from the training cache, ``data/cache``) the notebooks' models and write them
+    to ``out`` (default: the shipped folder) as safetensors with a manifest; returns the manifest.
+    Shipped files are never the source (they may be fp16 copies): on a clone that has only those,
+    ``make models`` retrains everything with the committed code."""
     out = Path(out or cache.models_root())
     out.mkdir(parents=True, exist_ok=True)
     start = time.process_time()
-    with cache.recording() as used:
+    with cache.recording() as used, cache.ignoring_shipped():  # from the training cache: float32, as trained
         notebook_models(profile, progress)
     manifest = {}
     for kind, config, path in used:
         name = cache.shipped_name(kind, config)
         target = out / name
-        if Path(path).suffix == ".safetensors":  # already shipped: keep the file
-            if Path(path).resolve() != target.resolve():
-                shutil.copyfile(path, target)
-        else:
-            state = cache.read_state(path)
-            cache.atomic_write(target, lambda tmp, state=state: cache.write_safetensors(state, tmp, half))
+        state = cache.read_state(path)
+        cache.atomic_write(target, lambda tmp, state=state: cache.write_safetensors(state, tmp, half))
         history = cache.read_state(target).get("history", {})  # read back: the file as shipped
         manifest[name] = {"kind": kind, "key": cache.config_dict(config), "sha256": cache.file_sha256(target),
                           "bytes": target.stat().st_size, "command": f"make models (profile {profile.name})",
                           "seconds": round(float(history.get("seconds", 0.0)), 1), "fp16": half}
+        if isinstance(state.get("model"), dict) and all(torch.is_tensor(t) for t in state["model"].values()):
+            manifest[name]["fingerprint"] = cache.state_fingerprint(state["model"])  # as trained: students key on it
     for stale in out.glob("*.safetensors"):  # files of older code: no longer listed, removed
         if stale.name not in manifest:
             stale.unlink()

@@ -52,12 +52,12 @@ def test_bench_methods_writes_the_claims_record(tmp_path):
     assert per_au[0].startswith("method,AU1,") and len(per_au) == 1 + 10 * 15
     # the README's block is generated from the record
     readme = tmp_path / "README.md"
-    readme.write_text("# title\n\n<!-- claims-record:start -->\nold\n<!-- claims-record:end -->\n\nafter\n")
+    readme.write_text("# title\n\n<!-- claims-record:start -->\nSTALE-BLOCK\n<!-- claims-record:end -->\n\nafter\n")
     done = subprocess.run([sys.executable, "-m", "occfau_lib.claims", str(record_path), "--readme", str(readme)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "updated" in done.stdout, done.stderr[-2000:]
     text = readme.read_text()
-    assert text.startswith("# title\n\n") and text.endswith("\n\nafter\n") and "old" not in text
+    assert text.startswith("# title\n\n") and text.endswith("\n\nafter\n") and "STALE-BLOCK" not in text
     assert "| student, node + edge KD |" in text and "mean ± seed std" in text and "Record of commit" in text
 
 

@@ -22,7 +22,7 @@ def dirs(tmp_path, monkeypatch):
 
 def test_make_models_ships_what_the_notebooks_use_and_it_loads_without_training(dirs, monkeypatch, capsys):
     profile = get_profile("smoke")
-    manifest = shipped.make_models(profile, progress=False)
+    manifest = shipped.make_models(profile, half=True, progress=False)  # as `make models` ships them
     files = manifest["files"]
     kinds = sorted(entry["kind"] for entry in files.values())
     # 3 teachers (one per fold) + the augmented teacher of fold 1; the data-regime scores, not their MAEs
@@ -31,7 +31,10 @@ def test_make_models_ships_what_the_notebooks_use_and_it_loads_without_training(
         path = dirs / "models" / name
         assert path.stat().st_size == entry["bytes"] and cache.file_sha256(path) == entry["sha256"]
         assert entry["key"]["version"] and entry["seconds"] > 0
-    # a fresh machine: no training cache, the shipped files only
+    assert all(entry["fp16"] for entry in files.values())
+    assert all(len(entry["fingerprint"]) == 16 for entry in files.values() if entry["kind"] in ("mae", "teacher"))
+    # a fresh machine: no training cache, the shipped files only; the fp16 teachers still key the
+    # students (and the augmented teacher) as trained, so nothing is retrained
     monkeypatch.setenv("OCCFAU_DATA_DIR", str(dirs / "fresh"))
     assert shipped.missing_models(profile) == []
     assert not (dirs / "fresh" / "cache").exists()  # nothing was trained or written
