@@ -34,7 +34,7 @@ import torch
 
 from . import mae, occlusion, student, teacher
 from .config import TEACHER_CONFIGS
-from .experiments import compare_methods, evaluate_conditions, latent_probe
+from .experiments import compare_methods, evaluate_conditions, latent_probe, method_models, with_seed
 
 #: The rows the claims compare.
 TEACHER, STUDENT, NO_KD = "teacher", "student, node + edge KD", "student, no KD"
@@ -166,6 +166,10 @@ def run_benchmark(profile, ds, data_key: dict, mae_model, conditions: dict[str, 
     through the cache, so an interrupted run continues where it stopped."""
     t0 = time.perf_counter()
     per_seed, seconds = {}, {}
+    for seed in seeds:  # train first (cached), score after: a run cut short by a session's end has trained
+        start = time.perf_counter()
+        method_models(with_seed(profile, seed) if seed else profile, ds, data_key, mae_model, folds, progress=progress)
+        seconds[f"training, seed {seed}"] = round(time.perf_counter() - start, 1)
     for seed in seeds:
         start = time.perf_counter()
         per_seed[seed] = compare_methods(profile, ds, data_key, mae_model, conditions, folds, test_stride,
