@@ -17,6 +17,7 @@ def dirs(tmp_path, monkeypatch):
     """A private training cache and a private shipped-models folder."""
     monkeypatch.setenv("OCCFAU_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("OCCFAU_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setattr(cache, "_SAID", set())  # "training it instead" lines print once per process and kind
     return tmp_path
 
 
