@@ -5,16 +5,23 @@ occlusion augmentation, reconstruct-then-detect, linear probe on the MAE latent,
 ablations, and the floors "always present" and "pixels + logistic regression") under clean faces,
 random small patches, large blocks, halves and the realistic occluders, for every subject-exclusive
 fold and every training seed (test occlusions fixed), plus the probe gain of the trained MAE over a
-random one and the inference speeds; then checks the paper's claims (a)-(e). Everything trained is
-cached under data/cache, so an interrupted run continues where it stopped. Prints the tables
-(mean ± seed std; ± fold std with one seed) and the ✓/✗/? ledger, and writes:
+random one and the inference speeds; then checks the paper's claims (a)-(e). Prints the tables
+(mean ± seed std; ± fold std with one seed) and the ✓/✗/? ledger.
+
+It works one (seed, fold) at a time (training ~30 min, scoring ~5 min each on the demo profile, 2
+CPU cores) and writes each finished run to ``--runs`` (default: the record's path without
+``.json``, e.g. ``benchmarks/results/methods_demo/seed1-fold2.json``); a run already there with the
+same setup is read, not redone. Commit those files as they come: the data/cache of one session does
+not survive to the next, so a 3 x 3 benchmark longer than a session is finished in several, with
+``--runs-only`` for the ones cut short. Everything trained also goes through the cache. Writes:
 
 - ``--record`` (default ``benchmarks/results/methods_<profile>.json``): the machine-readable record
-  (commit, profile, folds, seeds, floors, methods -> condition -> F1/AUC mean and std, claims);
+  (commit, profile, folds, seeds, floors, methods -> condition -> F1/AUC mean and std, claims, and
+  the commit of every run), unless ``--runs-only``;
 - under ``--out``: ``methods_f1.md``, ``methods_auc.md`` and ``methods_per_au.csv`` (per-AU F1 of
   every method and condition, seed 0).
 
-Usage: ``python benchmarks/bench_methods.py [--profile demo] [--folds 1 2 3] [--seeds 0 1 2]``
+Usage: ``python benchmarks/bench_methods.py [--profile demo] [--folds 1 2 3] [--seeds 0 1 2] [--runs-only]``
 """
 from __future__ import annotations
 
@@ -35,15 +42,22 @@ def main() -> None:
     parser.add_argument("--test-stride", type=int, default=2, help="score every k-th test face")
     parser.add_argument("--out", default="build/bench")
     parser.add_argument("--record", default=None, help="default: benchmarks/results/methods_<profile>.json")
+    parser.add_argument("--runs", default=None, help="one file per (seed, fold); default: the record's path without .json")
+    parser.add_argument("--runs-only", action="store_true", help="do (or read) the runs, write no record")
     args = parser.parse_args()
 
     profile = get_profile(args.profile)
     ds = load_dataset("synthfacs", profile=profile, aus="bp4d")
     encoder, _ = experiments.mae_for_profile(profile)
     conditions = {**occlusion.protocol_conditions(), **{name: name for name in occlusion.REALISTIC}}
-    record, per_seed = claims.run_benchmark(profile, ds, world_key(profile.data), encoder, conditions, args.folds, args.seeds,
-                                  args.test_stride)
-    path = claims.write_record(record, args.record or Path(__file__).parent / "results" / f"methods_{profile.name}.json")
+    record_path = Path(args.record or Path(__file__).parent / "results" / f"methods_{profile.name}.json")
+    runs = Path(args.runs) if args.runs else record_path.with_suffix("")
+    record, per_seed = claims.run_benchmark(profile, ds, world_key(profile.data), encoder, conditions, args.folds,
+                                            args.seeds, args.test_stride, runs, args.runs_only)
+    if record is None:
+        print(f"runs done: seeds {args.seeds}, folds {args.folds}, in {runs}; no record written (--runs-only)")
+        return
+    path = claims.write_record(record, record_path)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "methods_f1.md").write_text(claims.methods_table(record) + "\n")

@@ -176,6 +176,18 @@ def recording():
 
 
 @contextlib.contextmanager
+def not_recorded():
+    """Inside the block nothing is collected by an enclosing :func:`recording` (models a result is
+    computed from, when only the result is shipped)."""
+    global _RECORD
+    before, _RECORD = _RECORD, None
+    try:
+        yield
+    finally:
+        _RECORD = before
+
+
+@contextlib.contextmanager
 def forbid_training():
     """Inside the block a model that is neither shipped nor cached raises :class:`NotShipped`
     instead of training (the test that every shipped model still matches the code)."""

@@ -27,14 +27,19 @@ import json
 import statistics
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import mae, occlusion, student, teacher
+from .cache import atomic_write, config_hash, model_fingerprint
 from .config import TEACHER_CONFIGS
-from .experiments import compare_methods, evaluate_conditions, latent_probe, method_models, with_seed
+from .distill import DISTILL_VERSION
+from .experiments import clean_probe_f1, compare_methods, method_models, with_seed
+from .metrics import aggregate_folds
+from .teacher import TEACHER_VERSION
 
 #: The rows the claims compare.
 TEACHER, STUDENT, NO_KD = "teacher", "student, node + edge KD", "student, no KD"
@@ -82,12 +87,8 @@ def probe_gain(profile, ds, mae_model, folds, seed: int = 0) -> dict:
     for the trained MAE and for a randomly initialised one of the same architecture."""
     torch.manual_seed(seed)
     random_mae = mae.build_mae(mae.mae_config_of(mae_model)).eval()
-    out = {}
-    for name, model in (("trained", mae_model), ("random", random_mae)):
-        probes = {k: latent_probe(ds, k, model, profile.distill.depth, profile.probe_epochs, seed) for k in folds}
-        result = evaluate_conditions(lambda k, occ: probes[k](occ), ds, {"clean": "clean"},
-                                     model.config.patch_size, folds)["clean"]
-        out[name] = round(100 * result["avg_f1"], 2)
+    out = {name: clean_probe_f1(ds, model, profile.distill.depth, profile.probe_epochs, folds, seed)
+           for name, model in (("trained", mae_model), ("random", random_mae))}
     out["gain"] = round(out["trained"] - out["random"], 2)
     return out
 
@@ -158,23 +159,101 @@ def check_claims(per_seed: dict[int, dict], summary: dict, probe: dict, speed: d
     ]
 
 
+def setup_key(profile, data_key: dict, mae_model, conditions: dict[str, str], test_stride: int) -> str:
+    """What must be equal for runs to be merged into one record: the profile (every recipe), the
+    data, the MAE's weights, the versions of the teacher and student training code, the occlusion
+    conditions and the test stride. The training seed and fold are not in it."""
+    return config_hash({"profile": profile, "data": data_key, "mae": model_fingerprint(mae_model),
+                        "versions": [TEACHER_VERSION, DISTILL_VERSION], "conditions": conditions,
+                        "test_stride": test_stride})
+
+
+def run_one(profile, ds, data_key: dict, mae_model, conditions: dict[str, str], fold: int, seed: int,
+            test_stride: int = 2, progress: bool = True) -> dict:
+    """One (seed, fold) of the benchmark: its models trained (through the cache) and every method
+    scored under every condition on that fold's test faces. Returns a JSON-ready run: the commit,
+    :func:`setup_key`, the seconds spent training and scoring, and ``results`` ->
+    method -> condition -> :func:`metrics.evaluate` of that fold."""
+    start = time.perf_counter()
+    models = method_models(with_seed(profile, seed) if seed else profile, ds, data_key, mae_model, (fold,),
+                           progress=progress)
+    trained = time.perf_counter()
+    results = compare_methods(profile, ds, data_key, mae_model, conditions, (fold,), test_stride, progress=progress,
+                              seed=seed, models=models)
+    setup = setup_key(profile, data_key, mae_model, conditions, test_stride)
+    return {"commit": commit(), "profile": profile.name, "setup": setup, "seed": seed, "fold": fold, "test_stride": test_stride,
+            "seconds": {"training": round(trained - start, 1), "scoring": round(time.perf_counter() - trained, 1)},
+            "results": {m: {c: r["folds"][0] for c, r in rows.items()} for m, rows in results.items()}}
+
+
+def run_path(runs_dir: str | Path, seed: int, fold: int) -> Path:
+    return Path(runs_dir) / f"seed{seed}-fold{fold}.json"
+
+
+def read_run(path: str | Path, setup: str) -> dict | None:
+    """A run written by :func:`run_one`, or None (with a warning naming the file and why) when it is
+    missing, unreadable or made with another setup: the caller runs it again."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        run = json.loads(path.read_text())
+        missing = [k for k in ("commit", "setup", "seed", "fold", "results") if k not in run]
+        if missing:
+            raise ValueError(f"missing {missing}")
+    except (ValueError, UnicodeDecodeError) as err:
+        warnings.warn(f"{path}: not a readable benchmark run ({err}); running it again")
+        return None
+    if run["setup"] != setup:
+        warnings.warn(f"{path}: made with another setup ({run['setup']} != {setup}: profile, data, conditions or "
+                      "test stride changed); running it again")
+        return None
+    return run
+
+
+def merge_runs(runs: list[dict]) -> dict[int, dict]:
+    """``{seed: {method: {condition: aggregate}}}`` from single-fold runs: per seed, what
+    :func:`experiments.compare_methods` returns for all the runs' folds (the folds' results
+    combined by :func:`metrics.aggregate_folds`, in fold order, under ``"folds"``)."""
+    per_seed: dict[int, dict] = {}
+    for seed in sorted({r["seed"] for r in runs}):
+        mine = sorted((r for r in runs if r["seed"] == seed), key=lambda r: r["fold"])
+        first = mine[0]["results"]
+        per_seed[seed] = {m: {c: {**aggregate_folds([r["results"][m][c] for r in mine]),
+                                  "folds": [r["results"][m][c] for r in mine]} for c in rows}
+                          for m, rows in first.items()}
+    return per_seed
+
+
 def run_benchmark(profile, ds, data_key: dict, mae_model, conditions: dict[str, str], folds=(1, 2, 3),
-                  seeds=(0, 1, 2), test_stride: int = 2, progress: bool = True) -> tuple[dict, dict]:
+                  seeds=(0, 1, 2), test_stride: int = 2, runs_dir: str | Path = "build/bench/runs",
+                  runs_only: bool = False, progress: bool = True) -> tuple[dict | None, dict]:
     """The whole record (module docstring): every method x condition x fold x seed, the floors,
     the probe gain, the speeds and the claims, with the time each part took; and the raw
-    ``{seed: compare_methods(...)}`` results it summarises (per AU, per fold). Every model goes
-    through the cache, so an interrupted run continues where it stopped."""
+    ``{seed: compare_methods(...)}`` results it summarises (per AU, per fold).
+
+    Work is done and kept one (seed, fold) at a time: each run is written to ``runs_dir`` as soon
+    as it is done (:func:`run_path`; commit these files) and a run already there with the same
+    :func:`setup_key` is read instead of redone, so the benchmark can be spread over sessions
+    whose caches do not survive. ``runs_only``: stop after the runs (no record)."""
     t0 = time.perf_counter()
-    per_seed, seconds = {}, {}
-    for seed in seeds:  # train first (cached), score after: a run cut short by a session's end has trained
-        start = time.perf_counter()
-        method_models(with_seed(profile, seed) if seed else profile, ds, data_key, mae_model, folds, progress=progress)
-        seconds[f"training, seed {seed}"] = round(time.perf_counter() - start, 1)
+    setup = setup_key(profile, data_key, mae_model, conditions, test_stride)
+    runs, seconds = [], {}
     for seed in seeds:
-        start = time.perf_counter()
-        per_seed[seed] = compare_methods(profile, ds, data_key, mae_model, conditions, folds, test_stride,
-                                         progress=progress, seed=seed)
-        seconds[f"methods, seed {seed}"] = round(time.perf_counter() - start, 1)
+        for fold in folds:
+            path = run_path(runs_dir, seed, fold)
+            run = read_run(path, setup)
+            if run is None:
+                run = run_one(profile, ds, data_key, mae_model, conditions, fold, seed, test_stride, progress)
+                write_record(run, path)
+                print(f"seed {seed}, fold {fold}: {run['seconds']} s, written to {path}", flush=True)
+            else:
+                print(f"seed {seed}, fold {fold}: read from {path} (commit {run['commit']})", flush=True)
+            runs.append(run)
+            seconds[f"seed {seed}, fold {fold}"] = run["seconds"]
+    per_seed = merge_runs(runs)
+    if runs_only:
+        return None, per_seed
     start = time.perf_counter()
     probe = probe_gain(profile, ds, mae_model, folds)
     seconds["probe gain"] = round(time.perf_counter() - start, 1)
@@ -182,7 +261,9 @@ def run_benchmark(profile, ds, data_key: dict, mae_model, conditions: dict[str, 
     speed = inference_speed(profile, ds, mae_model)
     seconds["speed"] = round(time.perf_counter() - start, 1)
     summary = summarise(per_seed)
-    seconds["total"] = round(time.perf_counter() - t0, 1)
+    seconds["this call"] = round(time.perf_counter() - t0, 1)
+    seconds["total"] = round(sum(s["training"] + s["scoring"] for s in (r["seconds"] for r in runs))
+                             + seconds["probe gain"] + seconds["speed"], 1)
     return {
         "commit": commit(), "profile": profile.name, "folds": list(folds), "seeds": list(seeds),
         "test_stride": test_stride,
@@ -190,6 +271,7 @@ def run_benchmark(profile, ds, data_key: dict, mae_model, conditions: dict[str, 
         "pixel_lr_f1": summary[PIXELS]["clean"]["f1_mean"],
         "chance_f1": summary[CHANCE]["clean"]["f1_mean"],
         "methods": summary, "claims": check_claims(per_seed, summary, probe, speed), "seconds": seconds,
+        "runs": [{"seed": r["seed"], "fold": r["fold"], "commit": r["commit"]} for r in runs],
     }, per_seed
 
 
@@ -199,17 +281,38 @@ def spread_name(record: dict) -> str:
     return "seed std" if len(record["seeds"]) > 1 else "fold std, one seed"
 
 
+def cell_std(record: dict, cell: dict, metric: str = "f1") -> float:
+    """The ``±`` of one methods x condition cell (:func:`spread_name`): the seed std of ``metric``
+    with several seeds, else F1's fold std (nan for AUC, which has no spread with one seed)."""
+    if len(record["seeds"]) > 1:
+        return cell[metric + "_std"]
+    return cell["fold_std"] if metric == "f1" else float("nan")
+
+
+def plot_record(record: dict, conditions=None, metric: str = "f1", ax=None):
+    """The record's methods x conditions as grouped bars with ± :func:`cell_std` whiskers and the
+    always-present line (:func:`viz.method_bars`): notebook 04's ledger and the README figure."""
+    from . import viz
+
+    methods = record["methods"]
+    key = f"avg_{metric}"
+    means = {m: {c: {key: cell[metric + "_mean"] / 100} for c, cell in rows.items()} for m, rows in methods.items()}
+    errors = {m: {c: np.nan_to_num(cell_std(record, cell, metric)) / 100 for c, cell in rows.items()}
+              for m, rows in methods.items()}
+    chance = record["chance_f1"] / 100 if metric == "f1" else None
+    fig = viz.method_bars(means, conditions, key, ax, chance, errors)
+    (ax or fig.axes[0]).set_title(f"{record['profile']} profile, folds {record['folds']}, seeds {record['seeds']}: "
+                          f"mean ± {spread_name(record)}", fontsize=9)
+    return fig
+
+
 def methods_table(record: dict, metric: str = "f1", conditions=None) -> str:
     """Markdown: methods x conditions, ``mean ± std`` of ``metric`` ("f1" or "auc") in percent; the
     std is :func:`spread_name`'s (F1's fold std stands in for AUC's with one seed)."""
     methods = record["methods"]
     conditions = conditions or list(next(iter(methods.values())))
     lines = ["| Method | " + " | ".join(conditions) + " |", "|:---|" + "---:|" * len(conditions)]
-    several = len(record["seeds"]) > 1
-
-    def std(cell: dict) -> float:
-        return cell[metric + "_std"] if several else cell["fold_std"] if metric == "f1" else float("nan")
-
+    std = lambda cell: cell_std(record, cell, metric)  # noqa: E731
     for method, rows in methods.items():
         cells = [f"{rows[c][metric + '_mean']:.1f} ± {std(rows[c]):.1f}" if not np.isnan(std(rows[c]))
                  else f"{rows[c][metric + '_mean']:.1f}" for c in conditions]
@@ -230,10 +333,9 @@ def ledger(record: dict) -> str:
 
 
 def write_record(record: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
-    return path
+    """A record or a run as indented JSON, written atomically (a killed run leaves no half file)."""
+    text = json.dumps(record, indent=1, ensure_ascii=False) + "\n"
+    return atomic_write(Path(path), lambda tmp: tmp.write_text(text))
 
 
 def read_record(path: str | Path) -> dict:

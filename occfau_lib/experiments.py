@@ -29,7 +29,7 @@ from transformers import ViTMAEForPreTraining
 
 from . import mae
 from .cache import (array_fingerprint, checkpoint_or_train, config_dict as cache_config, config_hash, data_root,
-                    load_npz, load_or_build, read_state, recording, save_npz)
+                    load_npz, load_or_build, not_recorded, read_state, save_npz)
 from .config import MAE_CONFIGS
 from .distill import ABLATIONS, trained_student
 from .mae import WEIGHTS_ENV, encode, load_mae, pretrained_mae
@@ -136,20 +136,65 @@ def evaluate_methods(predicts: dict, ds, conditions: dict[str, str], patch_size:
             for name, rows_ in per_condition.items()}
 
 
+class SharedEncoding:
+    """One pass of the frozen MAE encoder per occluded batch, read by every method of the table
+    that needs it: the students and the latent probe at their block, reconstruct-then-detect at the
+    last. :func:`evaluate_methods` hands the same :class:`occlusion.Occluded` to each method in
+    turn, so the pass is made for the first reader and reused by the others (six encoder passes
+    per batch became one). The batches are those of the readers' own loops (``batch_size`` rows),
+    so every number is the same as without it (tested); only the depths asked for are kept.
+    ``shared(occ, depth)`` -> ``[Encoded]`` per batch, as ``mae.encode(..., depth=depth)`` gives."""
+
+    def __init__(self, mae_model: ViTMAEForPreTraining, depths=(), batch_size: int = 256):
+        self.model, self.batch_size = mae_model.eval(), batch_size
+        self.depths = set(depths) | {None}
+        self._occ, self._encoded = None, {}
+
+    @torch.no_grad()
+    def __call__(self, occ, depth: int | None = None) -> list[mae.Encoded]:
+        if occ is not self._occ:  # a new batch: encode it once, keep the depths the readers use
+            self._occ, self._encoded = occ, {d: [] for d in self.depths}
+            device = next(self.model.parameters()).device
+            for i in range(0, len(occ.images), self.batch_size):
+                full = encode(self.model, to_tensor(occ.images[i: i + self.batch_size]).to(device),
+                              torch.as_tensor(occ.visible[i: i + self.batch_size]), output_hidden_states=True)
+                for d in self.depths:
+                    self._encoded[d].append(full.at_depth(d))
+        return self._encoded[depth]
+
+
 def latent_probe(ds, fold: int, mae_model, depth: int | None, epochs: int, seed: int = 0, hidden: int = 0):
     """Baseline "linear probe on the MAE latent": a :class:`probe.LinearProbe` on the clean latent
     grid the student reads (block ``depth``'s tokens, flattened), trained on the fold's training
-    faces. Returns ``predict(occluded) -> probs``; tokens of hidden patches are missing and
-    mean-imputed (:func:`probe.probe_probs`), as in notebook 02. ``hidden`` > 0: an MLP probe."""
-    def grid(images: np.ndarray, visible: np.ndarray | None) -> np.ndarray:
-        patch = mae.extract_features(mae_model, images, visible, depth=depth)["patch"]  # (N, L, D), hidden = 0
+    faces. Returns ``predict(occluded, encoded=None) -> probs`` (``encoded``: the occluded faces'
+    encoding at ``depth`` per 256 rows, e.g. from :class:`SharedEncoding`); tokens of hidden
+    patches are missing and mean-imputed (:func:`probe.probe_probs`), as in notebook 02.
+    ``hidden`` > 0: an MLP probe."""
+    num_patches = mae_model.vit.embeddings.patch_embeddings.num_patches
+
+    def grid(images: np.ndarray, visible: np.ndarray | None, encoded=None) -> np.ndarray:
+        if encoded is None:
+            patch = mae.extract_features(mae_model, images, visible, depth=depth)["patch"]  # (N, L, D), hidden = 0
+        else:
+            patch = torch.cat([e.on_grid(num_patches) for e in encoded]).numpy()  # (N, L, D), hidden = 0
         return patch.reshape(len(patch), -1)
 
     train, _ = ds.fold(fold)
     probe = fit_probe(grid(train.batch_images(np.arange(len(train))), None), train.labels, epochs, seed=seed,
                       hidden=hidden)
     dim = mae_model.config.hidden_size
-    return lambda occ: probe_probs(probe, grid(occ.images, occ.visible), missing_tokens(occ.visible, dim))
+    return lambda occ, encoded=None: probe_probs(probe, grid(occ.images, occ.visible, encoded),
+                                                 missing_tokens(occ.visible, dim))
+
+
+def clean_probe_f1(ds, mae_model, depth: int | None, epochs: int, folds=(1,), seed: int = 0, hidden: int = 0) -> float:
+    """Average F1 (%) on clean test faces of :func:`latent_probe` (linear, or an MLP of width
+    ``hidden``) over the subject-exclusive ``folds``: how much AU information a latent holds (the
+    claims' probe gain, notebook 02's data-regime study)."""
+    probes = {k: latent_probe(ds, k, mae_model, depth, epochs, seed, hidden) for k in folds}
+    result = evaluate_conditions(lambda k, occ: probes[k](occ), ds, {"clean": "clean"},
+                                 mae_model.config.patch_size, folds)["clean"]
+    return round(100 * result["avg_f1"], 2)
 
 
 def with_seed(profile, seed: int):
@@ -189,7 +234,7 @@ def method_models(profile, ds, data_key: dict, mae_model, folds, device: str | E
 
 def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str, str], folds=None,
                     test_stride: int = 2, device: str | Engine = "cpu", progress: bool = True, seed: int = 0,
-                    floors: bool = True) -> dict[str, dict]:
+                    floors: bool = True, models: tuple[dict, dict, dict] | None = None) -> dict[str, dict]:
     """The table of notebook 04: every method under every occlusion condition, through the one
     harness :func:`evaluate_conditions` (same test faces, same fixed occlusions).
 
@@ -200,14 +245,18 @@ def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str
     MAE paints the hidden patches, the teacher reads the result), a linear probe on the MAE
     latent, and the four student ablations; with ``floors``, the two rows every method must beat:
     always answering "present" and a logistic regression on raw pixels. Everything trained is
-    cached per fold; ``seed`` is the teachers' and students' training seed (:func:`with_seed`).
+    cached per fold; ``seed`` is the teachers' and students' training seed (:func:`with_seed`);
+    ``models``: :func:`method_models`' result, if the caller has it. The frozen encoder runs once
+    per occluded batch for all the methods that read it (:class:`SharedEncoding`).
     Returns ``{method: {condition: aggregate}}``.
     """
     profile = with_seed(profile, seed) if seed else profile
     folds = profile.distill_folds if folds is None else folds
     p = mae_model.config.patch_size
-    teachers, augmented, students = method_models(profile, ds, data_key, mae_model, folds, device, progress)
-    probes = {k: latent_probe(ds, k, mae_model, profile.distill.depth, profile.probe_epochs, seed) for k in folds}
+    teachers, augmented, students = models or method_models(profile, ds, data_key, mae_model, folds, device, progress)
+    depth = profile.distill.depth
+    probes = {k: latent_probe(ds, k, mae_model, depth, profile.probe_epochs, seed) for k in folds}
+    shared = SharedEncoding(mae_model, {depth} | {s.depth for per_fold in students.values() for s in per_fold.values()})
     methods = {}
     if floors:
         pixels = {k: pixel_probe(ds, k, profile.probe_epochs, seed) for k in folds}
@@ -217,11 +266,12 @@ def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str
         "teacher": lambda k, occ: teacher_predict(teachers[k], occ.images)["probs"],
         "teacher + occlusion augmentation": lambda k, occ: teacher_predict(augmented[k], occ.images)["probs"],
         "reconstruct-then-detect": lambda k, occ: teacher_predict(
-            teachers[k], mae.reconstruct_images(mae_model, occ.images, occ.visible))["probs"],
-        "linear probe on MAE latent": lambda k, occ: probes[k](occ),
+            teachers[k], mae.reconstruct_images(mae_model, occ.images, occ.visible, encoded=shared(occ)))["probs"],
+        "linear probe on MAE latent": lambda k, occ: probes[k](occ, shared(occ, depth)),
     })
     for name, per_fold in students.items():
-        methods[name] = lambda k, occ, per_fold=per_fold: student_predict(per_fold[k], occ.images, occ.visible)["probs"]
+        methods[name] = lambda k, occ, per_fold=per_fold: student_predict(
+            per_fold[k], occ.images, occ.visible, encoded=shared(occ, per_fold[k].depth))["probs"]
     return evaluate_methods(methods, ds, conditions, p, folds, test_stride=test_stride, progress=progress)
 
 
@@ -278,20 +328,14 @@ def data_regime(profile, ds, corpus_sizes=None, steps=None, folds=(1,), hidden: 
            "probe_epochs": profile.probe_epochs}
 
     def probed(model) -> dict:
-        out = {}
-        for name, width in (("linear", 0), ("mlp", hidden)):
-            probes = {k: latent_probe(ds, k, model, profile.distill.depth, profile.probe_epochs, seed, width)
-                      for k in folds}
-            result = evaluate_conditions(lambda k, occ: probes[k](occ), ds, {"clean": "clean"}, cfg.patch_size,
-                                         folds)["clean"]
-            out[name] = round(100 * result["avg_f1"], 2)
-        return out
+        return {name: clean_probe_f1(ds, model, profile.distill.depth, profile.probe_epochs, folds, seed, width)
+                for name, width in (("linear", 0), ("mlp", hidden))}
 
     def measure(_partial) -> tuple[dict, dict]:
         start = time.perf_counter()
         torch.manual_seed(seed)
         runs = []
-        with recording():  # the study's MAEs stay in the local cache: make models ships the result only
+        with not_recorded():  # the study's MAEs stay in the local cache: make models ships the result only
             for n in corpus_sizes:
                 for t in steps:
                     corpus = FaceCorpus(n, ds.image_size, seed)

@@ -126,6 +126,14 @@ class Encoded:
         w = self.valid.unsqueeze(-1).to(x.dtype)  # (B, K, 1)
         return (x[:, 1:] * w).sum(1) / w.sum(1).clamp(min=1)
 
+    def at_depth(self, depth: int | None) -> Encoded:
+        """What ``encode(..., depth=depth)`` returns, read off this full pass (which must have kept
+        its ``hidden_states``): block ``depth``'s tokens, or the final layer-normed ones for None
+        or the last block. One encoder pass then serves readers of different depths."""
+        if depth is None or depth == len(self.hidden_states) - 1:
+            return Encoded(self.tokens, self.ids_keep, self.valid)
+        return Encoded(self.hidden_states[depth], self.ids_keep, self.valid)
+
     def on_grid(self, num_patches: int, layer: int | None = None) -> torch.Tensor:
         """Patch tokens scattered back onto the grid (B, L, D); hidden patches are zero."""
         x = (self.tokens if layer is None else self.hidden_states[layer])[:, 1:]
@@ -223,14 +231,16 @@ def masked_loss(model: ViTMAEForPreTraining, images: torch.Tensor, visible: torc
 
 
 @torch.no_grad()
-def reconstruct(model: ViTMAEForPreTraining, images: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
-    """Images (B, 3, S, S) in [0, 1] as the MAE sees them: decoded from the visible patches only.
+def reconstruct(model: ViTMAEForPreTraining, images: torch.Tensor, visible: torch.Tensor,
+                enc: Encoded | None = None) -> torch.Tensor:
+    """Images (B, 3, S, S) in [0, 1] as the MAE sees them: decoded from the visible patches only
+    (``enc``: their encoding, if already computed).
 
     With ``norm_pix_loss`` the decoder predicts per-patch normalised pixels; each hidden patch is
     then shown with the mean/std of its true pixels (the usual MAE visualisation) -- only for
     display, never for evaluation.
     """
-    pred = decode(model, encode(model, images, visible))  # (B, L, P*P*3)
+    pred = decode(model, encode(model, images, visible) if enc is None else enc)  # (B, L, P*P*3)
     if model.config.norm_pix_loss:
         target = model.patchify(normalize(images))
         pred = pred * (target.var(-1, keepdim=True) + 1e-6) ** 0.5 + target.mean(-1, keepdim=True)
@@ -449,14 +459,15 @@ def extract_features(model: ViTMAEForPreTraining, images: np.ndarray, visible: n
 # --------------------------------------------------------------------------------------------
 @torch.no_grad()
 def reconstruct_images(model: ViTMAEForPreTraining, images: np.ndarray, visible: np.ndarray,
-                       paste: bool = True, batch_size: int = 256) -> np.ndarray:
+                       paste: bool = True, batch_size: int = 256, encoded: list[Encoded] | None = None) -> np.ndarray:
     """uint8 reconstructions (N, S, S, 3) of uint8 images from their visible patches (N, L); with
-    ``paste`` the visible patches keep their true pixels (only hidden ones are invented)."""
+    ``paste`` the visible patches keep their true pixels (only hidden ones are invented).
+    ``encoded``: the encoder's output per ``batch_size`` rows, if already computed."""
     out = []
     p = model.config.patch_size
-    for i in range(0, len(images), batch_size):
+    for j, i in enumerate(range(0, len(images), batch_size)):
         x, vis = to_tensor(images[i : i + batch_size]), torch.as_tensor(visible[i : i + batch_size])
-        rec = reconstruct(model, x, vis)
+        rec = reconstruct(model, x, vis, None if encoded is None else encoded[j])
         out.append(to_uint8(paste_visible(x, rec, vis, p) if paste else rec))
     return np.concatenate(out)
 

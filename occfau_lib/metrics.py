@@ -169,8 +169,9 @@ def aggregate_folds(fold_results: list[dict]) -> dict:
     return out
 
 
-def _row(row: dict, aus: tuple[int, ...]) -> list[float]:
-    """Values of one table row in AU order; an AU missing from the row is nan."""
+def au_row(row: dict, aus: tuple[int, ...]) -> list[float]:
+    """Values of one ``{au: value}`` row in AU order (string keys of a JSON round trip accepted); an
+    AU missing from the row is nan."""
     scores = _by_au(row)
     return [scores.get(int(a), math.nan) for a in aus]
 
@@ -191,7 +192,7 @@ def format_table(rows: dict[str, dict[int, float]], aus: tuple[int, ...], digits
         return MISSING if math.isnan(v) else f"{v * scale:.{digits}f}"
 
     for name, row in rows.items():
-        vals = _row(row, aus)
+        vals = au_row(row, aus)
         if average:
             vals.append(_nanmean(vals))
         lines.append("| " + " | ".join([str(name), *map(fmt, vals)]) + " |")
@@ -209,7 +210,7 @@ def format_csv(rows: dict[str, dict[int, float]], aus: tuple[int, ...], digits: 
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["method", *au_labels(tuple(aus))] + (["Avg"] if average else []))
     for name, row in rows.items():
-        vals = _row(row, aus)
+        vals = au_row(row, aus)
         if average:
             vals.append(_nanmean(vals))
         w.writerow([name, *("nan" if math.isnan(v) else f"{v:.{digits}f}" for v in vals)])

@@ -108,10 +108,13 @@ class Student(nn.Module):
         self.mae.eval()
         return self
 
-    def latent(self, images: torch.Tensor, visible: torch.Tensor | np.ndarray | None) -> torch.Tensor:
-        """The mapping network's input: projected visible tokens on the patch grid, hidden = 0, (B, L, r)."""
+    def latent(self, images: torch.Tensor, visible: torch.Tensor | np.ndarray | None,
+               enc: mae.Encoded | None = None) -> torch.Tensor:
+        """The mapping network's input: projected visible tokens on the patch grid, hidden = 0, (B, L, r).
+        ``enc``: the frozen encoder's output at ``self.depth`` for these faces, if already computed."""
         with torch.no_grad():
-            enc = mae.encode(self.mae, images, visible, depth=self.depth)  # tokens (B, 1 + K, D), valid (B, K)
+            if enc is None:
+                enc = mae.encode(self.mae, images, visible, depth=self.depth)  # tokens (B, 1 + K, D), valid (B, K)
             tokens = nn.functional.layer_norm(enc.tokens[:, 1:], enc.tokens.shape[-1:])  # (B, K, D)
         z = self.project(tokens) * enc.valid.unsqueeze(-1).to(tokens.dtype)  # (B, K, r), padding = 0
         grid = z.new_zeros(len(z), self.num_patches, z.shape[-1])  # (B, L, r)
@@ -120,9 +123,11 @@ class Student(nn.Module):
                                  enc.ids_keep.unsqueeze(-1).expand_as(z)) * enc.valid.unsqueeze(-1).to(z.dtype)
         return grid.scatter_add(1, enc.ids_keep.unsqueeze(-1).expand_as(z), z)
 
-    def forward(self, images: torch.Tensor, visible: torch.Tensor | np.ndarray | None) -> TeacherOutput:
-        """images (B, 3, S, S) in [0, 1], visible (B, L) bool (None = every patch) -> TeacherOutput."""
-        z = self.latent(images, visible)  # (B, L, r)
+    def forward(self, images: torch.Tensor, visible: torch.Tensor | np.ndarray | None,
+                enc: mae.Encoded | None = None) -> TeacherOutput:
+        """images (B, 3, S, S) in [0, 1], visible (B, L) bool (None = every patch) -> TeacherOutput.
+        ``enc``: as in :meth:`latent`."""
+        z = self.latent(images, visible, enc)  # (B, L, r)
         n, c = self.prototypes.shape
         if self.mapping == "linear":
             node = self.node_map(z.flatten(1)).view(-1, n, c)  # (B, N, C)
@@ -148,15 +153,19 @@ class Student(nn.Module):
 
 
 @torch.no_grad()
-def predict(student: Student, images: np.ndarray, visible: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+def predict(student: Student, images: np.ndarray, visible: np.ndarray, batch_size: int = 256,
+            encoded: list[mae.Encoded] | None = None) -> dict[str, np.ndarray]:
     """Run the student over uint8 faces (N, S, S, 3) seen through ``visible`` (N, L):
     ``{"probs": (N, n_au), "node": (N, n_au, C), "both": (N, n_au, n_au)}`` (edge
-    classifier's probability that both AUs of a pair are present)."""
+    classifier's probability that both AUs of a pair are present). ``encoded``: the frozen
+    encoder's output at the student's depth per ``batch_size`` rows, if already computed (several
+    students reading one encoder share it: :class:`occfau_lib.experiments.SharedEncoding`)."""
     student.eval()
     device = student.prototypes.device
     probs, nodes, both = [], [], []
-    for i in range(0, len(images), batch_size):
-        out = student(to_tensor(images[i: i + batch_size]).to(device), visible[i: i + batch_size])
+    for j, i in enumerate(range(0, len(images), batch_size)):
+        out = student(to_tensor(images[i: i + batch_size]).to(device), visible[i: i + batch_size],
+                      None if encoded is None else encoded[j])
         probs.append(out.probs.cpu())
         nodes.append(out.node.cpu())
         both.append(out.edge_logits.softmax(-1)[..., 3].cpu())  # state 3 = 2*1 + 1: both AUs present

@@ -59,6 +59,13 @@ def test_bench_methods_writes_the_claims_record(tmp_path):
     text = readme.read_text()
     assert text.startswith("# title\n\n") and text.endswith("\n\nafter\n") and "STALE-BLOCK" not in text
     assert "| student, node + edge KD |" in text and "mean ± seed std" in text and "Record of commit" in text
+    # one file per (seed, fold), read back instead of redone by the next call
+    runs = tmp_path / "methods_smoke"
+    assert sorted(p.name for p in runs.iterdir()) == ["seed0-fold1.json", "seed1-fold1.json"]
+    assert [(r["seed"], r["fold"]) for r in record["runs"]] == [(0, 1), (1, 1)]
+    again = run("bench_methods.py", "--out", str(tmp_path), "--folds", "1", "--seeds", "1", "--record",
+                str(record_path), "--runs-only")
+    assert "seed 1, fold 1: read from" in again and "no record written" in again
 
 
 def _record(seeds: list[int], holds_d) -> dict:
@@ -114,3 +121,41 @@ def test_bench_design_measures_worlds_and_student_variants(tmp_path):
     assert [r["model"] for r in rows] == ["teacher", "linear:1:1 node + edge KD", "linear:1:1 no KD",
                                           "graph:1:1 node + edge KD", "graph:1:1 no KD"]
     assert all(0 <= r["clean"] <= 100 and 0 <= r["blocks"] <= 100 for r in rows)
+
+
+def _run(seed: int, fold: int, f1: dict, setup: str = "S") -> dict:
+    scores = {"f1": f1, "auc": {a: 0.5 for a in f1}, "avg_f1": sum(f1.values()) / len(f1), "avg_auc": 0.5, "n": 4}
+    return {"commit": "abc", "setup": setup, "seed": seed, "fold": fold, "results": {"teacher": {"clean": scores}}}
+
+
+def test_single_fold_runs_merge_into_what_the_folds_give_together(tmp_path):
+    """merge_runs is aggregate_folds over the runs' folds, per seed, whatever order they come in."""
+    from occfau_lib import claims
+    from occfau_lib.metrics import aggregate_folds
+
+    runs = [_run(0, 2, {1: 0.2, 2: 0.4}), _run(0, 1, {1: 0.6, 2: 1.0}), _run(1, 1, {1: 0.0, 2: 0.5})]
+    merged = claims.merge_runs(runs)
+    assert sorted(merged) == [0, 1]
+    want = aggregate_folds([runs[1]["results"]["teacher"]["clean"], runs[0]["results"]["teacher"]["clean"]])
+    assert merged[0]["teacher"]["clean"]["avg_f1"] == pytest.approx(want["avg_f1"]) == pytest.approx(0.55)
+    assert merged[0]["teacher"]["clean"]["folds"][0]["f1"] == {1: 0.6, 2: 1.0}  # fold order
+    assert merged[1]["teacher"]["clean"]["avg_f1"] == pytest.approx(0.25)
+
+
+def test_a_run_from_another_setup_or_a_broken_file_is_redone_with_a_warning(tmp_path):
+    import json
+
+    from occfau_lib import claims
+
+    path = claims.run_path(tmp_path, 1, 2)
+    assert path.name == "seed1-fold2.json" and claims.read_run(path, "S") is None  # missing: no warning
+    claims.write_record(_run(1, 2, {1: 0.5}), path)
+    assert claims.read_run(path, "S")["fold"] == 2
+    with pytest.warns(UserWarning, match="another setup"):
+        assert claims.read_run(path, "T") is None
+    path.write_text(json.dumps({"seed": 1}))
+    with pytest.warns(UserWarning, match=r"seed1-fold2.json: not a readable benchmark run \(missing"):
+        assert claims.read_run(path, "S") is None
+    path.write_text("{truncated")
+    with pytest.warns(UserWarning, match="not a readable benchmark run"):
+        assert claims.read_run(path, "S") is None

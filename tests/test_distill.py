@@ -198,3 +198,31 @@ def test_interrupted_student_resumes_to_the_uninterrupted_result(interrupt, tmp_
     for (name, a), b in zip(straight.head_state().items(), resumed.head_state().values()):
         assert torch.equal(a, b), name
     assert h_resumed["loss"] == h_straight["loss"]
+
+
+def test_one_shared_encoder_pass_gives_every_reader_the_same_numbers():
+    """compare_methods encodes each occluded batch once (experiments.SharedEncoding) for the
+    students (at their depths), the latent probe and reconstruct-then-detect: bit-identical to
+    each reader encoding for itself, across more than one batch."""
+    from occfau_lib import experiments, occlusion
+    from occfau_lib.probe import fit_probe, missing_tokens, probe_probs
+
+    encoder = make_mae()
+    ds = toy_dataset(n_per_subject=50)  # 300 faces: two 256-row batches
+    occ = occlusion.apply(ds.images, "patches:0.5", MAE_CFG.patch_size, seed=3)
+    shared = experiments.SharedEncoding(encoder, {1, None})
+    for depth in (1, None):
+        model = student.Student(encoder, make_teacher(), depth=depth).eval()
+        alone = student.predict(model, occ.images, occ.visible)["probs"]
+        assert np.array_equal(student.predict(model, occ.images, occ.visible, encoded=shared(occ, depth))["probs"],
+                              alone)
+    assert np.array_equal(mae.reconstruct_images(encoder, occ.images, occ.visible, encoded=shared(occ)),
+                          mae.reconstruct_images(encoder, occ.images, occ.visible))
+    assert len(shared(occ, 1)) == 2 and shared(occ, 1) is shared(occ, 1)  # encoded once per batch
+    patch = mae.extract_features(encoder, occ.images, occ.visible, depth=1)["patch"]  # (N, L, D)
+    grid = torch.cat([e.on_grid(L) for e in shared(occ, 1)]).numpy()
+    assert np.array_equal(grid, patch)
+    probe = fit_probe(patch.reshape(len(patch), -1), ds.labels, epochs=1)
+    missing = missing_tokens(occ.visible, MAE_CFG.hidden_size)
+    assert np.array_equal(probe_probs(probe, grid.reshape(len(grid), -1), missing),
+                          probe_probs(probe, patch.reshape(len(patch), -1), missing))

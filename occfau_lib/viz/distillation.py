@@ -46,10 +46,11 @@ def student_flow():
 
 
 def method_bars(results: dict[str, dict[str, dict]], conditions=None, metric: str = "avg_f1", ax=None,
-                chance: float | None = None):
+                chance: float | None = None, errors: dict[str, dict[str, float]] | None = None):
     """Grouped bars: one group per test condition, one bar per method, ``metric`` in percent, from
     ``{method: evaluate_conditions(...)}`` (:func:`occfau_lib.experiments.compare_methods`); ``chance``
-    (a fraction) is drawn as a dotted line across all groups. Notebook 04."""
+    (a fraction) is drawn as a dotted line across all groups; ``errors`` ``{method: {condition:
+    std}}`` (fractions) as whiskers of ± one std. Notebook 04 (one run, and the benchmark record)."""
     methods = list(results)
     conditions = list(conditions or next(iter(results.values())))
     if ax is None:
@@ -57,8 +58,9 @@ def method_bars(results: dict[str, dict[str, dict]], conditions=None, metric: st
     width = 0.85 / len(methods)
     for m, name in enumerate(methods):
         values = [100 * results[name][c][metric] for c in conditions]
+        spread = None if errors is None else [100 * errors[name][c] for c in conditions]
         ax.bar(np.arange(len(conditions)) + (m - (len(methods) - 1) / 2) * width, values, width, label=name,
-               color=colormaps["tab10"](m % 10))
+               color=colormaps["tab10"](m % 10), yerr=spread, error_kw={"elinewidth": 0.8, "ecolor": "0.2"})
     if chance is not None:
         ax.axhline(100 * chance, color="black", ls=":", lw=1.2, label="always present")
     ax.set_xticks(range(len(conditions)), conditions, rotation=30, ha="right", fontsize=8)

@@ -5,6 +5,7 @@ import numpy as np
 from matplotlib import colormaps
 
 from ..aus import au_labels
+from ..metrics import au_row
 from ._base import _annotated_heatmap, _figure
 
 
@@ -51,10 +52,10 @@ def per_au_bars(rows: dict[str, dict[int, float]], aus, ax=None, ylabel: str = "
     x = np.arange(len(aus))
     colors = colormaps["tab10"]
     for i, (name, scores) in enumerate(rows.items()):
-        values = [100 * float({int(k): v for k, v in scores.items()}.get(a, np.nan)) for a in aus]
+        values = 100 * np.array(au_row(scores, aus))  # (n_au,), nan where the row has no score
         ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(values), width, color=colors(i % 10), label=name)
     if chance is not None:
-        floor = [100 * float({int(k): v for k, v in chance.items()}.get(a, np.nan)) for a in aus]
+        floor = 100 * np.array(au_row(chance, aus))  # (n_au,)
         ax.hlines(floor, x - 0.45, x + 0.45, colors="black", linestyles=":", lw=1.5, label="always present")
     ax.set_xticks(x, au_labels(aus), fontsize=8)
     ax.set(ylabel=ylabel, ylim=(0, 100))
