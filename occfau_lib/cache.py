@@ -249,7 +249,10 @@ MANIFEST = "manifest.json"
 
 
 def models_root() -> Path:
-    """Where shipped models live: ``$OCCFAU_MODELS_DIR``, else the repository's ``data/models``."""
+    """Where shipped models live: ``$OCCFAU_MODELS_DIR``, else the repository's ``data/models``
+    (inside :func:`models_from`, its folder)."""
+    if _MODELS_ROOT is not None:
+        return _MODELS_ROOT
     if os.environ.get(MODELS_ENV):
         return Path(os.environ[MODELS_ENV])
     return Path(__file__).resolve().parent.parent / "data" / "models"
@@ -276,18 +279,18 @@ def file_sha256(path: Path) -> str:
 
 
 _SAID: set = set()  # kinds whose "no shipped model matches" line was printed
-_IGNORE_SHIPPED = False
+_MODELS_ROOT: Path | None = None  # set by models_from
 
 
 @contextlib.contextmanager
-def ignoring_shipped():
-    """Inside the block no shipped file is used (``make models`` reads the training cache only)."""
-    global _IGNORE_SHIPPED
-    before, _IGNORE_SHIPPED = _IGNORE_SHIPPED, True
+def models_from(root: str | Path):
+    """Inside the block shipped models are looked up in ``root`` (``make models --out``)."""
+    global _MODELS_ROOT
+    before, _MODELS_ROOT = _MODELS_ROOT, Path(root)
     try:
         yield
     finally:
-        _IGNORE_SHIPPED = before
+        _MODELS_ROOT = before
 
 
 def shipped(kind: str, config: dict) -> Path | None:
@@ -295,8 +298,6 @@ def shipped(kind: str, config: dict) -> Path | None:
     key and the file's sha256 matches; else None, with one line saying why when shipped models
     of this kind exist (they were made with other code or settings: ``make models`` remakes them).
     With ``OCCFAU_RETRAIN=1`` nothing shipped is used (:data:`RETRAIN_ENV`)."""
-    if _IGNORE_SHIPPED:
-        return None
     if os.environ.get(RETRAIN_ENV, "") not in ("", "0"):
         if "retrain" not in _SAID:
             _SAID.add("retrain")

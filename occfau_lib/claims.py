@@ -82,12 +82,12 @@ def summarise(per_seed: dict[int, dict]) -> dict:
     return out
 
 
-def probe_gain(profile, ds, mae_model, folds, seed: int = 0) -> dict:
+def probe_gain(profile, ds, mae_model, folds, seed: int = 0, data_key: dict | None = None) -> dict:
     """Claim (a)'s measurement: clean-face F1 (%) of the linear probe on the student's latent grid
     for the trained MAE and for a randomly initialised one of the same architecture."""
     torch.manual_seed(seed)
     random_mae = mae.build_mae(mae.mae_config_of(mae_model)).eval()
-    out = {name: clean_probe_f1(ds, model, profile.distill.depth, profile.probe_epochs, folds, seed)
+    out = {name: clean_probe_f1(ds, model, profile.distill.depth, profile.probe_epochs, folds, seed, data_key=data_key)
            for name, model in (("trained", mae_model), ("random", random_mae))}
     out["gain"] = round(out["trained"] - out["random"], 2)
     return out
@@ -169,11 +169,13 @@ def setup_key(profile, data_key: dict, mae_model, conditions: dict[str, str], te
 
 
 def run_one(profile, ds, data_key: dict, mae_model, conditions: dict[str, str], fold: int, seed: int,
-            test_stride: int = 2, progress: bool = True) -> dict:
+            test_stride: int = 2, progress: bool = True, code: str | None = None) -> dict:
     """One (seed, fold) of the benchmark: its models trained (through the cache) and every method
     scored under every condition on that fold's test faces. Returns a JSON-ready run: the commit,
     :func:`setup_key`, the seconds spent training and scoring, and ``results`` ->
-    method -> condition -> :func:`metrics.evaluate` of that fold."""
+    method -> condition -> :func:`metrics.evaluate` of that fold. ``code``: the commit the
+    process started from (default: the checkout's now), since files may be edited while it runs."""
+    code = code or commit()
     start = time.perf_counter()
     models = method_models(with_seed(profile, seed) if seed else profile, ds, data_key, mae_model, (fold,),
                            progress=progress)
@@ -181,7 +183,7 @@ def run_one(profile, ds, data_key: dict, mae_model, conditions: dict[str, str], 
     results = compare_methods(profile, ds, data_key, mae_model, conditions, (fold,), test_stride, progress=progress,
                               seed=seed, models=models)
     setup = setup_key(profile, data_key, mae_model, conditions, test_stride)
-    return {"commit": commit(), "profile": profile.name, "setup": setup, "seed": seed, "fold": fold, "test_stride": test_stride,
+    return {"commit": code, "profile": profile.name, "setup": setup, "seed": seed, "fold": fold, "test_stride": test_stride,
             "seconds": {"training": round(trained - start, 1), "scoring": round(time.perf_counter() - trained, 1)},
             "results": {m: {c: r["folds"][0] for c, r in rows.items()} for m, rows in results.items()}}
 
@@ -236,7 +238,7 @@ def run_benchmark(profile, ds, data_key: dict, mae_model, conditions: dict[str, 
     as it is done (:func:`run_path`; commit these files) and a run already there with the same
     :func:`setup_key` is read instead of redone, so the benchmark can be spread over sessions
     whose caches do not survive. ``runs_only``: stop after the runs (no record)."""
-    t0 = time.perf_counter()
+    t0, code = time.perf_counter(), commit()  # the code this process runs, whatever is edited meanwhile
     setup = setup_key(profile, data_key, mae_model, conditions, test_stride)
     runs, seconds = [], {}
     for seed in seeds:
@@ -244,7 +246,7 @@ def run_benchmark(profile, ds, data_key: dict, mae_model, conditions: dict[str, 
             path = run_path(runs_dir, seed, fold)
             run = read_run(path, setup)
             if run is None:
-                run = run_one(profile, ds, data_key, mae_model, conditions, fold, seed, test_stride, progress)
+                run = run_one(profile, ds, data_key, mae_model, conditions, fold, seed, test_stride, progress, code)
                 write_record(run, path)
                 print(f"seed {seed}, fold {fold}: {run['seconds']} s, written to {path}", flush=True)
             else:
@@ -255,7 +257,7 @@ def run_benchmark(profile, ds, data_key: dict, mae_model, conditions: dict[str, 
     if runs_only:
         return None, per_seed
     start = time.perf_counter()
-    probe = probe_gain(profile, ds, mae_model, folds)
+    probe = probe_gain(profile, ds, mae_model, folds, data_key=data_key)
     seconds["probe gain"] = round(time.perf_counter() - start, 1)
     start = time.perf_counter()
     speed = inference_speed(profile, ds, mae_model)
@@ -265,7 +267,7 @@ def run_benchmark(profile, ds, data_key: dict, mae_model, conditions: dict[str, 
     seconds["total"] = round(sum(s["training"] + s["scoring"] for s in (r["seconds"] for r in runs))
                              + seconds["probe gain"] + seconds["speed"], 1)
     return {
-        "commit": commit(), "profile": profile.name, "folds": list(folds), "seeds": list(seeds),
+        "commit": code, "profile": profile.name, "folds": list(folds), "seeds": list(seeds),
         "test_stride": test_stride,
         "teacher_clean_f1": summary[TEACHER]["clean"]["f1_mean"],
         "pixel_lr_f1": summary[PIXELS]["clean"]["f1_mean"],

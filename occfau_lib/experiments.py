@@ -29,14 +29,14 @@ from transformers import ViTMAEForPreTraining
 
 from . import mae
 from .cache import (array_fingerprint, checkpoint_or_train, config_dict as cache_config, config_hash, data_root,
-                    load_npz, load_or_build, not_recorded, read_state, save_npz)
+                    load_npz, load_or_build, model_fingerprint, not_recorded, read_state, save_model, save_npz)
 from .config import MAE_CONFIGS
 from .distill import ABLATIONS, trained_student
 from .mae import WEIGHTS_ENV, encode, load_mae, pretrained_mae
 from .metrics import aggregate_folds, evaluate
 from .occlusion import TEST_SEED, apply
 from .patches import patch_pixels, random_patches, to_tensor
-from .probe import fit_probe, missing_tokens, pixel_features, probe_probs
+from .probe import LinearProbe, fit_probe, missing_tokens, pixel_features, probe_probs
 from .student import Student
 from .student import predict as student_predict
 from .synthfacs import RENDERER_VERSION, FaceCorpus, load_world, world_key
@@ -163,13 +163,49 @@ class SharedEncoding:
         return self._encoded[depth]
 
 
-def latent_probe(ds, fold: int, mae_model, depth: int | None, epochs: int, seed: int = 0, hidden: int = 0):
+PROBE_VERSION = 1  # bump when fit_probe's recipe changes: cached and shipped probes are refitted
+
+
+def fitted_probe(key: dict, features, epochs: int, seed: int = 0, hidden: int = 0) -> LinearProbe:
+    """:func:`probe.fit_probe` through the one checkpoint-or-train cache (kind ``"probe"``).
+
+    ``key`` says what the features are (the reader, the model's fingerprint, the data, the fold);
+    ``features()`` returns the training ``(x (N, D), labels (N, n_au))`` and is called only when
+    the probe has to be fitted. Fitting is deterministic per seed, so a cached probe is the one
+    the fit would give. Notebook 04's table probes are shipped (``make models``, in float32): a
+    classroom reads them instead of encoding the training faces and fitting."""
+    config = cache_config({"version": PROBE_VERSION, **key, "epochs": epochs, "seed": seed, "hidden": hidden})
+
+    def fit(_partial) -> tuple[LinearProbe, dict]:
+        start = time.perf_counter()
+        x, y = features()
+        model = fit_probe(x, y, epochs, seed=seed, hidden=hidden)
+        return model, {"seconds": time.perf_counter() - start, "shape": [int(x.shape[1]), int(y.shape[1]), hidden]}
+
+    def load(path) -> tuple[tuple[LinearProbe, dict], dict]:
+        state = read_state(path)
+        model = LinearProbe(*state["history"]["shape"])
+        model.load_state_dict(state["model"])
+        return (model.eval(), state["history"]), state["config"]
+
+    model, _ = checkpoint_or_train("probe", config, fit, save_model, load)
+    return model
+
+
+def dataset_key(ds) -> dict:
+    """What a dataset is, when no data key is given: content hashes of its images and labels."""
+    return {"images": array_fingerprint(ds.images), "labels": array_fingerprint(ds.labels)}
+
+
+def latent_probe(ds, fold: int, mae_model, depth: int | None, epochs: int, seed: int = 0, hidden: int = 0,
+                 data_key: dict | None = None):
     """Baseline "linear probe on the MAE latent": a :class:`probe.LinearProbe` on the clean latent
     grid the student reads (block ``depth``'s tokens, flattened), trained on the fold's training
     faces. Returns ``predict(occluded, encoded=None) -> probs`` (``encoded``: the occluded faces'
     encoding at ``depth`` per 256 rows, e.g. from :class:`SharedEncoding`); tokens of hidden
     patches are missing and mean-imputed (:func:`probe.probe_probs`), as in notebook 02.
-    ``hidden`` > 0: an MLP probe."""
+    ``hidden`` > 0: an MLP probe. Cached (:func:`fitted_probe`), keyed by the encoder's weights,
+    ``depth``, ``data_key`` (default :func:`dataset_key`) and the fold."""
     num_patches = mae_model.vit.embeddings.patch_embeddings.num_patches
 
     def grid(images: np.ndarray, visible: np.ndarray | None, encoded=None) -> np.ndarray:
@@ -180,18 +216,21 @@ def latent_probe(ds, fold: int, mae_model, depth: int | None, epochs: int, seed:
         return patch.reshape(len(patch), -1)
 
     train, _ = ds.fold(fold)
-    probe = fit_probe(grid(train.batch_images(np.arange(len(train))), None), train.labels, epochs, seed=seed,
-                      hidden=hidden)
+    key = {"reads": "MAE latent", "mae": model_fingerprint(mae_model), "depth": depth,
+           "data": data_key or dataset_key(ds), "fold": fold, "aus": list(ds.aus)}
+    probe = fitted_probe(key, lambda: (grid(train.batch_images(np.arange(len(train))), None), train.labels), epochs,
+                         seed, hidden)
     dim = mae_model.config.hidden_size
     return lambda occ, encoded=None: probe_probs(probe, grid(occ.images, occ.visible, encoded),
                                                  missing_tokens(occ.visible, dim))
 
 
-def clean_probe_f1(ds, mae_model, depth: int | None, epochs: int, folds=(1,), seed: int = 0, hidden: int = 0) -> float:
+def clean_probe_f1(ds, mae_model, depth: int | None, epochs: int, folds=(1,), seed: int = 0, hidden: int = 0,
+                   data_key: dict | None = None) -> float:
     """Average F1 (%) on clean test faces of :func:`latent_probe` (linear, or an MLP of width
     ``hidden``) over the subject-exclusive ``folds``: how much AU information a latent holds (the
     claims' probe gain, notebook 02's data-regime study)."""
-    probes = {k: latent_probe(ds, k, mae_model, depth, epochs, seed, hidden) for k in folds}
+    probes = {k: latent_probe(ds, k, mae_model, depth, epochs, seed, hidden, data_key) for k in folds}
     result = evaluate_conditions(lambda k, occ: probes[k](occ), ds, {"clean": "clean"},
                                  mae_model.config.patch_size, folds)["clean"]
     return round(100 * result["avg_f1"], 2)
@@ -204,12 +243,15 @@ def with_seed(profile, seed: int):
                    distill=replace(profile.distill, seed=seed))
 
 
-def pixel_probe(ds, fold: int, epochs: int, seed: int = 0):
+def pixel_probe(ds, fold: int, epochs: int, seed: int = 0, data_key: dict | None = None):
     """Floor "logistic regression on raw pixels": a :class:`probe.LinearProbe` on the flattened
     pixels of the fold's clean training faces; at test time it reads the occluded image as is
-    (occluder pixels included, as the teacher does). Returns ``predict(occluded) -> probs``."""
+    (occluder pixels included, as the teacher does). Returns ``predict(occluded) -> probs``.
+    Cached like :func:`latent_probe`."""
     train, _ = ds.fold(fold)
-    model = fit_probe(pixel_features(train.batch_images(np.arange(len(train)))), train.labels, epochs, seed=seed)
+    key = {"reads": "pixels", "data": data_key or dataset_key(ds), "fold": fold, "aus": list(ds.aus)}
+    model = fitted_probe(key, lambda: (pixel_features(train.batch_images(np.arange(len(train)))), train.labels),
+                         epochs, seed)
     return lambda occ: probe_probs(model, pixel_features(occ.images))
 
 
@@ -230,6 +272,15 @@ def method_models(profile, ds, data_key: dict, mae_model, folds, device: str | E
     students = students_for_profile(profile, ds, data_key, mae_model, teachers, folds=folds, device=device,
                                     progress=progress)
     return teachers, augmented, students
+
+
+def method_probes(profile, ds, data_key: dict, mae_model, folds, seed: int = 0) -> tuple[dict, dict]:
+    """The probes of :func:`compare_methods`, each through the cache: ``({fold: latent probe},
+    {fold: pixel probe})`` as ``predict`` functions (:func:`latent_probe` at the student's block,
+    :func:`pixel_probe`)."""
+    latent = {k: latent_probe(ds, k, mae_model, profile.distill.depth, profile.probe_epochs, seed, data_key=data_key)
+              for k in folds}
+    return latent, {k: pixel_probe(ds, k, profile.probe_epochs, seed, data_key) for k in folds}
 
 
 def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str, str], folds=None,
@@ -255,11 +306,10 @@ def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str
     p = mae_model.config.patch_size
     teachers, augmented, students = models or method_models(profile, ds, data_key, mae_model, folds, device, progress)
     depth = profile.distill.depth
-    probes = {k: latent_probe(ds, k, mae_model, depth, profile.probe_epochs, seed) for k in folds}
+    probes, pixels = method_probes(profile, ds, data_key, mae_model, folds, seed)
     shared = SharedEncoding(mae_model, {depth} | {s.depth for per_fold in students.values() for s in per_fold.values()})
     methods = {}
     if floors:
-        pixels = {k: pixel_probe(ds, k, profile.probe_epochs, seed) for k in folds}
         methods["chance: always present"] = lambda k, occ: np.ones((len(occ.images), len(ds.aus)), np.float32)
         methods["pixels + logistic regression"] = lambda k, occ: pixels[k](occ)
     methods.update({
@@ -320,31 +370,32 @@ def data_regime(profile, ds, corpus_sizes=None, steps=None, folds=(1,), hidden: 
             if n > t * batch or (t * batch) % n:
                 raise ValueError(f"a corpus of {n} faces does not divide {t} steps of {batch} faces into whole "
                                  "epochs; choose sizes that divide steps x batch")
-    if data_key is None:
-        data_key = {"images": array_fingerprint(ds.images), "labels": array_fingerprint(ds.labels)}
+    data_key = data_key or dataset_key(ds)
+    # "renderer": the unlabelled FaceCorpus faces the MAEs pretrain on, which data_key does not describe
     key = {"version": REGIME_VERSION, "renderer": RENDERER_VERSION, "data": data_key, "aus": list(ds.aus),
            "mae": cfg, "pretrain": profile.pretrain, "corpora": list(corpus_sizes), "steps": list(steps),
            "folds": list(folds), "hidden": hidden, "seed": seed, "depth": profile.distill.depth,
            "probe_epochs": profile.probe_epochs}
 
     def probed(model) -> dict:
-        return {name: clean_probe_f1(ds, model, profile.distill.depth, profile.probe_epochs, folds, seed, width)
+        return {name: clean_probe_f1(ds, model, profile.distill.depth, profile.probe_epochs, folds, seed, width, data_key)
                 for name, width in (("linear", 0), ("mlp", hidden))}
 
     def measure(_partial) -> tuple[dict, dict]:
         start = time.perf_counter()
         torch.manual_seed(seed)
         runs = []
-        with not_recorded():  # the study's MAEs stay in the local cache: make models ships the result only
+        with not_recorded():  # the study's MAEs and probes stay in the local cache: make models ships the result only
             for n in corpus_sizes:
                 for t in steps:
                     corpus = FaceCorpus(n, ds.image_size, seed)
                     pretrain = replace(profile.pretrain, epochs=t * batch // n, warmup_epochs=0)
                     model, _ = pretrained_mae(corpus, cfg, pretrain, corpus.key(), progress=progress)
                     runs.append([n, t, *probed(model).values()])
-        torch.manual_seed(seed)
+            torch.manual_seed(seed)
+            random = list(probed(mae.build_mae(cfg).eval()).values())
         scores = {"runs": torch.tensor(runs, dtype=torch.float64),  # (R, 4): corpus, steps, linear, mlp
-                  "random": torch.tensor(list(probed(mae.build_mae(cfg).eval()).values()), dtype=torch.float64)}
+                  "random": torch.tensor(random, dtype=torch.float64)}
         return scores, {"seconds": time.perf_counter() - start}
 
     def save(obj: tuple[dict, dict], config: dict, path) -> None:

@@ -38,29 +38,44 @@ def notebook_models(profile, progress: bool = True) -> None:
     encoder, _ = experiments.mae_for_profile(profile, progress=progress)
     experiments.teachers_for_profile(profile, ds, key, progress=progress)
     experiments.method_models(profile, ds, key, encoder, profile.distill_folds, progress=progress)
+    experiments.method_probes(profile, ds, key, encoder, profile.distill_folds)
     experiments.data_regime(profile, ds, progress=progress, data_key=key)
 
 
+#: Kinds stored in float32 even with ``--half``: a probe is small (0.7 MB) and its F1 then stays exact.
+FULL_PRECISION = ("probe",)
+
+
 def make_models(profile, out: str | Path | None = None, half: bool = False, progress: bool = True) -> dict:
-    """Train (or load from the training cache, ``data/cache``) the notebooks' models and write them
-    to ``out`` (default: the shipped folder) as safetensors with a manifest; returns the manifest.
-    Shipped files are never the source (they may be fp16 copies): on a clone that has only those,
-    ``make models`` retrains everything with the committed code."""
+    """Obtain the notebooks' models and write them to ``out`` (default: the shipped folder) as
+    safetensors with a manifest; returns the manifest.
+
+    A model already shipped in ``out`` under exactly the key the current code asks for is kept as
+    it is (file and manifest entry: its float32 fingerprint, its training time); every other one
+    comes from the training cache (``data/cache``, float32, as trained) or is trained. So after a
+    code change only what it invalidated is retrained; with ``OCCFAU_RETRAIN=1`` nothing shipped
+    is used and everything is retrained with the committed code. ``half``: fp16 weights (not for
+    :data:`FULL_PRECISION` kinds)."""
     out = Path(out or cache.models_root())
     out.mkdir(parents=True, exist_ok=True)
     start = time.process_time()
-    with cache.recording() as used, cache.ignoring_shipped():  # from the training cache: float32, as trained
+    before = cache.read_manifest(out)
+    with cache.recording() as used, cache.models_from(out):
         notebook_models(profile, progress)
     manifest = {}
     for kind, config, path in used:
         name = cache.shipped_name(kind, config)
         target = out / name
+        if Path(path).resolve() == target.resolve() and name in before:  # shipped and current: kept
+            manifest[name] = before[name]
+            continue
         state = cache.read_state(path)
-        cache.atomic_write(target, lambda tmp, state=state: cache.write_safetensors(state, tmp, half))
+        fp16 = half and kind not in FULL_PRECISION
+        cache.atomic_write(target, lambda tmp, state=state, fp16=fp16: cache.write_safetensors(state, tmp, fp16))
         history = cache.read_state(target).get("history", {})  # read back: the file as shipped
         manifest[name] = {"kind": kind, "key": cache.config_dict(config), "sha256": cache.file_sha256(target),
                           "bytes": target.stat().st_size, "command": f"make models (profile {profile.name})",
-                          "seconds": round(float(history.get("seconds", 0.0)), 1), "fp16": half}
+                          "seconds": round(float(history.get("seconds", 0.0)), 1), "fp16": fp16}
         if isinstance(state.get("model"), dict) and all(torch.is_tensor(t) for t in state["model"].values()):
             manifest[name]["fingerprint"] = cache.state_fingerprint(state["model"])  # as trained: students key on it
     for stale in out.glob("*.safetensors"):  # files of older code: no longer listed, removed

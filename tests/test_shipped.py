@@ -26,19 +26,23 @@ def test_make_models_ships_what_the_notebooks_use_and_it_loads_without_training(
     manifest = shipped.make_models(profile, half=True, progress=False)  # as `make models` ships them
     files = manifest["files"]
     kinds = sorted(entry["kind"] for entry in files.values())
-    # 3 teachers (one per fold) + the augmented teacher of fold 1; the data-regime scores, not their MAEs
-    assert kinds == ["mae", "regime"] + ["student"] * 4 + ["teacher"] * 4
+    # 3 teachers (one per fold) + the augmented teacher of fold 1; the data-regime scores, not their MAEs;
+    # the latent and pixel probes of notebook 04's table
+    assert kinds == ["mae", "probe", "probe", "regime"] + ["student"] * 4 + ["teacher"] * 4
     for name, entry in files.items():
         path = dirs / "models" / name
         assert path.stat().st_size == entry["bytes"] and cache.file_sha256(path) == entry["sha256"]
         assert entry["key"]["version"] and entry["seconds"] > 0
-    assert all(entry["fp16"] for entry in files.values())
+    assert all(entry["fp16"] == (entry["kind"] != "probe") for entry in files.values())  # probes stay exact
     assert all(len(entry["fingerprint"]) == 16 for entry in files.values() if entry["kind"] in ("mae", "teacher"))
     # a fresh machine: no training cache, the shipped files only; the fp16 teachers still key the
     # students (and the augmented teacher) as trained, so nothing is retrained
     monkeypatch.setenv("OCCFAU_DATA_DIR", str(dirs / "fresh"))
     assert shipped.missing_models(profile) == []
     assert not (dirs / "fresh" / "cache").exists()  # nothing was trained or written
+    # make models again on that machine: what is shipped and current is kept as it is, nothing retrained
+    assert shipped.make_models(profile, half=True, progress=False)["files"] == files
+    assert not (dirs / "fresh" / "cache").exists()
     # a code or config change the shipped files were not made with: named, and trained instead
     changed = replace(profile, teacher_train=replace(profile.teacher_train, epochs=2))
     missing = shipped.missing_models(changed)
