@@ -215,7 +215,10 @@ def checkpoint_or_train(
     stale file is rebuilt with a warning: :func:`load_or_build`); otherwise ``train(partial_path)``
     trains it, writing an epoch checkpoint to ``<kind>-<hash>.partial.pt`` that an interrupted run
     continues from (:class:`train.EpochCheckpoint`) unless ``resume=False``, which starts over. The
-    finished model is saved atomically and its epoch checkpoint removed.
+    finished model is saved atomically and its epoch checkpoint removed. A model loaded from a
+    shipped fp16 file remembers the fingerprint of its float32 weights (``_occfau_shipped_from``,
+    read by :func:`model_fingerprint`), so what is keyed by it (students by their teacher, probes by
+    their encoder) finds the shipped files too.
     """
     path = checkpoint_path(kind, config)
     ready = shipped(kind, config)

@@ -89,6 +89,44 @@ def students_for_profile(profile, ds, data_key: dict, mae_model, teachers: dict,
 EVAL_CHUNK = 4096
 
 
+class Reader:
+    """A method whose answer is a pure function of the model it runs and the occluded faces:
+    ``reader(fold, occluded) -> probs (M, n_au)`` like any ``predict`` of :func:`evaluate_methods`,
+    plus ``key(fold)``, the identity of the fold's model. The harness caches a reader's
+    probabilities per occluded batch (``data/cache/probs-<hash>.npz``, keyed by that identity and
+    the content of the occluded batch), so the same model scored on the same occluded faces again
+    is read, not rerun: notebook 04's teacher rows are notebook 03's teacher answers."""
+
+    def __init__(self, predict, key):
+        self.predict, self._key, self._keys = predict, key, {}
+
+    def key(self, fold: int) -> dict:
+        if fold not in self._keys:  # a fingerprint hashes the weights: once per fold
+            self._keys[fold] = self._key(fold)
+        return self._keys[fold]
+
+    def __call__(self, fold: int, occluded) -> np.ndarray:
+        return self.predict(fold, occluded)
+
+
+def teacher_reader(teachers: dict) -> Reader:
+    """``{fold: Teacher}`` as a :class:`Reader`: the fold's teacher reads the occluded pixels
+    (``occluded.images``, occluder painted in)."""
+    return Reader(lambda k, occ: teacher_predict(teachers[k], occ.images)["probs"],
+                  lambda k: {"reader": "teacher", "model": model_fingerprint(teachers[k])})
+
+
+def _answer(predict, fold: int, occluded) -> np.ndarray:
+    """``predict(fold, occluded)``, through the probabilities cache when it is a :class:`Reader`
+    (keyed by its model and the occluded batch's content: images and patch visibility)."""
+    if not isinstance(predict, Reader):
+        return predict(fold, occluded)
+    config = {"reader": predict.key(fold), "images": array_fingerprint(occluded.images),
+              "visible": array_fingerprint(occluded.visible)}
+    path = data_root() / "cache" / f"probs-{config_hash(config)}.npz"
+    return load_or_build(path, config, lambda: {"probs": predict(fold, occluded)}, save_npz, load_npz)["probs"]
+
+
 def evaluate_conditions(predict, ds, conditions: dict[str, str], patch_size: int, folds=(1, 2, 3),
                         seed: int | None = None, test_stride: int = 1) -> dict[str, dict]:
     """The one evaluation harness of notebooks 03-05: every method, every occlusion condition,
@@ -97,6 +135,7 @@ def evaluate_conditions(predict, ds, conditions: dict[str, str], patch_size: int
     predict: ``predict(fold, occluded) -> probs (M, n_au)``, where ``occluded`` is an
         :class:`occlusion.Occluded` batch (images with the occluder painted in, pixel mask,
         patch visibility): a CNN reads ``occluded.images``, the MAE student ``occluded.visible``.
+        A :class:`Reader` (e.g. :func:`teacher_reader`) has its answers cached.
     conditions: ``{label: spec}`` (e.g. :func:`occlusion.protocol_conditions`).
     seed: the occlusion seed (default :data:`occlusion.TEST_SEED`); fold ``k`` uses ``seed + k``
         so the folds' masks differ but every method sees the same ones.
@@ -125,7 +164,7 @@ def evaluate_methods(predicts: dict, ds, conditions: dict[str, str], patch_size:
             for label, spec in conditions.items():
                 occluded = apply(images, spec, patch_size, seed=seed + k + 1000 * c)
                 for name, predict in predicts.items():
-                    probs[name][label].append(predict(k, occluded))  # (M, n_au)
+                    probs[name][label].append(_answer(predict, k, occluded))  # (M, n_au)
                 steps.update()
         steps.close()
         for name in predicts:
@@ -313,8 +352,8 @@ def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str
         methods["chance: always present"] = lambda k, occ: np.ones((len(occ.images), len(ds.aus)), np.float32)
         methods["pixels + logistic regression"] = lambda k, occ: pixels[k](occ)
     methods.update({
-        "teacher": lambda k, occ: teacher_predict(teachers[k], occ.images)["probs"],
-        "teacher + occlusion augmentation": lambda k, occ: teacher_predict(augmented[k], occ.images)["probs"],
+        "teacher": teacher_reader(teachers),
+        "teacher + occlusion augmentation": teacher_reader(augmented),
         "reconstruct-then-detect": lambda k, occ: teacher_predict(
             teachers[k], mae.reconstruct_images(mae_model, occ.images, occ.visible, encoded=shared(occ)))["probs"],
         "linear probe on MAE latent": lambda k, occ: probes[k](occ, shared(occ, depth)),

@@ -75,7 +75,7 @@ def make_models(profile, out: str | Path | None = None, half: bool = False, prog
         history = cache.read_state(target).get("history", {})  # read back: the file as shipped
         manifest[name] = {"kind": kind, "key": cache.config_dict(config), "sha256": cache.file_sha256(target),
                           "bytes": target.stat().st_size, "command": f"make models (profile {profile.name})",
-                          "seconds": round(float(history.get("seconds", 0.0)), 1), "fp16": fp16}
+                          "seconds": round(float(history.get("seconds", 0.0)), 3), "fp16": fp16}
         if isinstance(state.get("model"), dict) and all(torch.is_tensor(t) for t in state["model"].values()):
             manifest[name]["fingerprint"] = cache.state_fingerprint(state["model"])  # as trained: students key on it
     for stale in out.glob("*.safetensors"):  # files of older code: no longer listed, removed

@@ -180,6 +180,34 @@ def test_evaluate_conditions_scores_every_fold_on_the_same_occlusions():
     assert sizes == [-(-len(ds.fold(1)[1]) // 3)]
 
 
+def test_a_readers_answers_are_cached_per_model_and_occluded_batch(tmp_path, monkeypatch):
+    """A Reader (a model's predict with the model's identity) is run once per occluded batch: the
+    same model on the same occluded faces again is read back, bit-identical; another model, or
+    other occlusions of the same faces, run anew."""
+    from occfau_lib.data import ArrayDataset
+
+    monkeypatch.setenv("OCCFAU_DATA_DIR", str(tmp_path))
+    rng = np.random.default_rng(0)
+    ds = ArrayDataset(rng.integers(0, 256, (36, 16, 16, 3), dtype=np.uint8), rng.integers(0, 2, (36, 2)).astype(np.int8),
+                      [f"s{i % 6}" for i in range(36)], (1, 12), "toy")
+    calls = []
+
+    def reader(model: str) -> experiments.Reader:
+        def predict(fold, occ):
+            calls.append((model, fold, occ.spec))
+            return np.random.default_rng(len(calls)).random((len(occ.images), 2))  # a new answer on every run
+        return experiments.Reader(predict, lambda fold: {"model": model, "fold": fold})
+
+    conditions = {"clean": "clean", "p50": "patches:0.5"}
+    first = experiments.evaluate_methods({"a": reader("A")}, ds, conditions, 8, folds=(1, 2))
+    assert len(calls) == 4
+    again = experiments.evaluate_methods({"a again": reader("A"), "b": reader("B")}, ds, conditions, 8, folds=(1, 2))
+    assert [c[0] for c in calls[4:]] == ["B"] * 4  # A was read back, B run
+    assert again["a again"]["p50"]["f1"] == first["a"]["p50"]["f1"]
+    experiments.evaluate_methods({"a": reader("A")}, ds, {"p50": "patches:0.5"}, 8, folds=(1,), seed=7)
+    assert calls[-1] == ("A", 1, "patches:0.5")  # other occlusions of the same faces: run anew
+
+
 def test_conditions_table_rows_are_methods_and_columns_conditions():
     results = {"teacher": {"clean": {"avg_f1": 0.5}, "block 50%": {"avg_f1": 0.25}},
                "student": {"clean": {"avg_f1": 0.4}, "block 50%": {"avg_f1": float("nan")}}}
