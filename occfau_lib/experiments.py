@@ -396,8 +396,9 @@ def data_regime(profile, ds, corpus_sizes=None, steps=None, folds=(1,), hidden: 
 
     The result itself goes through the one checkpoint-or-train cache (kind ``"regime"``, keyed by
     every setting above, the labelled data (``data_key``, else a fingerprint of its images and
-    labels) and :data:`REGIME_VERSION`), and ``make models`` ships it: six MAE pretrainings are 20
-    of the demo's minutes, and a classroom reads the same numbers from a 1 kB file. The MAEs it
+    labels), :data:`REGIME_VERSION` and the versions of the MAE and probe code), and ``make
+    models`` ships it: six MAE pretrainings are 20 of the demo's minutes, and a classroom reads the
+    same numbers from a 1 kB file. The MAEs it
     pretrains are not shipped (they are not recorded for ``make models``).
     """
     corpus_sizes = tuple(profile.regime_corpora if corpus_sizes is None else corpus_sizes)
@@ -410,8 +411,10 @@ def data_regime(profile, ds, corpus_sizes=None, steps=None, folds=(1,), hidden: 
                 raise ValueError(f"a corpus of {n} faces does not divide {t} steps of {batch} faces into whole "
                                  "epochs; choose sizes that divide steps x batch")
     data_key = data_key or dataset_key(ds)
-    # "renderer": the unlabelled FaceCorpus faces the MAEs pretrain on, which data_key does not describe
-    key = {"version": REGIME_VERSION, "renderer": RENDERER_VERSION, "data": data_key, "aus": list(ds.aus),
+    # "renderer": the unlabelled FaceCorpus faces the MAEs pretrain on, which data_key does not describe;
+    # "mae_version" / "probe_version": the code of the pretraining and of the probes the scores come from
+    key = {"version": REGIME_VERSION, "renderer": RENDERER_VERSION, "mae_version": mae.MAE_VERSION,
+           "probe_version": PROBE_VERSION, "data": data_key, "aus": list(ds.aus),
            "mae": cfg, "pretrain": profile.pretrain, "corpora": list(corpus_sizes), "steps": list(steps),
            "folds": list(folds), "hidden": hidden, "seed": seed, "depth": profile.distill.depth,
            "probe_epochs": profile.probe_epochs}
