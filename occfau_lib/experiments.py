@@ -398,8 +398,8 @@ def data_regime(profile, ds, corpus_sizes=None, steps=None, folds=(1,), hidden: 
     every setting above, the labelled data (``data_key``, else a fingerprint of its images and
     labels), :data:`REGIME_VERSION` and the versions of the MAE and probe code), and ``make
     models`` ships it: six MAE pretrainings are 20 of the demo's minutes, and a classroom reads the
-    same numbers from a 1 kB file. The MAEs it
-    pretrains are not shipped (they are not recorded for ``make models``).
+    same numbers from a 1 kB file. The MAEs it pretrains are not shipped (they are not recorded for
+    ``make models``).
     """
     corpus_sizes = tuple(profile.regime_corpora if corpus_sizes is None else corpus_sizes)
     steps = tuple(profile.regime_steps if steps is None else steps)
