@@ -323,7 +323,7 @@ def method_probes(profile, ds, data_key: dict, mae_model, folds, seed: int = 0) 
 
 
 def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str, str], folds=None,
-                    test_stride: int = 2, device: str | Engine = "cpu", progress: bool = True, seed: int = 0,
+                    test_stride: int | None = None, device: str | Engine = "cpu", progress: bool = True, seed: int = 0,
                     floors: bool = True, models: tuple[dict, dict, dict] | None = None) -> dict[str, dict]:
     """The table of notebook 04: every method under every occlusion condition, through the one
     harness :func:`evaluate_conditions` (same test faces, same fixed occlusions).
@@ -336,12 +336,14 @@ def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str
     latent, and the four student ablations; with ``floors``, the two rows every method must beat:
     always answering "present" and a logistic regression on raw pixels. Everything trained is
     cached per fold; ``seed`` is the teachers' and students' training seed (:func:`with_seed`);
-    ``models``: :func:`method_models`' result, if the caller has it. The frozen encoder runs once
+    ``models``: :func:`method_models`' result, if the caller has it; ``test_stride``: every n-th test
+    frame (default: the profile's). The frozen encoder runs once
     per occluded batch for all the methods that read it (:class:`SharedEncoding`).
     Returns ``{method: {condition: aggregate}}``.
     """
     profile = with_seed(profile, seed) if seed else profile
     folds = profile.distill_folds if folds is None else folds
+    test_stride = profile.test_stride if test_stride is None else test_stride
     p = mae_model.config.patch_size
     teachers, augmented, students = models or method_models(profile, ds, data_key, mae_model, folds, device, progress)
     depth = profile.distill.depth

@@ -23,6 +23,14 @@ def test_profiles_and_env_selection(monkeypatch):
         config.PROFILES["demo"].batch_size = 1
 
 
+def test_test_stride_scores_every_frame_on_paper_and_is_validated():
+    # the papers' tables score every test frame; the classroom profile a quarter of them (config.py: measured)
+    assert config.PROFILES["paper"].test_stride == 1 and config.PROFILES["demo"].test_stride == 4
+    assert config.get_profile("demo", test_stride=1).test_stride == 1
+    with pytest.raises(ValueError, match="profile 'demo': test_stride must be >= 1"):
+        config.get_profile("demo", test_stride=0)
+
+
 def test_au_metadata():
     assert aus.ALL_AUS == (1, 2, 4, 6, 7, 9, 10, 12, 14, 15, 17, 23, 24, 25, 26)
     assert len(aus.BP4D_AUS) == 12 and len(aus.DISFA_AUS) == 8

@@ -209,6 +209,25 @@ def test_layer_sweep_probes_every_layer_and_pooling():
     assert all("avg_f1" in r for r in out["cls"])
 
 
+def test_fit_probes_equals_one_fit_probe_per_feature_set():
+    """The layer sweep trains the K probes of one pooling side by side: each must be the probe
+    fit_probe trains alone (same initialisation, batches and loss), up to float rounding."""
+    rng = np.random.default_rng(3)
+    y = (rng.random((150, 3)) < 0.3).astype(np.float32)
+    y[rng.random(y.shape) < 0.1] = -1  # unknown labels are masked in both
+    layers = rng.normal(size=(4, 150, 6)).astype(np.float32) + y[None, :, :1]  # (K, N, D)
+    layers[2] *= 100  # a layer on another scale: its own batch-norm statistics
+    stacked = probe.fit_probes(layers, y, epochs=4, batch_size=32, seed=2)
+    assert len(stacked) == 4
+    for x, together in zip(layers, stacked):
+        alone = probe.fit_probe(x, y, epochs=4, batch_size=32, seed=2)
+        for key, value in alone.state_dict().items():
+            torch.testing.assert_close(together.state_dict()[key], value, rtol=1e-4, atol=1e-5, msg=key)
+        np.testing.assert_allclose(probe.probe_probs(together, x), probe.probe_probs(alone, x), atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(K, N, D\)"):
+        probe.fit_probes(layers[0], y, epochs=1)
+
+
 def test_pixel_features_and_retained():
     images = np.full((2, 4, 4, 3), 255, np.uint8)
     px = probe.pixel_features(images)
