@@ -155,7 +155,8 @@ def fit_probes(train_x: np.ndarray, train_y: np.ndarray, epochs: int, **fit_kwar
     separate :func:`fit_probe` calls up to float rounding (same initialisation, same batches, each
     probe its own loss; :class:`StackedProbe`), in one training loop instead of K: on 2 cores the
     128-wide probes of notebook 02's sweep are dominated by per-step overhead, and stacking the 7
-    layers of one pooling trains them ~5x faster (``fit_kwargs``: those of :func:`fit_probe`, linear only).
+    layers of one pooling trains them 3x faster (measured: 1.1 s instead of 3.3 s for 5,120 rows, 30
+    epochs; weights equal to 1e-8). ``fit_kwargs``: those of :func:`fit_probe`, linear probes only.
     """
     train_x = np.asarray(train_x, dtype=np.float32)
     if train_x.ndim != 3:
