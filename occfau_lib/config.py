@@ -205,8 +205,9 @@ class Profile:
     distill: DistillConfig = field(default_factory=DistillConfig)
     distill_folds: tuple[int, ...] = (1, 2, 3)  # folds notebook 04 trains students for (4 per fold)
     engine: EngineConfig = field(default_factory=EngineConfig)  # precision, loader workers (GPU runs)
-    # Notebooks 03-05 score every test_stride-th frame of each test video (experiments.evaluate_conditions);
-    # 1 = every frame, the protocol of the papers' tables
+    # Notebooks 03 and 04 (and their solutions) score every test_stride-th frame of each test video
+    # (experiments.evaluate_conditions); 1 = every frame, the protocol of the papers' tables, which the
+    # command line's evaluate stage (notebook 05, the researcher's runs) always uses
     test_stride: int = 1
 
     def __post_init__(self):
