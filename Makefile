@@ -10,7 +10,7 @@ setup: $(STAMP)
 
 # pip's --no-compile skips writing bytecode for the ~20,000 installed files (55 s); the modules the
 # notebooks, their kernels and the tests import are compiled here instead, once, by importing them
-# (24 s), also where PYTHONDONTWRITEBYTECODE is set (as on CI): there every kernel would otherwise
+# (24-52 s measured), also where PYTHONDONTWRITEBYTECODE is set (as on CI): there every kernel would otherwise
 # recompile the deep-learning stack from source and start in ~16 s instead of ~6 s (measured on 2 cores).
 WARM := import occfau_lib.viz, occfau_lib.widgets, occfau_lib.experiments, occfau_lib.claims, occfau_lib.shipped, \
 	occfau_lib.cli, occfau_lib.notebooks, occfau_lib.figures, ipykernel.kernelapp, nbclient, nbconvert, umap, pytest, \

@@ -244,7 +244,8 @@ PROFILES: dict[str, Profile] = {
                     # 2 or 3 frames of each 10-frame test video (neighbours are near-duplicates), a quarter of the
                     # faces. Measured against every 2nd frame: notebook 03's 3-fold average F1s move by at most 1.9
                     # points (mean 0.6 over its 10 protocol conditions), notebook 04's one-fold table by at most 3.1,
-                    # no ranking it discusses changes; notebooks 03 + 04 take 146 + 166 s instead of 236 + 228 s
+                    # no ranking they discuss changes; on a fresh clone notebooks 03 + 04 took 144 + 137 s
+                    # instead of 236 + 228 s
                     test_stride=4),
     # GPU scale: 224 px faces, BP4D-sized subject pool.
     "paper": Profile("paper", DataConfig(img_size=224, n_subjects=41, n_tasks=8, frames_per_task=100), mae="paper",

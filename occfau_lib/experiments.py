@@ -337,8 +337,8 @@ def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str
     always answering "present" and a logistic regression on raw pixels. Everything trained is
     cached per fold; ``seed`` is the teachers' and students' training seed (:func:`with_seed`);
     ``models``: :func:`method_models`' result, if the caller has it; ``test_stride``: every n-th test
-    frame (default: the profile's). The frozen encoder runs once
-    per occluded batch for all the methods that read it (:class:`SharedEncoding`).
+    frame (default: the profile's). The frozen encoder runs once per occluded batch for all the
+    methods that read it (:class:`SharedEncoding`).
     Returns ``{method: {condition: aggregate}}``.
     """
     profile = with_seed(profile, seed) if seed else profile

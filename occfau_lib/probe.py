@@ -145,8 +145,8 @@ def fit_probe(train_x: np.ndarray, train_y: np.ndarray, epochs: int, batch_size:
     initialisation and batch order come from ``seed``, and the global RNG is left untouched.
     """
     x, y = _check_xy(train_x, train_y)
-    return _train(lambda: LinearProbe(x.shape[1], y.shape[1], hidden), x, y, train_y, epochs, batch_size, lr,
-                  weight_decay, seed, balance)
+    return _train(lambda: LinearProbe(x.shape[1], y.shape[1], hidden), x, y, epochs, batch_size, lr, weight_decay,
+                  seed, balance)
 
 
 def fit_probes(train_x: np.ndarray, train_y: np.ndarray, epochs: int, **fit_kwargs) -> list[LinearProbe]:
@@ -161,10 +161,10 @@ def fit_probes(train_x: np.ndarray, train_y: np.ndarray, epochs: int, **fit_kwar
     train_x = np.asarray(train_x, dtype=np.float32)
     if train_x.ndim != 3:
         raise ValueError(f"train_x must be (K, N, D) feature sets; got shape {train_x.shape}")
-    x, y = _check_xy(train_x[0], train_y)
+    _, y = _check_xy(train_x[0], train_y)  # (N, n_au)
     x = torch.from_numpy(np.ascontiguousarray(train_x.transpose(1, 0, 2)))  # (N, K, D): one row gathers all K
-    k, n_au = train_x.shape[0], y.shape[1]
-    stacked = _train(lambda: StackedProbe(LinearProbe(x.shape[2], n_au), k), x, y, train_y, epochs, **fit_kwargs)
+    k, dim = train_x.shape[0], train_x.shape[2]
+    stacked = _train(lambda: StackedProbe(LinearProbe(dim, y.shape[1]), k), x, y, epochs, **fit_kwargs)
     return stacked.unstack()
 
 
@@ -202,14 +202,14 @@ class StackedProbe(nn.Module):
         return probes
 
 
-def _train(make, x: torch.Tensor, y: torch.Tensor, train_y: np.ndarray, epochs: int, batch_size: int = 256,
-           lr: float = 1e-2, weight_decay: float = 1e-4, seed: int = 0, balance: bool = True):
+def _train(make, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int = 256, lr: float = 1e-2,
+           weight_decay: float = 1e-4, seed: int = 0, balance: bool = True):
     """The training loop of :func:`fit_probe` and :func:`fit_probes`: ``make()`` builds the model
     under ``seed``; ``x`` (N, D) or (N, K, D) rows, ``y`` (N, n_au) labels; logits (B, n_au) or
     (B, K, n_au), each of the K probes averaging its loss over the batch's known labels."""
     known = (y >= 0).float()  # (N, n_au) 1 where the label counts
     target = y.clamp(min=0)  # (N, n_au) unknowns become 0 but are masked out below
-    pos_weight = torch.from_numpy(positive_weights(train_y)) if balance else None
+    pos_weight = torch.from_numpy(positive_weights(y.numpy())) if balance else None
     n, steps_per_epoch = len(x), math.ceil(len(x) / batch_size)
     with torch.random.fork_rng(devices=[]), _threads_for(x[0].numel() * min(n, batch_size)):
         torch.manual_seed(seed)
