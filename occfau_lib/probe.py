@@ -338,6 +338,20 @@ def layer_sweep(features: dict[str, np.ndarray], ds, epochs: int, poolings: Sequ
     return out
 
 
+def frame_subset(ds, data_key: dict, stride: int = 1):
+    """The faces notebook 02 encodes and probes: every ``stride``-th row of ``ds`` -- rows are the
+    consecutive frames of each video in every loader, so ``stride`` 2 keeps every 2nd frame of each
+    sequence (neighbouring frames are near-duplicates) -- and ``data_key`` extended to name that
+    selection, so features cached for the subset are never served for the whole dataset.
+    Returns ``(subset, key)``; ``stride`` 1 returns ``ds`` and ``data_key`` unchanged. The subset
+    keeps the dataset's subject-exclusive parts, so its folds are the same people's."""
+    if int(stride) != stride or stride < 1:
+        raise ValueError(f"stride must be a whole number >= 1 (every n-th frame); got {stride!r}")
+    if stride == 1:
+        return ds, data_key
+    return ds.subset(np.arange(0, len(ds), int(stride))), {**data_key, "every_nth_frame": int(stride)}
+
+
 def chance_folds(ds, folds: Sequence[int] = (1, 2, 3)) -> dict:
     """The "always present" baseline under the same protocol: every test frame predicted to show
     every AU (F1 = 2p / (1 + p) for an AU of positive rate p). A probe below it learned nothing."""

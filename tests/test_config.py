@@ -31,6 +31,13 @@ def test_test_stride_scores_every_frame_on_paper_and_is_validated():
         config.get_profile("demo", test_stride=0)
 
 
+def test_probe_stride_probes_every_frame_on_paper_and_is_validated():
+    # notebook 02 probes every 2nd frame of each video on the classroom profile (config.py: measured)
+    assert config.PROFILES["paper"].probe_stride == 1 and config.PROFILES["demo"].probe_stride == 2
+    with pytest.raises(ValueError, match="profile 'demo': probe_stride must be >= 1"):
+        config.get_profile("demo", probe_stride=0)
+
+
 def test_au_metadata():
     assert aus.ALL_AUS == (1, 2, 4, 6, 7, 9, 10, 12, 14, 15, 17, 23, 24, 25, 26)
     assert len(aus.BP4D_AUS) == 12 and len(aus.DISFA_AUS) == 8

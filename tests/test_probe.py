@@ -113,6 +113,23 @@ def test_fold_rows_are_the_rows_of_ds_fold():
         assert not set(ds.subjects[train_idx]) & set(ds.subjects[test_idx])
 
 
+def test_frame_subset_keeps_every_nth_frame_the_folds_and_names_the_selection():
+    ds = toy_dataset(per_subject=10)
+    ds.meta["frame"] = np.tile(np.arange(10), 6)
+    key = {"world": 1}
+    assert probe.frame_subset(ds, key, 1) == (ds, key)  # every frame: nothing changes, not even the key
+    sub, sub_key = probe.frame_subset(ds, key, 2)
+    assert len(sub) == 30 and (sub.meta["frame"] % 2 == 0).all()  # frames 0, 2, ..., 8 of every video
+    np.testing.assert_array_equal(sub.labels, ds.labels[::2])
+    np.testing.assert_array_equal(sub.images, ds.images[::2])
+    assert sub_key != key and key == {"world": 1}  # cached features of the subset get their own key
+    for k in (1, 2, 3):  # the same people on each side of every fold
+        assert set(sub.subjects[sub.fold_rows(k)[1]]) == set(ds.subjects[ds.fold_rows(k)[1]])
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="stride must be a whole number >= 1"):
+            probe.frame_subset(ds, key, bad)
+
+
 def test_probe_folds_is_subject_exclusive(monkeypatch):
     ds = toy_dataset()
     features = np.c_[np.arange(len(ds)), np.random.default_rng(0).normal(size=(len(ds), 3))].astype(np.float32)
