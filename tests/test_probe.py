@@ -114,8 +114,10 @@ def test_fold_rows_are_the_rows_of_ds_fold():
 
 
 def test_frame_subset_keeps_every_nth_frame_the_folds_and_names_the_selection():
-    ds = toy_dataset(per_subject=10)
-    ds.meta["frame"] = np.tile(np.arange(10), 6)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (60, 4, 4, 3), dtype=np.uint8)  # 6 subjects x one 10-frame video, all different
+    ds = ArrayDataset(images, rng.integers(0, 2, (60, len(AUS))).astype(np.int8), [f"s{i // 10}" for i in range(60)],
+                      AUS, "toy", meta={"frame": np.tile(np.arange(10), 6)})
     key = {"world": 1}
     assert probe.frame_subset(ds, key, 1) == (ds, key)  # every frame: nothing changes, not even the key
     sub, sub_key = probe.frame_subset(ds, key, 2)
