@@ -9,6 +9,7 @@ hold in an accessible form.
 
 The pieces, in notebook order:
 
+- :func:`frame_subset`: the faces a profile probes (every n-th frame of each video on ``demo``);
 - :class:`LinearProbe`, :func:`fit_probe`, :func:`probe_probs`: the probe itself (MAE style: a
   batch norm without affine parameters, then a linear layer), trained with a masked,
   class-balanced multi-label loss;
@@ -18,6 +19,7 @@ The pieces, in notebook order:
   faces encoded with patches hidden): "AU information surviving hiding";
 - :func:`layer_sweep`: a probe per encoder layer and pooling (CLS token, mean of patch tokens),
   trained side by side (:func:`fit_probes`);
+- :func:`subject_centred`: person-specific normalisation, each subject's mean feature removed;
 - :func:`hiding_conditions`, :func:`encode_conditions` (:func:`cached_visible_features`): fixed
   random and face-region hiding patterns and the (cached) latents of the faces encoded from
   their visible patches only;
@@ -154,9 +156,10 @@ def fit_probes(train_x: np.ndarray, train_y: np.ndarray, epochs: int, **fit_kwar
     labels (N, n_au): the K probes of a layer sweep. Returns K :class:`LinearProbe` that equal K
     separate :func:`fit_probe` calls up to float rounding (same initialisation, same batches, each
     probe its own loss; :class:`StackedProbe`), in one training loop instead of K: on 2 cores the
-    128-wide probes of notebook 02's sweep are dominated by per-step overhead, and stacking the 7
-    layers of one pooling trains them 3x faster (measured: 1.1 s instead of 3.3 s for 5,120 rows, 30
-    epochs; weights equal to 1e-8). ``fit_kwargs``: those of :func:`fit_probe`, linear probes only.
+    narrow probes of notebook 02's sweep are dominated by per-step overhead, and stacking the 7
+    layers of one pooling trains them 3x faster (measured: 1.1 s instead of 3.3 s for 7 x 128-d
+    features, 5,120 rows, 30 epochs; weights equal to 1e-8). ``fit_kwargs``: those of
+    :func:`fit_probe`, linear probes only.
     """
     train_x = np.asarray(train_x, dtype=np.float32)
     if train_x.ndim != 3:
@@ -341,7 +344,8 @@ def layer_sweep(features: dict[str, np.ndarray], ds, epochs: int, poolings: Sequ
 def frame_subset(ds, data_key: dict, stride: int = 1):
     """The faces notebook 02 encodes and probes: every ``stride``-th row of ``ds`` -- rows are the
     consecutive frames of each video in every loader, so ``stride`` 2 keeps every 2nd frame of each
-    sequence (neighbouring frames are near-duplicates) -- and ``data_key`` extended to name that
+    sequence (every subject and sequence, at a fraction of the cost; the probes then learn from fewer
+    faces, measured in ``config.py``) -- and ``data_key`` extended to name that
     selection, so features cached for the subset are never served for the whole dataset.
     Returns ``(subset, key)``; ``stride`` 1 returns ``ds`` and ``data_key`` unchanged. The subset
     keeps the dataset's subject-exclusive parts, so its folds are the same people's."""
