@@ -30,7 +30,7 @@ from transformers import ViTMAEForPreTraining
 from . import mae
 from .cache import (array_fingerprint, checkpoint_or_train, config_dict as cache_config, config_hash, data_root,
                     load_npz, load_or_build, model_fingerprint, not_recorded, read_state, save_model, save_npz)
-from .config import MAE_CONFIGS
+from .config import INFERENCE_BATCH, MAE_CONFIGS
 from .distill import ABLATIONS, trained_student
 from .mae import WEIGHTS_ENV, encode, load_mae, pretrained_mae
 from .metrics import aggregate_folds, evaluate
@@ -184,7 +184,7 @@ class SharedEncoding:
     so every number is the same as without it (tested); only the depths asked for are kept.
     ``shared(occ, depth)`` -> ``[Encoded]`` per batch, as ``mae.encode(..., depth=depth)`` gives."""
 
-    def __init__(self, mae_model: ViTMAEForPreTraining, depths=(), batch_size: int = 256):
+    def __init__(self, mae_model: ViTMAEForPreTraining, depths=(), batch_size: int = INFERENCE_BATCH):
         self.model, self.batch_size = mae_model.eval(), batch_size
         self.depths = set(depths) | {None}
         self._occ, self._encoded = None, {}
@@ -241,7 +241,7 @@ def latent_probe(ds, fold: int, mae_model, depth: int | None, epochs: int, seed:
     """Baseline "linear probe on the MAE latent": a :class:`probe.LinearProbe` on the clean latent
     grid the student reads (block ``depth``'s tokens, flattened), trained on the fold's training
     faces. Returns ``predict(occluded, encoded=None) -> probs`` (``encoded``: the occluded faces'
-    encoding at ``depth`` per 256 rows, e.g. from :class:`SharedEncoding`); tokens of hidden
+    encoding at ``depth`` per :data:`~occfau_lib.config.INFERENCE_BATCH` rows, e.g. from :class:`SharedEncoding`); tokens of hidden
     patches are missing and mean-imputed (:func:`probe.probe_probs`), as in notebook 02.
     ``hidden`` > 0: an MLP probe. Cached (:func:`fitted_probe`), keyed by the encoder's weights,
     ``depth``, ``data_key`` (default :func:`dataset_key`) and the fold."""
@@ -482,7 +482,7 @@ def region_errors(model: ViTMAEForPreTraining, images: np.ndarray, ratios, regio
 
 @torch.no_grad()
 def token_drift(model: ViTMAEForPreTraining, clean: np.ndarray, occluded: np.ndarray,
-                visible: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+                visible: np.ndarray, batch_size: int = INFERENCE_BATCH) -> dict[str, np.ndarray]:
     """How much an occluder disturbs the latent of the patches it does **not** cover.
 
     For uint8 faces ``clean`` and ``occluded`` (N, S, S, 3) and the occluder's patch

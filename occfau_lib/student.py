@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from . import mae
+from .config import INFERENCE_BATCH
 from .patches import to_tensor
 from .teacher import EPS, GraphHead, TeacherOutput
 
@@ -153,7 +154,7 @@ class Student(nn.Module):
 
 
 @torch.no_grad()
-def predict(student: Student, images: np.ndarray, visible: np.ndarray, batch_size: int = 256,
+def predict(student: Student, images: np.ndarray, visible: np.ndarray, batch_size: int = INFERENCE_BATCH,
             encoded: list[mae.Encoded] | None = None) -> dict[str, np.ndarray]:
     """Run the student over uint8 faces (N, S, S, 3) seen through ``visible`` (N, L):
     ``{"probs": (N, n_au), "node": (N, n_au, C), "both": (N, n_au, n_au)}`` (edge

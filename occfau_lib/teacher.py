@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from .cache import checkpoint_or_train, model_fingerprint, read_state, save_model
-from .config import TEACHER_CONFIGS, TeacherConfig, TeacherTrainConfig
+from .config import INFERENCE_BATCH, TEACHER_CONFIGS, TeacherConfig, TeacherTrainConfig
 from .patches import IMAGENET_MEAN, IMAGENET_STD, to_tensor, to_uint8
 from .occlusion import training_occlusion
 from .train import Engine, Loop
@@ -394,7 +394,7 @@ def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrain
 
 
 @torch.no_grad()
-def predict(model: Teacher, images: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+def predict(model: Teacher, images: np.ndarray, batch_size: int = INFERENCE_BATCH) -> dict[str, np.ndarray]:
     """Run the teacher over uint8 faces (N, S, S, 3): ``{"probs": (N, n_au), "node": (N, n_au, C),
     "both": (N, n_au, n_au)}`` ("both": the edge classifier's probability that both AUs of a pair are present)."""
     model.eval()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from occfau_lib import distill, mae, metrics, student, teacher, train
-from occfau_lib.config import DistillConfig, MAEConfig, TeacherConfig
+from occfau_lib.config import INFERENCE_BATCH, DistillConfig, MAEConfig, TeacherConfig
 from occfau_lib.data import ArrayDataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
@@ -208,7 +208,7 @@ def test_one_shared_encoder_pass_gives_every_reader_the_same_numbers():
     from occfau_lib.probe import fit_probe, missing_tokens, probe_probs
 
     encoder = make_mae()
-    ds = toy_dataset(n_per_subject=50)  # 300 faces: two 256-row batches
+    ds = toy_dataset(n_per_subject=50)  # 300 faces: several batches of INFERENCE_BATCH rows, the last one short
     occ = occlusion.apply(ds.images, "patches:0.5", MAE_CFG.patch_size, seed=3)
     shared = experiments.SharedEncoding(encoder, {1, None})
     for depth in (1, None):
@@ -218,7 +218,9 @@ def test_one_shared_encoder_pass_gives_every_reader_the_same_numbers():
                               alone)
     assert np.array_equal(mae.reconstruct_images(encoder, occ.images, occ.visible, encoded=shared(occ)),
                           mae.reconstruct_images(encoder, occ.images, occ.visible))
-    assert len(shared(occ, 1)) == 2 and shared(occ, 1) is shared(occ, 1)  # encoded once per batch
+    batches = -(-len(occ.images) // INFERENCE_BATCH)
+    assert batches > 1 and len(occ.images) % INFERENCE_BATCH
+    assert len(shared(occ, 1)) == batches and shared(occ, 1) is shared(occ, 1)  # encoded once per batch
     patch = mae.extract_features(encoder, occ.images, occ.visible, depth=1)["patch"]  # (N, L, D)
     grid = torch.cat([e.on_grid(L) for e in shared(occ, 1)]).numpy()
     assert np.array_equal(grid, patch)

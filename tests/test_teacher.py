@@ -159,6 +159,11 @@ def test_tiny_teacher_overfits_a_tiny_batch():
     assert history["loss"][-1] < 0.5 * history["loss"][0]
     probs = teacher.predict(model, ds.images)["probs"]
     assert metrics.average_f1(ds.labels, probs) > 0.95
+    # inference is per face (batch norm in eval mode): the batch size, INFERENCE_BATCH or any other,
+    # never changes an answer, so the notebooks' numbers do not depend on it
+    for batch_size in (5, len(ds)):
+        np.testing.assert_allclose(teacher.predict(model, ds.images, batch_size=batch_size)["probs"], probs,
+                                   rtol=0, atol=1e-6)
 
 
 def test_nan_loss_is_an_error(monkeypatch):
