@@ -241,8 +241,9 @@ def latent_probe(ds, fold: int, mae_model, depth: int | None, epochs: int, seed:
     """Baseline "linear probe on the MAE latent": a :class:`probe.LinearProbe` on the clean latent
     grid the student reads (block ``depth``'s tokens, flattened), trained on the fold's training
     faces. Returns ``predict(occluded, encoded=None) -> probs`` (``encoded``: the occluded faces'
-    encoding at ``depth`` per :data:`~occfau_lib.config.INFERENCE_BATCH` rows, e.g. from :class:`SharedEncoding`); tokens of hidden
-    patches are missing and mean-imputed (:func:`probe.probe_probs`), as in notebook 02.
+    encoding at ``depth`` per :data:`~occfau_lib.config.INFERENCE_BATCH` rows, e.g. from
+    :class:`SharedEncoding`); tokens of hidden patches are missing and mean-imputed
+    (:func:`probe.probe_probs`), as in notebook 02.
     ``hidden`` > 0: an MLP probe. Cached (:func:`fitted_probe`), keyed by the encoder's weights,
     ``depth``, ``data_key`` (default :func:`dataset_key`) and the fold."""
     num_patches = mae_model.vit.embeddings.patch_embeddings.num_patches

@@ -429,7 +429,8 @@ WEIGHTS_ENV = "OCCFAU_MAE_WEIGHTS"
 
 @torch.no_grad()
 def extract_features(model: ViTMAEForPreTraining, images: np.ndarray, visible: np.ndarray | None = None,
-                     batch_size: int = INFERENCE_BATCH, progress: bool = False, depth: int | None = None) -> dict[str, np.ndarray]:
+                     batch_size: int = INFERENCE_BATCH, progress: bool = False,
+                     depth: int | None = None) -> dict[str, np.ndarray]:
     """Encode uint8 images (N, S, S, 3) once and return probe-ready features (float32):
 
     - ``cls``:   (n_layers + 1, N, D) CLS token after the embeddings and after every block
@@ -459,7 +460,8 @@ def extract_features(model: ViTMAEForPreTraining, images: np.ndarray, visible: n
 # --------------------------------------------------------------------------------------------
 @torch.no_grad()
 def reconstruct_images(model: ViTMAEForPreTraining, images: np.ndarray, visible: np.ndarray,
-                       paste: bool = True, batch_size: int = INFERENCE_BATCH, encoded: list[Encoded] | None = None) -> np.ndarray:
+                       paste: bool = True, batch_size: int = INFERENCE_BATCH,
+                       encoded: list[Encoded] | None = None) -> np.ndarray:
     """uint8 reconstructions (N, S, S, 3) of uint8 images from their visible patches (N, L); with
     ``paste`` the visible patches keep their true pixels (only hidden ones are invented).
     ``encoded``: the encoder's output per ``batch_size`` rows, if already computed."""
