@@ -134,19 +134,67 @@ def load_or_build(
     """
     path = Path(path)
     wanted = config_dict(config)
-    if path.exists():
+    if path.exists():  # the common case, without a lock: files are only ever replaced whole
         try:
             obj, stored = load(path)
-        except Exception as err:  # a corrupt or truncated file is rebuilt, never used
-            detail = str(err).removeprefix(f"{path}: ")
-            warnings.warn(f"cannot read cached {path} ({detail}); rebuilding it", stacklevel=2)
+        except Exception:  # dealt with (warned about, rebuilt) under the lock below
+            pass
         else:
             if stored == wanted:
                 return obj
-            warnings.warn(f"cached {path.name} was made with a different config; rebuilding it", stacklevel=2)
-    obj = build()
-    atomic_write(path, lambda tmp: save(obj, wanted, tmp))
+    with build_lock(path):  # another process building the same artefact finishes first; we then load it
+        if path.exists():
+            try:
+                obj, stored = load(path)
+            except Exception as err:  # a corrupt or truncated file is rebuilt, never used
+                detail = str(err).removeprefix(f"{path}: ")
+                warnings.warn(f"cannot read cached {path} ({detail}); rebuilding it", stacklevel=2)
+            else:
+                if stored == wanted:
+                    return obj
+                warnings.warn(f"cached {path.name} was made with a different config; rebuilding it", stacklevel=2)
+        obj = build()
+        atomic_write(path, lambda tmp: save(obj, wanted, tmp))
     return obj
+
+
+@contextlib.contextmanager
+def build_lock(path: Path):
+    """Hold an exclusive lock on ``path``'s artefact while it is checked, built and saved.
+
+    Two processes on one data folder (two notebooks open in JupyterLab, or ``make demo`` running
+    two notebooks at a time) may ask for the same dataset or model at once: without the lock both
+    would build it, and two trainings would share one epoch checkpoint. With it the second waits,
+    then loads what the first saved. The lock is an advisory ``flock`` on ``.<name>.lock`` beside the
+    artefact (released by the kernel if its holder dies), removed by its holder when done, so no
+    file is left behind; a waiter that wakes up holding a removed file takes the new one instead.
+    Nested builds lock other paths (a student's lock is taken before its teacher's, never the
+    reverse), so no two processes wait on each other. Where ``fcntl`` does not exist (Windows) there
+    is no lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Linux or macOS
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(f".{path.name}.lock")
+    while True:
+        handle = open(lock, "a")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            current = os.stat(lock).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(handle.fileno()).st_ino:
+            break  # we hold the lock file that is on disk
+        handle.close()  # its holder removed it while we waited: lock the new one
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # before unlocking, so every waiter retries on a fresh file
+        handle.close()  # closing releases the lock
 
 
 def checkpoint_path(kind: str, config: Any) -> Path:

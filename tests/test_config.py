@@ -90,3 +90,60 @@ def test_load_or_build_reuses_rebuilds_and_writes_atomically(tmp_path):
     with pytest.raises(RuntimeError):
         cache.load_or_build(tmp_path / "new.json", {"x": 3}, build, failing_save, load)
     assert [p.name for p in tmp_path.iterdir()] == ["art.json"]  # the failed write left nothing
+
+
+def test_two_builders_of_one_artefact_build_it_once(tmp_path):
+    """Two notebooks on one data folder asking for the same artefact at the same moment (make demo
+    runs two at a time): the second waits for the first's build and loads it, and no lock file stays."""
+    import threading
+    import time
+
+    calls, results = [], []
+    start = threading.Barrier(2)
+
+    def build():
+        calls.append(1)
+        time.sleep(0.3)  # long enough for the other caller to arrive while this one builds
+        return {"value": len(calls)}
+
+    def save(obj, cfg, path):
+        path.write_text(json.dumps({"obj": obj, "config": cfg}))
+
+    def load(path):
+        d = json.loads(path.read_text())
+        return d["obj"], d["config"]
+
+    def ask():
+        start.wait()
+        results.append(cache.load_or_build(tmp_path / "art.json", {"x": 1}, build, save, load))
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert len(calls) == 1 and results == [{"value": 1}, {"value": 1}]
+    assert [p.name for p in tmp_path.iterdir()] == ["art.json"]  # the lock file went with its holder
+
+
+def test_build_lock_excludes_a_second_holder_and_survives_a_failed_build(tmp_path):
+    import threading
+
+    path, order = tmp_path / "a.npz", []
+    with cache.build_lock(path):
+        def wait_then_hold():
+            with cache.build_lock(path):
+                order.append("waiter")
+
+        waiter = threading.Thread(target=wait_then_hold)
+        waiter.start()
+        waiter.join(timeout=0.3)
+        assert waiter.is_alive() and order == []  # blocked while we hold it
+        order.append("holder")
+    waiter.join(timeout=5)
+    assert order == ["holder", "waiter"] and list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError, match="boom"):
+        cache.load_or_build(tmp_path / "b.json", {}, lambda: (_ for _ in ()).throw(RuntimeError("boom")),
+                            None, None)
+    with cache.build_lock(tmp_path / "b.json"):  # a failed build released its lock
+        pass

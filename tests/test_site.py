@@ -71,7 +71,8 @@ def test_runner_records_runtimes_and_writes_the_site(tmp_path, monkeypatch):
     src = tmp_path / "src"
     src.mkdir()
     nbformat.write(new_notebook(cells=[new_markdown_cell("# 07 · Tiny")]), src / "07_tiny.ipynb")
-    monkeypatch.setattr(notebooks, "run_notebook", lambda path, out: nbformat.write(nbformat.read(path, 4), out))
+    monkeypatch.setattr(notebooks, "run_notebook",
+                        lambda path, out, **kw: nbformat.write(nbformat.read(path, 4), out))
     assert notebooks.main([str(src), str(tmp_path / "out"), "--site", str(tmp_path / "site")]) == 0
     assert set(json.loads((tmp_path / "out" / notebooks.RUNTIMES).read_text())) == {"07_tiny.ipynb"}
     assert 'href="07_tiny.html"' in (tmp_path / "site" / "index.html").read_text()

@@ -1,0 +1,82 @@
+"""The notebook runner of `make demo` run in lanes: its order, its `--jobs`, and two real kernels side by side."""
+from __future__ import annotations
+
+import json
+import time
+
+import nbformat
+import pytest
+from nbclient.exceptions import CellExecutionError
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from occfau_lib import notebooks
+
+
+def tiny(folder, name, seconds=None, cells=()):
+    nb = new_notebook(cells=[new_markdown_cell(f"# {name}"), *[new_code_cell(c) for c in cells]])
+    if seconds is not None:
+        nb.metadata["occfau"] = {notebooks.COST_KEY: seconds}
+    nbformat.write(nb, folder / f"{name}.ipynb")
+    return folder / f"{name}.ipynb"
+
+
+def test_schedule_is_longest_first_and_keeps_file_order_on_ties(tmp_path):
+    paths = [tiny(tmp_path, n, s) for n, s in [("00_a", 30), ("01_b", 30), ("02_c", 240), ("03_d", None),
+                                                ("04_e", 170)]]
+    assert [p.stem for p in notebooks.schedule(paths)] == ["02_c", "04_e", "00_a", "01_b", "03_d"]
+
+
+def test_every_shipped_notebook_states_its_cost():
+    paths = sorted(notebooks.Path(__file__).resolve().parent.parent.glob("notebooks/*.ipynb"))
+    costs = {p.name: nbformat.read(p, 4).metadata.get("occfau", {}).get(notebooks.COST_KEY) for p in paths}
+    assert len(costs) == 6 and all(isinstance(c, int) and c > 0 for c in costs.values()), costs
+
+
+def test_jobs_setting():
+    assert notebooks.parse_jobs("auto", cores=2) == 2 and notebooks.parse_jobs("auto", cores=1) == 1
+    assert notebooks.parse_jobs("3") == 3
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(ValueError, match="--jobs must be a positive number or 'auto'"):
+            notebooks.parse_jobs(bad)
+
+
+def test_lanes_take_the_longest_first_with_their_share_of_cores(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, seconds in [("00_short", 5), ("01_long", 50), ("02_mid", 20)]:
+        tiny(src, name, seconds)
+    started = []
+
+    def fake_run(path, out, threads=None, kernels=None):
+        started.append((path.name, threads))
+        nbformat.write(nbformat.read(path, 4), out)
+
+    monkeypatch.setattr(notebooks, "run_notebook", fake_run)
+    monkeypatch.setattr(notebooks.os, "cpu_count", lambda: 4)
+    assert notebooks.main([str(src), str(tmp_path / "out"), "--jobs", "2", "--site", str(tmp_path / "site")]) == 0
+    assert [name for name, _ in started] == ["01_long.ipynb", "02_mid.ipynb", "00_short.ipynb"]
+    assert {threads for _, threads in started} == {2}  # 4 cores, 2 lanes
+    assert set(json.loads((tmp_path / "out" / notebooks.RUNTIMES).read_text())) == {p.name for p in src.iterdir()}
+    assert "(2 notebooks at a time, 2 thread(s) each)" in (tmp_path / "site" / "index.html").read_text()
+    with pytest.raises(SystemExit):
+        notebooks.main([str(src), str(tmp_path / "out"), "--jobs", "0"])
+
+
+def test_a_failing_notebook_stops_the_other_lane_at_once(tmp_path):
+    """Two real kernels: one notebook fails after a second while the other would sleep for a minute;
+    the run ends with the failure within seconds, the sleeper's kernel killed, not waited for."""
+    src = tmp_path / "src"
+    src.mkdir()
+    tiny(src, "00_sleeps", 60, ["import time\ntime.sleep(60)"])
+    tiny(src, "01_fails", 1, ["import time\ntime.sleep(1)\nraise ValueError('boom in 01')"])
+    start = time.perf_counter()
+    with pytest.raises(CellExecutionError, match="boom in 01"):
+        notebooks.main([str(src), str(tmp_path / "out"), "--jobs", "2"])
+    assert time.perf_counter() - start < 40  # not the sleeper's minute
+    assert not list((tmp_path / "out").glob("*.ipynb"))  # neither was finished
+
+
+def test_a_kernel_gets_the_threads_it_is_given(tmp_path):
+    path = tiny(tmp_path, "00_threads", None, ["import os\nprint(os.environ['OMP_NUM_THREADS'])"])
+    done = notebooks.run_notebook(path, threads=3)
+    assert done.cells[1].outputs[0]["text"].strip() == "3"
