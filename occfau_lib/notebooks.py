@@ -8,7 +8,7 @@ With ``--site build/site`` the executed notebooks are also converted to HTML pag
 embedded) under an ``index.html`` that lists each notebook's title and runtime: :func:`write_site`.
 
 With ``--jobs 2`` (``make demo`` passes ``--jobs auto``) two notebooks run at a time, each kernel
-with half the cores (``OMP_NUM_THREADS``), longest first (:func:`schedule`). On 2 cores this is
+with half the cores (``OMP_NUM_THREADS``), longest first (:func:`pick_next`). On 2 cores this is
 not oversubscription but the opposite: a notebook alone keeps 2 cores only ~1.6 of the time busy
 (kernel CPU / wall measured on the demo profile: 1.36 for notebook 00 to 1.72 for 03: kernel
 start-up, plotting, rendering, UMAP and the narrow probes run on one core), so two one-thread
@@ -29,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import nbformat
@@ -81,22 +81,29 @@ async def _execute(nb: nbformat.NotebookNode, folder: Path, socket: Path, timeou
 
 
 RUNTIMES = "runtimes.json"  # {notebook file name: seconds}, next to the executed notebooks
-#: Each notebook's metadata ``{"occfau": {"demo_seconds": s}}``: its wall time alone on 2 cores on the
-#: demo profile (fresh data folder, shipped models), the cost :func:`schedule` orders by.
-COST_KEY = "demo_seconds"
+#: Each notebook's metadata ``{"occfau": {"demo_seconds": s, "after": [names]}}``: its wall time on 2
+#: cores on the demo profile (fresh data folder, shipped models, the notebooks before it already run),
+#: and the notebooks whose cached results it reads (it could compute them itself, at their cost).
+#: Only :func:`pick_next` reads them, to order ``make demo``'s lanes.
+COST_KEY, AFTER_KEY = "demo_seconds", "after"
 
 
-def schedule(paths: list[Path]) -> list[Path]:
-    """The notebooks longest first, by the ``demo_seconds`` of their metadata (a notebook without
-    it counts as 0; ties keep file order). Handed to N workers in this order, each taking the next
-    when it finishes (greedy longest-first), the two lanes of ``make demo`` end within seconds of
-    each other: notebook 02 beside 04 then 03, the short ones after 02."""
-    def cost(path: Path) -> float:
-        meta = nbformat.read(path, as_version=4).metadata.get("occfau", {})
-        return float(meta.get(COST_KEY, 0))
+def plan(path: Path) -> tuple[float, set[str]]:
+    """A notebook's cost and the names of the notebooks it runs after (its ``occfau`` metadata;
+    none given: cost 0, runs any time)."""
+    meta = nbformat.read(path, as_version=4).metadata.get("occfau", {})
+    return float(meta.get(COST_KEY, 0)), set(meta.get(AFTER_KEY, []))
 
-    costs = {path: cost(path) for path in paths}
-    return sorted(paths, key=lambda p: -costs[p])  # sorted is stable: equal costs stay in file order
+
+def pick_next(pending: list[Path], done: set[str], plans: dict[Path, tuple[float, set[str]]]) -> Path | None:
+    """The next notebook for a free lane: the longest of those ``pending`` whose ``after`` notebooks
+    are all ``done`` (or not part of this run); ties keep file order; None while every pending one
+    waits. Greedy longest-first: notebook 02 (240 s) and 03 start together, 04 follows 03 (it reads
+    the teacher answers 03 caches, 170 s instead of ~300 s), the short ones follow 02, and the two
+    lanes of ``make demo`` end within a minute of each other."""
+    in_run = {path.name for path in plans}
+    ready = [p for p in pending if plans[p][1] & in_run <= done]  # what it runs after, if in this run, is done
+    return max(ready, key=lambda p: plans[p][0], default=None)  # max keeps the first of equal costs
 
 
 def parse_jobs(value: str, cores: int | None = None) -> int:
@@ -192,9 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     threads = None
     if jobs > 1:
         threads = max(1, (os.cpu_count() or 1) // jobs)
-        notebooks = schedule(notebooks)
         print(f"[{profile}] {jobs} notebooks at a time, {threads} thread(s) each, longest first", flush=True)
-
+    plans = {path: plan(path) for path in notebooks}
     record, kernels = threading.Lock(), set()
 
     def say(line: str) -> None:  # one write per line: two lanes print at once
@@ -211,11 +217,22 @@ def main(argv: list[str] | None = None) -> int:
         say(f"[{profile}] {path.name} done in {runtimes[path.name]:.0f} s -> {args.dst / path.name}")
 
     start = time.perf_counter()
+    pending, running, done = list(notebooks), {}, set()
     pool = ThreadPoolExecutor(max_workers=jobs)  # one thread per lane; each drives its own kernel
-    futures = [pool.submit(run, path) for path in notebooks]
     try:
-        for future in as_completed(futures):
-            future.result()  # the first failure (or Ctrl-C) ends the run...
+        while pending or running:
+            while pending and len(running) < jobs:  # fill the free lanes (one lane: file order)
+                path = pick_next(pending, done, plans) if jobs > 1 else pending[0]
+                if path is None:
+                    break
+                pending.remove(path)
+                running[pool.submit(run, path)] = path
+            if not running:
+                raise ValueError(f"notebooks {[p.name for p in pending]} wait for each other (metadata occfau.after)")
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                future.result()  # the first failure (or Ctrl-C) ends the run...
+                done.add(running.pop(future).name)
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)  # ...nothing new starts,
         for km in list(kernels):  # and the kernels in flight are killed: each lane's client sees its

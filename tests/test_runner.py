@@ -12,24 +12,46 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from occfau_lib import notebooks
 
 
-def tiny(folder, name, seconds=None, cells=()):
+def tiny(folder, name, seconds=None, cells=(), after=None):
     nb = new_notebook(cells=[new_markdown_cell(f"# {name}"), *[new_code_cell(c) for c in cells]])
     if seconds is not None:
-        nb.metadata["occfau"] = {notebooks.COST_KEY: seconds}
+        nb.metadata["occfau"] = {notebooks.COST_KEY: seconds, **({notebooks.AFTER_KEY: after} if after else {})}
     nbformat.write(nb, folder / f"{name}.ipynb")
     return folder / f"{name}.ipynb"
 
 
-def test_schedule_is_longest_first_and_keeps_file_order_on_ties(tmp_path):
+def order(paths, jobs_done=()):
+    """The order one free lane at a time would take them in (each finishing before the next pick)."""
+    plans = {p: notebooks.plan(p) for p in paths}
+    pending, done, taken = list(paths), set(jobs_done), []
+    while pending:
+        nxt = notebooks.pick_next(pending, done, plans)
+        if nxt is None:
+            return taken + ["<stuck>"]
+        pending.remove(nxt)
+        done.add(nxt.name)
+        taken.append(nxt.stem)
+    return taken
+
+
+def test_next_notebook_is_the_longest_ready_one(tmp_path):
     paths = [tiny(tmp_path, n, s) for n, s in [("00_a", 30), ("01_b", 30), ("02_c", 240), ("03_d", None),
                                                 ("04_e", 170)]]
-    assert [p.stem for p in notebooks.schedule(paths)] == ["02_c", "04_e", "00_a", "01_b", "03_d"]
+    assert order(paths) == ["02_c", "04_e", "00_a", "01_b", "03_d"]  # ties and unknown costs: file order
+    paths[4] = tiny(tmp_path, "04_e", 170, after=["01_b.ipynb", "99_not_in_this_run.ipynb"])
+    assert order(paths) == ["02_c", "00_a", "01_b", "04_e", "03_d"]  # 04 waits for 01 only
+    plans = {p: notebooks.plan(p) for p in paths}
+    assert notebooks.pick_next([paths[4]], set(), plans) is None  # 01 not done yet: nothing ready
 
 
-def test_every_shipped_notebook_states_its_cost():
+def test_the_demo_order_starts_02_and_03_and_runs_04_after_03():
     paths = sorted(notebooks.Path(__file__).resolve().parent.parent.glob("notebooks/*.ipynb"))
-    costs = {p.name: nbformat.read(p, 4).metadata.get("occfau", {}).get(notebooks.COST_KEY) for p in paths}
-    assert len(costs) == 6 and all(isinstance(c, int) and c > 0 for c in costs.values()), costs
+    plans = {p: notebooks.plan(p) for p in paths}
+    assert len(paths) == 6 and all(cost > 0 for cost, _ in plans.values())
+    first = notebooks.pick_next(paths, set(), plans)
+    second = notebooks.pick_next([p for p in paths if p != first], set(), plans)
+    assert (first.stem[:2], second.stem[:2]) == ("02", "03")
+    assert order(paths).index("04_node_edge_distillation") > order(paths).index("03_occlusion_effects")
 
 
 def test_jobs_setting():
@@ -60,6 +82,10 @@ def test_lanes_take_the_longest_first_with_their_share_of_cores(tmp_path, monkey
     assert "(2 notebooks at a time, 2 thread(s) each)" in (tmp_path / "site" / "index.html").read_text()
     with pytest.raises(SystemExit):
         notebooks.main([str(src), str(tmp_path / "out"), "--jobs", "0"])
+    tiny(src, "00_short", 5, after=["02_mid.ipynb"])
+    tiny(src, "02_mid", 20, after=["00_short.ipynb"])
+    with pytest.raises(ValueError, match="wait for each other"):
+        notebooks.main([str(src), str(tmp_path / "out"), "--jobs", "2"])
 
 
 def test_a_failing_notebook_stops_the_other_lane_at_once(tmp_path):
