@@ -169,12 +169,16 @@ def build_lock(path: Path):
     artefact (released by the kernel if its holder dies), removed by its holder when done, so no
     file is left behind; a waiter that wakes up holding a removed file takes the new one instead.
     Nested builds lock other paths (a student's lock is taken before its teacher's, never the
-    reverse), so no two processes wait on each other. Where ``fcntl`` does not exist (Windows) there
-    is no lock.
+    reverse), so no two processes wait on each other. No lock under ``torchrun`` (``WORLD_SIZE`` >
+    1): its ranks build every model together, each step an all-reduce, and a rank waiting for the
+    lock of another that waits for it in the all-reduce would never return. Nor where ``fcntl`` does
+    not exist (Windows).
     """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not on Linux or macOS
+        fcntl = None
+    if fcntl is None or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         yield
         return
     path = Path(path)

@@ -2,13 +2,15 @@
 
 ``python -m occfau_lib.notebooks notebooks build/notebooks`` runs every ``notebooks/*.ipynb`` in
 order under the profile in ``$OCCFAU_PROFILE`` (``demo`` by default) and writes the executed
-copies, figures included, to ``build/notebooks/``. Each notebook's wall time is printed (these
-are the runtimes quoted in the README) and recorded in ``build/notebooks/runtimes.json``.
+copies, figures included, to ``build/notebooks/``. Each notebook's wall time is printed (the
+runtimes quoted in the README) and recorded in ``build/notebooks/runtimes.json``; a failing
+notebook (or Ctrl-C) ends the run, with every kernel still running killed.
 With ``--site build/site`` the executed notebooks are also converted to HTML pages (figures
 embedded) under an ``index.html`` that lists each notebook's title and runtime: :func:`write_site`.
 
 With ``--jobs 2`` (``make demo`` passes ``--jobs auto``) two notebooks run at a time, each kernel
-with half the cores (``OMP_NUM_THREADS``), longest first (:func:`pick_next`). On 2 cores this is
+with half the cores (``OMP_NUM_THREADS``), the longest ready one first (:func:`pick_next`: a
+notebook that reads another's cached results waits for it). On 2 cores this is
 not oversubscription but the opposite: a notebook alone keeps 2 cores only ~1.6 of the time busy
 (kernel CPU / wall measured on the demo profile: 1.36 for notebook 00 to 1.72 for 03: kernel
 start-up, plotting, rendering, UMAP and the narrow probes run on one core), so two one-thread

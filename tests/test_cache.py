@@ -1,9 +1,12 @@
-"""The one checkpoint reader, atomic writes and their leftovers, and run logs that survive a kill."""
+"""The one checkpoint reader, atomic writes and their leftovers, the build lock, and run logs that survive a kill."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -92,3 +95,73 @@ def test_save_model_round_trips_through_read_state(tmp_path):
     state = cache.read_state(tmp_path / "m.pt")
     assert set(state) == {"model", "history", "config"} and state["history"] == {"loss": [0.5]}
     assert torch.equal(state["model"]["weight"], model.weight)
+
+
+def test_two_builders_of_one_artefact_build_it_once(tmp_path):
+    """Two notebooks on one data folder asking for the same artefact at the same moment (make demo
+    runs two at a time): the second waits for the first's build and loads it, and no lock file stays."""
+    calls, results = [], []
+    start = threading.Barrier(2)
+
+    def build():
+        calls.append(1)
+        time.sleep(0.3)  # long enough for the other caller to arrive while this one builds
+        return {"value": len(calls)}
+
+    def save(obj, cfg, path):
+        path.write_text(json.dumps({"obj": obj, "config": cfg}))
+
+    def load(path):
+        d = json.loads(path.read_text())
+        return d["obj"], d["config"]
+
+    def ask():
+        start.wait()
+        results.append(cache.load_or_build(tmp_path / "art.json", {"x": 1}, build, save, load))
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert len(calls) == 1 and results == [{"value": 1}, {"value": 1}]
+    assert [p.name for p in tmp_path.iterdir()] == ["art.json"]  # the lock file went with its holder
+
+
+def test_build_lock_excludes_a_second_holder_and_survives_a_failed_build(tmp_path):
+    path, order = tmp_path / "a.npz", []
+    with cache.build_lock(path):
+        def wait_then_hold():
+            with cache.build_lock(path):
+                order.append("waiter")
+
+        waiter = threading.Thread(target=wait_then_hold)
+        waiter.start()
+        waiter.join(timeout=0.3)
+        assert waiter.is_alive() and order == []  # blocked while we hold it
+        order.append("holder")
+    waiter.join(timeout=5)
+    assert order == ["holder", "waiter"] and list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError, match="boom"):
+        cache.load_or_build(tmp_path / "b.json", {}, lambda: (_ for _ in ()).throw(RuntimeError("boom")),
+                            None, None)
+    with cache.build_lock(tmp_path / "b.json"):  # a failed build released its lock
+        pass
+
+
+def test_no_build_lock_among_torchrun_ranks(tmp_path, monkeypatch):
+    """Under torchrun the ranks build each model together (an all-reduce every step): a rank must
+    never wait on another's lock, or both wait forever (the CLI's torchrun test hung so)."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    entered = []
+
+    def second_rank():
+        with cache.build_lock(tmp_path / "m.pt"):
+            entered.append(True)
+
+    with cache.build_lock(tmp_path / "m.pt"):
+        rank1 = threading.Thread(target=second_rank, daemon=True)
+        rank1.start()
+        rank1.join(timeout=5)
+        assert entered == [True]
+    assert list(tmp_path.iterdir()) == []
