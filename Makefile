@@ -30,8 +30,8 @@ $(STAMP): pyproject.toml
 
 # The main job: every notebook on the demo profile, executed into build/notebooks/, then converted
 # to HTML under build/site/index.html (titles and runtimes). JOBS=auto runs two at a time, each kernel
-# with half the cores, longest first: a lone notebook keeps 2 cores busy only ~1.6 of the time, so
-# two side by side finish the six in 474 s instead of 652 s on 2 cores (occfau_lib/notebooks.py).
+# with half the cores, longest ready one first: a lone notebook keeps only 1.4-1.7 of 2 cores busy on
+# average, so two side by side finish the six in 474 s instead of 652 s on 2 cores (occfau_lib/notebooks.py).
 # JOBS=1 runs them one after the other, in order, each with every core (the notebooks' own runtimes).
 JOBS ?= auto
 demo: setup

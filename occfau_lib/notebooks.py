@@ -11,10 +11,10 @@ embedded) under an ``index.html`` that lists each notebook's title and runtime: 
 With ``--jobs 2`` (``make demo`` passes ``--jobs auto``) two notebooks run at a time, each kernel
 with half the cores (``OMP_NUM_THREADS``), the longest ready one first (:func:`pick_next`: a
 notebook that reads another's cached results waits for it). On 2 cores this is
-not oversubscription but the opposite: a notebook alone keeps 2 cores only ~1.6 of the time busy
-(kernel CPU / wall measured on the demo profile: 1.36 for notebook 00 to 1.72 for 03: kernel
-start-up, plotting, rendering, UMAP and the narrow probes run on one core), so two one-thread
-kernels side by side fill both: all six notebooks in 474 s instead of 652 s one after the other
+not oversubscription but the opposite: a notebook alone keeps on average only 1.4-1.7 of its 2
+cores busy (kernel CPU / wall measured on the demo profile: 1.36 for notebook 00 to 1.72 for 03:
+kernel start-up, plotting, rendering, UMAP and the narrow probes run on one core), so two
+one-thread kernels side by side fill both: all six notebooks in 474 s instead of 652 s one after the other
 (same machine, same hour, fresh data folder). The two kernels share the data folder; the cache's
 build lock (:func:`occfau_lib.cache.build_lock`) makes a dataset or model both ask for be built
 once. Printed numbers are those of a one-thread kernel: a few per-AU probe F1 cells of notebook 02
@@ -101,8 +101,9 @@ def pick_next(pending: list[Path], done: set[str], plans: dict[Path, tuple[float
     """The next notebook for a free lane: the longest of those ``pending`` whose ``after`` notebooks
     are all ``done`` (or not part of this run); ties keep file order; None while every pending one
     waits. Greedy longest-first: notebook 02 (240 s) and 03 start together, 04 follows 03 (it reads
-    the teacher answers 03 caches, 170 s instead of ~300 s), the short ones follow 02, and the two
-    lanes of ``make demo`` end within a minute of each other."""
+    the teacher answers 03 caches: one-thread 04 took 215-252 s after 03, 470 s when it ran before
+    03 beside 02), the short ones follow 02, and the two lanes of ``make demo`` end within a minute
+    of each other (measured: 511 and 540 s)."""
     in_run = {path.name for path in plans}
     ready = [p for p in pending if plans[p][1] & in_run <= done]  # what it runs after, if in this run, is done
     return max(ready, key=lambda p: plans[p][0], default=None)  # max keeps the first of equal costs
@@ -171,7 +172,8 @@ def write_site(executed_dir: Path, site_dir: Path, runtimes: dict[str, float] | 
     index.write_text(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>occfau notebooks</title></head>\n"
         f"<body><h1>occfau notebooks</h1>\n<p>Executed on the <code>{profile}</code> profile; "
-        f"runtime = wall time of the whole notebook{html.escape(note)}.</p>\n<ul>\n" + "\n".join(rows) + "\n</ul>\n</body></html>\n",
+        f"runtime = wall time of the whole notebook{html.escape(note)}.</p>\n<ul>\n"
+        + "\n".join(rows) + "\n</ul>\n</body></html>\n",
         encoding="utf-8")
     return index
 
