@@ -97,6 +97,40 @@ def test_save_model_round_trips_through_read_state(tmp_path):
     assert torch.equal(state["model"]["weight"], model.weight)
 
 
+def save_json(obj, cfg, path):
+    """A tiny artefact format for the cache's tests: the object and its config, as JSON."""
+    path.write_text(json.dumps({"obj": obj, "config": cfg}))
+
+
+def load_json(path):
+    d = json.loads(path.read_text())
+    return d["obj"], d["config"]
+
+
+def test_load_or_build_reuses_rebuilds_and_writes_atomically(tmp_path):
+    calls = []
+
+    def build():
+        calls.append(1)
+        return {"value": len(calls)}
+
+    path = tmp_path / "art.json"
+    assert cache.load_or_build(path, {"x": 1}, build, save_json, load_json) == {"value": 1}
+    assert cache.load_or_build(path, {"x": 1}, build, save_json, load_json) == {"value": 1}
+    assert len(calls) == 1
+    with pytest.warns(UserWarning, match="different config"):
+        assert cache.load_or_build(path, {"x": 2}, build, save_json, load_json) == {"value": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["art.json"]  # no temporary left behind
+
+    def failing_save(obj, cfg, path):
+        path.write_text("partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        cache.load_or_build(tmp_path / "new.json", {"x": 3}, build, failing_save, load_json)
+    assert [p.name for p in tmp_path.iterdir()] == ["art.json"]  # the failed write left nothing
+
+
 def test_two_builders_of_one_artefact_build_it_once(tmp_path):
     """Two notebooks on one data folder asking for the same artefact at the same moment (make demo
     runs two at a time): the second waits for the first's build and loads it, and no lock file stays."""
@@ -108,16 +142,9 @@ def test_two_builders_of_one_artefact_build_it_once(tmp_path):
         time.sleep(0.3)  # long enough for the other caller to arrive while this one builds
         return {"value": len(calls)}
 
-    def save(obj, cfg, path):
-        path.write_text(json.dumps({"obj": obj, "config": cfg}))
-
-    def load(path):
-        d = json.loads(path.read_text())
-        return d["obj"], d["config"]
-
     def ask():
         start.wait()
-        results.append(cache.load_or_build(tmp_path / "art.json", {"x": 1}, build, save, load))
+        results.append(cache.load_or_build(tmp_path / "art.json", {"x": 1}, build, save_json, load_json))
 
     threads = [threading.Thread(target=ask) for _ in range(2)]
     for t in threads:

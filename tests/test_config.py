@@ -1,6 +1,5 @@
-"""Profiles, AU metadata and the artefact cache."""
+"""Profiles, AU metadata and config hashes (the artefact cache itself: test_cache.py)."""
 import dataclasses
-import json
 
 import pytest
 
@@ -60,33 +59,3 @@ def test_config_hash_is_stable_and_sensitive():
     assert cache.config_hash(a) != cache.config_hash(config.DataConfig(seed=1))
     assert cache.config_hash({"b": 1, "a": 2}) == cache.config_hash({"a": 2, "b": 1})
 
-
-def test_load_or_build_reuses_rebuilds_and_writes_atomically(tmp_path):
-    calls = []
-
-    def build():
-        calls.append(1)
-        return {"value": len(calls)}
-
-    def save(obj, cfg, path):
-        path.write_text(json.dumps({"obj": obj, "config": cfg}))
-
-    def load(path):
-        d = json.loads(path.read_text())
-        return d["obj"], d["config"]
-
-    path = tmp_path / "art.json"
-    assert cache.load_or_build(path, {"x": 1}, build, save, load) == {"value": 1}
-    assert cache.load_or_build(path, {"x": 1}, build, save, load) == {"value": 1}
-    assert len(calls) == 1
-    with pytest.warns(UserWarning, match="different config"):
-        assert cache.load_or_build(path, {"x": 2}, build, save, load) == {"value": 2}
-    assert [p.name for p in tmp_path.iterdir()] == ["art.json"]  # no temporary left behind
-
-    def failing_save(obj, cfg, path):
-        path.write_text("partial")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        cache.load_or_build(tmp_path / "new.json", {"x": 3}, build, failing_save, load)
-    assert [p.name for p in tmp_path.iterdir()] == ["art.json"]  # the failed write left nothing
