@@ -17,7 +17,7 @@ setup: $(STAMP)
 WARM_LIB := import occfau_lib.viz, occfau_lib.widgets, occfau_lib.experiments, occfau_lib.claims, occfau_lib.shipped, \
 	occfau_lib.cli, occfau_lib.notebooks, occfau_lib.figures
 WARM_TOOLS := import matplotlib.pyplot, ipywidgets, sklearn.metrics, sklearn.neighbors, ipykernel.kernelapp, nbclient, \
-	nbconvert, umap, pytest, jupyterlab.labapp, selenium.webdriver
+	nbconvert, umap, pytest, xdist.plugin, jupyterlab.labapp, selenium.webdriver
 
 # Re-install when the dependency list changes; an editable install picks up code edits by itself.
 $(STAMP): pyproject.toml
@@ -47,8 +47,12 @@ models: setup
 figures: setup
 	$(PY) -m occfau_lib.figures build/notebooks docs/figures
 
+# The tests in one worker per core (at most 4; TEST_JOBS=0 runs them in this process), each worker with
+# cores // workers threads (tests/conftest.py), the long ones handed out first and the rest stolen by
+# whichever worker is free (--dist worksteal).
+TEST_JOBS ?= auto
 test: setup
-	HF_HUB_OFFLINE=1 $(PY) -m pytest
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n $(TEST_JOBS) --maxprocesses 4 --dist worksteal
 
 lab: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/jupyter lab notebooks
