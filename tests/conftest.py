@@ -23,7 +23,9 @@ if WORKERS > 1:
 import pytest  # noqa: E402
 
 #: Markers of the tests that run for tens of seconds (a kernel, a subprocess, a browser). They are
-#: collected first, so that the workers start on them and the short tests fill the gaps at the end.
+#: collected first: ``--dist worksteal`` gives each worker half of the collection and an idle worker
+#: takes half of the other's queue, so both work on the long tests from the start instead of one
+#: worker meeting them all at the end.
 SLOW = ("script", "notebook", "browser")
 
 
