@@ -267,6 +267,21 @@ def cooccurrence(labels, kind: str = "conditional") -> np.ndarray:
     raise ValueError(f"cooccurrence: kind must be 'conditional' or 'correlation', got {kind!r}")
 
 
+def top_pairs(matrix, aus, k: int = 5) -> list[tuple[str, float]]:
+    """The ``k`` strongest AU pairs of an (N, N) pair matrix, largest first, as ``("AU6+AU12", value)``:
+    the brightest off-diagonal cells of a pair heat map, in numbers. A pair's value is the mean of
+    its two cells ([i, j] and [j, i]: the teacher's and the student's edges are directed); the
+    diagonal (an AU with itself) and nan cells are left out. Notebook 04."""
+    m = np.asarray(matrix, np.float64)
+    aus = tuple(aus)
+    if m.shape != (len(aus), len(aus)):
+        raise ValueError(f"top_pairs: matrix is {m.shape}, expected ({len(aus)}, {len(aus)}) for {len(aus)} AUs")
+    sym = (m + m.T) / 2
+    i, j = np.triu_indices(len(aus), k=1)
+    order = [n for n in np.argsort(-np.nan_to_num(sym[i, j], nan=-np.inf), kind="stable") if not np.isnan(sym[i[n], j[n]])]
+    return [(f"AU{aus[i[n]]}+AU{aus[j[n]]}", float(sym[i[n], j[n]])) for n in order[:k]]
+
+
 def read_jsonl(path) -> list[dict]:
     """The records of a JSON-lines log (one JSON object per line, e.g. a run's ``metrics.jsonl``),
     in order. A line that is not a JSON object (torn by a killed writer, edited by hand) is

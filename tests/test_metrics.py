@@ -227,3 +227,15 @@ def test_read_jsonl(tmp_path):
     path.write_text('{"a": 1}\nnot json\n')
     with pytest.warns(UserWarning, match="line 2: not a JSON record"):  # named and skipped (test_cache.py)
         assert metrics.read_jsonl(path) == [{"a": 1}]
+
+
+def test_top_pairs_ranks_symmetrised_off_diagonal_cells():
+    m = np.array([[0.9, 0.1, 0.4],
+                  [0.3, 0.8, np.nan],
+                  [0.2, np.nan, 0.7]])  # fmt: skip
+    pairs = metrics.top_pairs(m, (6, 12, 4), k=5)
+    assert [p for p, _ in pairs] == ["AU6+AU4", "AU6+AU12"]  # (0.4+0.2)/2 = 0.3 > (0.1+0.3)/2 = 0.2; nan pair left out
+    assert [v for _, v in pairs] == pytest.approx([0.3, 0.2])
+    assert len(metrics.top_pairs(m, (6, 12, 4), k=1)) == 1
+    with pytest.raises(ValueError, match="expected \\(2, 2\\) for 2 AUs"):
+        metrics.top_pairs(m, (6, 12))

@@ -412,9 +412,11 @@ def test_feature_spaces_marks_clean_and_occluded_rows():
 
 def test_pair_heatmaps_and_student_flow():
     m = np.eye(3) * 0.5
-    fig = viz.pair_heatmaps({"empirical": m, "teacher": m.T}, (1, 2, 4))
+    fig = viz.pair_heatmaps({"empirical": m, "teacher": m.T * 0.4}, (1, 2, 4))
     np.testing.assert_allclose(fig.axes[0].images[0].get_array(), m)
     assert fig.axes[1].get_title() == "teacher"
+    assert all(ax.images[0].get_clim() == (0, 0.5) for ax in fig.axes[:2])  # one scale, up to the largest value
+    assert viz.pair_heatmaps({"a": m}, (1, 2, 4), vmax=1).axes[0].images[0].get_clim() == (0, 1)
     with pytest.raises(ValueError, match="expected"):
         viz.pair_heatmaps({"bad": np.eye(2)}, (1, 2, 4))
     assert any("node KD + edge KD" in t for t in texts(viz.student_flow()))

@@ -99,17 +99,23 @@ def feature_spaces(embeddings: dict[str, np.ndarray], present, occluded, title: 
     return fig
 
 
-def pair_heatmaps(matrices: dict[str, np.ndarray], aus):
-    """Several (N, N) AU-pair matrices side by side on one [0, 1] scale, e.g. the empirical rate
-    of "both present" and what the teacher's and the student's edges predict for it. Notebook 04."""
+def pair_heatmaps(matrices: dict[str, np.ndarray], aus, vmax: float | None = None):
+    """Several (N, N) AU-pair matrices side by side on one colour scale, from 0 to ``vmax`` (default:
+    the largest value of them all), e.g. the empirical rate of "both present" and what the teacher's
+    and the student's edges predict for it. One scale keeps the panels comparable; ending it at
+    their maximum instead of 1 keeps the off-diagonal pairs visible (on `demo` the most frequent
+    pairs are present together in about 11 % of the test frames: on a [0, 1] scale every pair was
+    near black). Notebook 04, which prints the strongest pairs beside it (:func:`metrics.top_pairs`)."""
     aus = tuple(aus)
+    if vmax is None:
+        vmax = max(float(np.nanmax(np.asarray(m, np.float64))) for m in matrices.values()) or 1.0
     fig = _figure(3.6 * len(matrices) + 0.8, 3.4)
     axes = np.atleast_1d(fig.subplots(1, len(matrices)))
     for ax, (name, m) in zip(axes, matrices.items()):
         m = np.asarray(m, np.float64)
         if m.shape != (len(aus), len(aus)):
             raise ValueError(f"pair_heatmaps: {name!r} is {m.shape}, expected ({len(aus)}, {len(aus)})")
-        im = ax.imshow(m, cmap="magma", vmin=0, vmax=1)
+        im = ax.imshow(m, cmap="magma", vmin=0, vmax=vmax)
         ax.set_xticks(range(len(aus)), au_labels(aus), fontsize=6, rotation=90)
         ax.set_yticks(range(len(aus)), au_labels(aus), fontsize=6)
         ax.set_title(name, fontsize=9)
