@@ -276,10 +276,10 @@ def top_pairs(matrix, aus, k: int = 5) -> list[tuple[str, float]]:
     aus = tuple(aus)
     if m.shape != (len(aus), len(aus)):
         raise ValueError(f"top_pairs: matrix is {m.shape}, expected ({len(aus)}, {len(aus)}) for {len(aus)} AUs")
-    sym = (m + m.T) / 2
-    i, j = np.triu_indices(len(aus), k=1)
-    order = [n for n in np.argsort(-np.nan_to_num(sym[i, j], nan=-np.inf), kind="stable") if not np.isnan(sym[i[n], j[n]])]
-    return [(f"AU{aus[i[n]]}+AU{aus[j[n]]}", float(sym[i[n], j[n]])) for n in order[:k]]
+    i, j = np.triu_indices(len(aus), k=1)  # each pair once, above the diagonal
+    values = (m[i, j] + m[j, i]) / 2  # (N (N - 1) / 2,)
+    order = [n for n in np.argsort(-np.nan_to_num(values, nan=-np.inf), kind="stable") if not np.isnan(values[n])]
+    return [(f"AU{aus[i[n]]}+AU{aus[j[n]]}", float(values[n])) for n in order[:k]]
 
 
 def read_jsonl(path) -> list[dict]:

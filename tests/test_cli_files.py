@@ -135,7 +135,8 @@ def test_the_paper_preset_runs_at_224_px_with_a_local_vit_b(tmp_path, data_dir, 
     root = bp4d_tree(tmp_path / "BP4D", tasks=("T1",))  # 8 training, 8 test faces for fold 1
     common = ["--dataset", "bp4d", "--data-root", str(root), "--resize", "--config", "paper-bp4d", "--mae-weights", str(weights),
               "--out", str(out), "--device", "cpu", "--fold", "1", "engine.workers=0", "batch_size=4",
-              "teacher_train.batch_size=8", "teacher_train.epochs=1", "distill.batch_size=8", "distill.epochs=1", "engine.precision=fp32"]
+              "teacher_train.batch_size=8", "teacher_train.epochs=1", "distill.batch_size=8", "distill.epochs=1",
+              "engine.precision=fp32"]
     for stage in cli.STAGES:
         assert cli.main([stage, *common]) == 0, stage
     assert cli.CPU_BF16_WARNING not in capsys.readouterr().out

@@ -32,7 +32,8 @@ def run_pytest(folder: Path, *args: str) -> str:
            if k not in ("OMP_NUM_THREADS", "OCCFAU_DATA_DIR") and not k.startswith("PYTEST_")}
     env["REPORTS"] = str(folder)
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--basetemp",
-                           str(folder / "base"), *args], cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+                           str(folder / "base"), *args], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done.stdout
 
