@@ -109,6 +109,13 @@ def pick_next(pending: list[Path], done: set[str], plans: dict[Path, tuple[float
     return max(ready, key=lambda p: plans[p][0], default=None)  # max keeps the first of equal costs
 
 
+def threads_per_job(jobs: int, cores: int | None = None) -> int:
+    """The threads each of ``jobs`` processes running side by side gets: an equal share of the
+    cores, at least one, so that together they never oversubscribe the machine. The lanes of
+    ``make demo`` and the test workers of ``make test`` (``tests/conftest.py``) share cores so."""
+    return max(1, (cores or os.cpu_count() or 1) // jobs)
+
+
 def parse_jobs(value: str, cores: int | None = None) -> int:
     """``--jobs``: a positive number, or ``auto`` = 2 where there are at least 2 cores, else 1 (the
     demo's six notebooks are dominated by one, 02: more lanes would wait for it anyway)."""
@@ -202,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     runtimes = json.loads(stored.read_text()) if stored.exists() else {}
     threads = None
     if jobs > 1:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
+        threads = threads_per_job(jobs)
         print(f"[{profile}] {jobs} notebooks at a time, {threads} thread(s) each, longest first", flush=True)
     plans = {path: plan(path) for path in notebooks}
     record, kernels = threading.Lock(), set()

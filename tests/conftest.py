@@ -18,7 +18,9 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OCCFAU_PROFILE", "smoke")
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))  # set by pytest-xdist in each worker
 if WORKERS > 1:
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // WORKERS)))
+    from occfau_lib.notebooks import threads_per_job  # no torch: the thread count must be set before it loads
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_job(WORKERS)))
 
 import pytest  # noqa: E402
 

@@ -57,6 +57,8 @@ def test_the_demo_order_starts_02_and_03_and_runs_04_after_03():
 def test_jobs_setting():
     assert notebooks.parse_jobs("auto", cores=2) == 2 and notebooks.parse_jobs("auto", cores=1) == 1
     assert notebooks.parse_jobs("3") == 3
+    assert notebooks.threads_per_job(2, cores=2) == 1 and notebooks.threads_per_job(2, cores=16) == 8
+    assert notebooks.threads_per_job(4, cores=2) == 1  # never below one thread
     for bad in ("0", "-1", "two"):
         with pytest.raises(ValueError, match="--jobs must be a positive number or 'auto'"):
             notebooks.parse_jobs(bad)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PROBE = '''
 import json, os, pytest, torch
 
@@ -38,10 +40,17 @@ def run_pytest(folder: Path, *args: str) -> str:
     return done.stdout
 
 
-def test_two_workers_share_the_cores_and_one_data_folder(tmp_path):
+@pytest.fixture
+def probe_run(tmp_path):
+    """A scratch project: the project's conftest and the probe tests above."""
     shutil.copy(Path(__file__).with_name("conftest.py"), tmp_path)
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    script: long\n")
     (tmp_path / "test_probe.py").write_text(PROBE)
+    return tmp_path
+
+
+def test_two_workers_share_the_cores_and_one_data_folder(probe_run):
+    tmp_path = probe_run
     run_pytest(tmp_path, "-n", "2", "--dist", "worksteal")
     reports = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("report-*.json"))]
     assert [r["worker"] for r in reports] == ["gw0", "gw1"]
@@ -59,10 +68,8 @@ def torch_threads() -> int:
     return int(done.stdout)
 
 
-def test_one_process_keeps_every_core_and_collects_the_long_tests_first(tmp_path):
-    shutil.copy(Path(__file__).with_name("conftest.py"), tmp_path)
-    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    script: long\n")
-    (tmp_path / "test_probe.py").write_text(PROBE)
+def test_one_process_keeps_every_core_and_collects_the_long_tests_first(probe_run):
+    tmp_path = probe_run
     order = run_pytest(tmp_path, "--collect-only").splitlines()
     assert [line.split("::")[1] for line in order if "::" in line] == [
         "test_long", *(f"test_quick[{i}]" for i in range(6))]
