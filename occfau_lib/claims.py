@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from . import mae, occlusion, student, teacher
-from .cache import atomic_write, config_hash, model_fingerprint
-from .config import TEACHER_CONFIGS
+from .cache import atomic_write, config_dict, config_hash, model_fingerprint
+from .config import NOTEBOOK_SETTINGS, TEACHER_CONFIGS
 from .distill import DISTILL_VERSION
 from .experiments import clean_probe_f1, compare_methods, method_models, with_seed
 from .metrics import aggregate_folds
@@ -160,10 +160,12 @@ def check_claims(per_seed: dict[int, dict], summary: dict, probe: dict, speed: d
 
 
 def setup_key(profile, data_key: dict, mae_model, conditions: dict[str, str], test_stride: int) -> str:
-    """What must be equal for runs to be merged into one record: the profile (every recipe), the
-    data, the MAE's weights, the versions of the teacher and student training code, the occlusion
-    conditions and the test stride. The training seed and fold are not in it."""
-    return config_hash({"profile": profile, "data": data_key, "mae": model_fingerprint(mae_model),
+    """What must be equal for runs to be merged into one record: the profile's recipes (every
+    field but :data:`config.NOTEBOOK_SETTINGS`, which the benchmark sets itself or never reads),
+    the data, the MAE's weights, the versions of the teacher and student training code, the
+    occlusion conditions and the test stride. The training seed and fold are not in it."""
+    recipes = {k: v for k, v in config_dict(profile).items() if k not in NOTEBOOK_SETTINGS}
+    return config_hash({"profile": recipes, "data": data_key, "mae": model_fingerprint(mae_model),
                         "versions": [TEACHER_VERSION, DISTILL_VERSION], "conditions": conditions,
                         "test_stride": test_stride})
 

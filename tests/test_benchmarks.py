@@ -159,3 +159,27 @@ def test_a_run_from_another_setup_or_a_broken_file_is_redone_with_a_warning(tmp_
     path.write_text("{truncated")
     with pytest.warns(UserWarning, match="not a readable benchmark run"):
         assert claims.read_run(path, "S") is None
+
+
+def test_a_runs_setup_ignores_what_only_the_notebooks_choose():
+    """Committed runs stay readable when a notebook setting changes (which folds, frames or study
+    points the notebooks run); any recipe, the data, the MAE, the conditions or the stride renews them."""
+    from dataclasses import replace
+
+    from occfau_lib import claims, mae
+    from occfau_lib.config import NOTEBOOK_SETTINGS, get_profile
+
+    profile, model, data = get_profile("smoke"), mae.build_mae("tiny"), {"world": "w"}
+    conditions = {"clean": "none", "block 50%": "block:32"}
+    key = claims.setup_key(profile, data, model, conditions, 2)
+    notebooks = replace(profile, folds=(2,), distill_folds=(2, 3), test_stride=7, probe_stride=3,
+                        regime_corpora=(8,), regime_steps=(2,))
+    assert sorted(NOTEBOOK_SETTINGS) == sorted(f for f in vars(notebooks) if getattr(notebooks, f) != getattr(profile, f))
+    assert claims.setup_key(notebooks, data, model, conditions, 2) == key
+    for other in (replace(profile, distill=replace(profile.distill, epochs=9)), replace(profile, probe_epochs=9),
+                  replace(profile, teacher_train=replace(profile.teacher_train, lr=1e-4))):
+        assert claims.setup_key(other, data, model, conditions, 2) != key
+    assert claims.setup_key(profile, {"world": "v"}, model, conditions, 2) != key
+    assert claims.setup_key(profile, data, mae.build_mae("tiny"), conditions, 2) != key  # other weights
+    assert claims.setup_key(profile, data, model, {"clean": "none"}, 2) != key
+    assert claims.setup_key(profile, data, model, conditions, 4) != key
