@@ -11,8 +11,9 @@ Both pipelines see the same occluded faces (``--spec``, fixed seed) and must out
 
 Speed does not depend on the weights, so the models are built with the profile's architectures
 (the MAE from the cache when present; the teacher and mapping network freshly initialised) and
-nothing is trained (:func:`occfau_lib.claims.inference_speed`, also used by the claims record). Prints images/s per pipeline (median of the timed batches after one warm-up)
-and the student's speed-up.
+nothing is trained (:func:`occfau_lib.claims.inference_speed`, also used by the claims record). Prints
+images/s per pipeline (median of the timed batches after one warm-up; the pipelines take turns on
+each batch, so the machine's drift does not move their ratio) and the student's speed-up.
 """
 from __future__ import annotations
 

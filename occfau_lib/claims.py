@@ -93,10 +93,27 @@ def probe_gain(profile, ds, mae_model, folds, seed: int = 0, data_key: dict | No
     return out
 
 
+def rates_in_turns(pipelines: dict, batches: list) -> dict[str, float]:
+    """Median images/s of each ``pipelines[name](batch)`` over ``batches`` (each with ``.images``),
+    after one warm-up call each. The pipelines take turns on every batch, so a machine that speeds
+    up or slows down while it is timed (a shared CPU drifts by up to a third within minutes here)
+    moves all of them alike and leaves their ratio: timed one pipeline after the other, two builds
+    of the demo record gave the student 3.3x and 2.6x the speed of reconstruct-then-detect."""
+    for fn in pipelines.values():
+        fn(batches[0])
+    rates: dict[str, list[float]] = {name: [] for name in pipelines}
+    for b in batches:
+        for name, fn in pipelines.items():
+            t0 = time.perf_counter()
+            fn(b)
+            rates[name].append(len(b.images) / (time.perf_counter() - t0))
+    return {name: round(statistics.median(r), 1) for name, r in rates.items()}
+
+
 def inference_speed(profile, ds, encoder, batch: int = 64, batches: int = 10, spec: str = "block:112") -> dict:
     """Images/s of the student, reconstruct-then-detect and the teacher alone on the very same
-    occluded batches (median over the timed batches after one warm-up). Speed does not depend on
-    the weights, so the teacher and mapping network are freshly initialised."""
+    occluded batches (:func:`rates_in_turns`). Speed does not depend on the weights, so the
+    teacher and mapping network are freshly initialised."""
     torch.manual_seed(0)
     detector = teacher.Teacher(TEACHER_CONFIGS[profile.teacher], ds.aus, ds.image_size).eval()
     model = student.Student(encoder, detector, profile.distill.depth, profile.distill.rank,
@@ -105,22 +122,12 @@ def inference_speed(profile, ds, encoder, batch: int = 64, batches: int = 10, sp
     images = ds.batch_images(np.arange(n))
     occluded = [occlusion.apply(images[i: i + batch], spec, encoder.config.patch_size, seed=i)
                 for i in range(0, n, batch)]
-
-    def timed(fn) -> float:
-        fn(occluded[0])
-        rates = []
-        for b in occluded:
-            t0 = time.perf_counter()
-            fn(b)
-            rates.append(len(b.images) / (time.perf_counter() - t0))
-        return round(statistics.median(rates), 1)
-
-    return {
-        "student": timed(lambda b: student.predict(model, b.images, b.visible, batch_size=len(b.images))),
-        "reconstruct-then-detect": timed(lambda b: teacher.predict(
-            detector, mae.reconstruct_images(encoder, b.images, b.visible), batch_size=len(b.images))),
-        "teacher alone": timed(lambda b: teacher.predict(detector, b.images, batch_size=len(b.images))),
-    }
+    return rates_in_turns({
+        "student": lambda b: student.predict(model, b.images, b.visible, batch_size=len(b.images)),
+        "reconstruct-then-detect": lambda b: teacher.predict(
+            detector, mae.reconstruct_images(encoder, b.images, b.visible), batch_size=len(b.images)),
+        "teacher alone": lambda b: teacher.predict(detector, b.images, batch_size=len(b.images)),
+    }, occluded)
 
 
 def _blocks(rows: dict) -> float:

@@ -183,3 +183,24 @@ def test_a_runs_setup_ignores_what_only_the_notebooks_choose():
     assert claims.setup_key(profile, data, mae.build_mae("tiny"), conditions, 2) != key  # other weights
     assert claims.setup_key(profile, data, model, {"clean": "none"}, 2) != key
     assert claims.setup_key(profile, data, model, conditions, 4) != key
+
+
+def test_speed_pipelines_take_turns_on_every_batch():
+    """Timed in turns, a machine's drift moves every pipeline alike (claims.rates_in_turns)."""
+    import time
+    from types import SimpleNamespace
+
+    from occfau_lib import claims
+
+    calls = []
+
+    def pipeline(name, seconds):
+        def run(batch):
+            calls.append((name, batch.i))
+            time.sleep(seconds)
+        return run
+
+    batches = [SimpleNamespace(images=[0] * 8, i=i) for i in range(3)]
+    rates = claims.rates_in_turns({"fast": pipeline("fast", 0.001), "slow": pipeline("slow", 0.02)}, batches)
+    assert calls == [("fast", 0), ("slow", 0)] + [(name, i) for i in range(3) for name in ("fast", "slow")]
+    assert list(rates) == ["fast", "slow"] and 0 < rates["slow"] < rates["fast"] <= 8 / 0.001
