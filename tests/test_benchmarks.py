@@ -174,7 +174,8 @@ def test_a_runs_setup_ignores_what_only_the_notebooks_choose():
     key = claims.setup_key(profile, data, model, conditions, 2)
     notebooks = replace(profile, folds=(2,), distill_folds=(2, 3), test_stride=7, probe_stride=3,
                         regime_corpora=(8,), regime_steps=(2,))
-    assert sorted(NOTEBOOK_SETTINGS) == sorted(f for f in vars(notebooks) if getattr(notebooks, f) != getattr(profile, f))
+    changed = [f for f in vars(notebooks) if getattr(notebooks, f) != getattr(profile, f)]
+    assert sorted(NOTEBOOK_SETTINGS) == sorted(changed)  # every notebook setting changed, nothing else
     assert claims.setup_key(notebooks, data, model, conditions, 2) == key
     for other in (replace(profile, distill=replace(profile.distill, epochs=9)), replace(profile, probe_epochs=9),
                   replace(profile, teacher_train=replace(profile.teacher_train, lr=1e-4))):
