@@ -278,7 +278,8 @@ def top_pairs(matrix, aus, k: int = 5) -> list[tuple[str, float]]:
         raise ValueError(f"top_pairs: matrix is {m.shape}, expected ({len(aus)}, {len(aus)}) for {len(aus)} AUs")
     i, j = np.triu_indices(len(aus), k=1)  # each pair once, above the diagonal
     values = (m[i, j] + m[j, i]) / 2  # (N (N - 1) / 2,)
-    order = [n for n in np.argsort(-np.nan_to_num(values, nan=-np.inf), kind="stable") if not np.isnan(values[n])]
+    known = np.flatnonzero(~np.isnan(values))
+    order = known[np.argsort(-values[known], kind="stable")]  # largest first, ties in matrix order
     return [(f"AU{aus[i[n]]}+AU{aus[j[n]]}", float(values[n])) for n in order[:k]]
 
 
