@@ -12,11 +12,16 @@ one JSON line per variant to ``--out``/``design_<kind>.jsonl``.
 - ``student``: for each ``MAPPING:EPOCHS:BLOCK`` variant, the student with node + edge KD and without KD,
   on the profile's MAE and the fold's teacher: clean F1 / AUC and F1 under each large block (mean too),
   with the teacher's row on the same faces.
+- ``mae``: for each pretraining recipe ``NAME[:FIELD=VALUE,...]`` (fields of ``MAEConfig`` or
+  ``PretrainConfig``, or ``mask_ratios=LOW-HIGH``), an MAE pretrained for ``--steps`` steps on a corpus of
+  ``--corpus`` fresh faces, read by the profile's student (frozen linear map, node + edge KD, ``--student-epochs``);
+  the recipe ``random`` is the control: the same student on a randomly initialised encoder.
 
 Usage::
 
     python benchmarks/bench_design.py world --worlds 24x8x40 96x8x10 --epochs 6 12 24
     python benchmarks/bench_design.py student --variants linear:8:3 graph:8:3 linear:24:3 linear:8:6
+    python benchmarks/bench_design.py mae --recipes random base normpix:norm_pix_loss=true --steps 3000
 """
 from __future__ import annotations
 
@@ -27,9 +32,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from occfau_lib import distill, experiments, occlusion, student, synthfacs, teacher
-from occfau_lib.config import MAE_CONFIGS, get_profile
+from occfau_lib import distill, experiments, mae, occlusion, student, synthfacs, teacher
+from occfau_lib.config import MAE_CONFIGS, MAEConfig, PretrainConfig, get_profile
 from occfau_lib.loaders import load_dataset
 from occfau_lib.metrics import evaluate
 
@@ -65,6 +71,64 @@ def world_rows(profile, worlds, epochs, fold: int):
                    "pixels_f1": _pct(floor["avg_f1"]), "seconds": round(time.perf_counter() - start)}
 
 
+def _scores(ds, predict, patch: int, fold: int) -> dict:
+    """Clean F1 / AUC and F1 under each large block (and their mean) on every 2nd test face of ``fold``."""
+    scored = experiments.evaluate_conditions(predict, ds, {"clean": "clean", **BLOCKS}, patch, folds=(fold,),
+                                             test_stride=2)
+    out = {"clean_auc": _pct(scored["clean"]["avg_auc"]), **{c: _pct(r["avg_f1"]) for c, r in scored.items()}}
+    out["blocks"] = round(float(np.mean([out[c] for c in BLOCKS])), 1)
+    return out
+
+
+def _recipe(spec: str, base: MAEConfig, pretrain: PretrainConfig):
+    """``NAME[:FIELD=VALUE,...]`` -> (name, MAE config, pretraining config, mask_ratios or None)."""
+    name, _, settings = spec.partition(":")
+    mae_fields, pre_fields, ratios = {}, {}, None
+    for item in filter(None, settings.split(",")):
+        field, _, text = item.partition("=")
+        if field == "mask_ratios":
+            ratios = tuple(float(v) for v in text.split("-"))
+            continue
+        target = mae_fields if field in MAEConfig.__dataclass_fields__ else pre_fields
+        if field not in MAEConfig.__dataclass_fields__ and field not in PretrainConfig.__dataclass_fields__:
+            raise SystemExit(f"recipe {spec!r}: {field!r} is not a field of MAEConfig or PretrainConfig")
+        kind = type(getattr(base if target is mae_fields else pretrain, field))
+        target[field] = text.lower() in ("1", "true", "yes") if kind is bool else kind(text)
+    return name, replace(base, **mae_fields), replace(pretrain, **pre_fields), ratios
+
+
+def mae_rows(profile, recipes, fold: int, steps: int, corpus_size: int, student_epochs: int, seed: int = 0):
+    """One row per pretraining recipe: the MAE's pretraining cost and final loss, and the fold's test
+    scores of the profile's student (node + edge KD) reading it; ``random`` reads an untrained encoder."""
+    ds = load_dataset("synthfacs", profile=profile, aus="bp4d")
+    key = synthfacs.world_key(profile.data)
+    tch, _ = teacher.trained_teacher(ds, fold, key, profile.teacher, profile.teacher_train, progress=False)
+    corpus = synthfacs.FaceCorpus(corpus_size, profile.data.img_size)
+    batch = profile.pretrain.batch_size
+    if (steps * batch) % corpus_size:
+        raise SystemExit(f"{steps} steps of {batch} faces are not whole epochs of a {corpus_size}-face corpus")
+    epochs = steps * batch // corpus_size
+    # MAE's warm-up is 5 % of the schedule (40 of 800 epochs)
+    schedule = replace(profile.pretrain, epochs=epochs, warmup_epochs=0.05 * epochs)
+    for spec in recipes:
+        name, mae_cfg, pretrain, ratios = _recipe(spec, MAE_CONFIGS[profile.mae], schedule)
+        start = time.perf_counter()
+        if name == "random":
+            torch.manual_seed(seed)
+            encoder, history = mae.build_mae(mae_cfg).eval(), {}
+        else:
+            encoder, history = mae.pretrained_mae(corpus, mae_cfg, pretrain, corpus.key(), mask_ratios=ratios)
+        cfg = replace(profile.distill, epochs=student_epochs, seed=seed)
+        model, _ = distill.trained_student(ds, fold, key, encoder, tch, cfg, progress=False)
+        scores = _scores(ds, lambda k, occ: student.predict(model, occ.images, occ.visible)["probs"],
+                         encoder.config.patch_size, fold)
+        loss = history.get("loss") or [float("nan")]
+        yield {"recipe": spec, "steps": 0 if name == "random" else steps, "corpus": corpus_size,
+               "student_epochs": student_epochs, "seed": seed, **scores,
+               "final_loss": round(float(np.mean(loss[-10:])), 4),
+               "pretrain_seconds": round(history.get("seconds", 0.0)), "seconds": round(time.perf_counter() - start)}
+
+
 def student_rows(profile, variants, fold: int):
     """The teacher's row, then one row per (variant, with / without KD) on the same test faces."""
     ds = load_dataset("synthfacs", profile=profile, aus="bp4d")
@@ -72,14 +136,9 @@ def student_rows(profile, variants, fold: int):
     encoder, _ = experiments.mae_for_profile(profile, progress=False)
     tch, _ = teacher.trained_teacher(ds, fold, key, profile.teacher, profile.teacher_train, progress=False)
     patch = encoder.config.patch_size
-    conditions = {"clean": "clean", **BLOCKS}
 
     def row(name, predict, seconds=0):
-        scored = experiments.evaluate_conditions(predict, ds, conditions, patch, folds=(fold,), test_stride=2)
-        out = {"model": name, "clean_auc": _pct(scored["clean"]["avg_auc"]),
-               **{c: _pct(r["avg_f1"]) for c, r in scored.items()}}
-        out["blocks"] = round(float(np.mean([out[c] for c in BLOCKS])), 1)
-        return {**out, "seconds": seconds}
+        return {"model": name, **_scores(ds, predict, patch, fold), "seconds": seconds}
 
     yield row("teacher", lambda k, occ: teacher.predict(tch, occ.images)["probs"])
     for variant in variants:
@@ -94,18 +153,30 @@ def student_rows(profile, variants, fold: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("kind", choices=("world", "student"))
+    parser.add_argument("kind", choices=("world", "student", "mae"))
     parser.add_argument("--profile", default=None)
     parser.add_argument("--fold", type=int, default=1)
     parser.add_argument("--worlds", nargs="+", default=["24x8x40", "96x8x10"], help="SUBJECTSxTASKSxFRAMES")
     parser.add_argument("--epochs", type=int, nargs="+", default=[12], help="teacher epochs (world)")
     parser.add_argument("--variants", nargs="+", default=["linear:20:3", "graph:20:3"], help="MAPPING:EPOCHS:BLOCK")
+    parser.add_argument("--recipes", nargs="+", default=["random", "base"], help="NAME[:FIELD=VALUE,...] (mae)")
+    parser.add_argument("--steps", type=int, default=3000, help="pretraining steps (mae)")
+    parser.add_argument("--corpus", type=int, default=192_000, help="unlabelled faces pretrained on (mae)")
+    parser.add_argument("--student-epochs", type=int, default=8, help="epochs of the reading student (mae)")
+    parser.add_argument("--seed", type=int, default=0, help="the reading student's seed (mae)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", default="build/bench")
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     profile = get_profile(args.profile)
-    rows = (world_rows(profile, args.worlds, args.epochs, args.fold) if args.kind == "world"
-            else student_rows(profile, args.variants, args.fold))
+    if args.kind == "world":
+        rows = world_rows(profile, args.worlds, args.epochs, args.fold)
+    elif args.kind == "student":
+        rows = student_rows(profile, args.variants, args.fold)
+    else:
+        rows = mae_rows(profile, args.recipes, args.fold, args.steps, args.corpus, args.student_epochs, args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     printed = False

@@ -258,8 +258,8 @@ def paste_visible(images: torch.Tensor, recon: torch.Tensor, visible: torch.Tens
 # Pretraining: AdamW, warm-up + cosine, checkpoint-or-train with resume
 # --------------------------------------------------------------------------------------------
 def pretrain(images: np.ndarray | AUDataset | FaceCorpus, mae_cfg: MAEConfig, cfg: PretrainConfig, device: str | Engine = "cpu",
-             progress: bool = True, resume_path: Path | None = None, log_every: int = 50
-             ) -> tuple[ViTMAEForPreTraining, dict]:
+             progress: bool = True, resume_path: Path | None = None, log_every: int = 50,
+             mask_ratios: tuple[float, float] | None = None) -> tuple[ViTMAEForPreTraining, dict]:
     """Pretrain a fresh MAE on uint8 images (N, S, S, 3) -- or on anything with ``batch_images``,
     streamed a batch at a time: a dataset's files (BP4D/DISFA never fit in memory) or an unlabelled
     :class:`synthfacs.FaceCorpus` rendered on the fly -- with MAE's random masking. Labels are
@@ -269,9 +269,14 @@ def pretrain(images: np.ndarray | AUDataset | FaceCorpus, mae_cfg: MAEConfig, cf
     if that file exists and matches the config, training continues from it. ``device``: a device
     name or a :class:`train.Engine` (bf16, loader workers). Returns the model and a history dict
     {"step": [...], "loss": [...], "lr": [...], "images_per_s": float}.
+
+    ``mask_ratios``: ``(lowest, highest)`` share of hidden patches; each batch hides a share drawn
+    uniformly from that range, so the encoder learns from as many visible patches as an occluded
+    face leaves it (16-64 of 64 for the student) rather than always exactly ``mae_cfg.mask_ratio``.
     """
     engine = Engine.of(device)
-    config = {"mae": asdict(mae_cfg), "pretrain": asdict(cfg), "n_images": int(len(images)), **engine.key()}
+    config = {"mae": asdict(mae_cfg), "pretrain": asdict(cfg), "n_images": int(len(images)), **engine.key(),
+              **_ratios_key(mask_ratios)}
     torch.manual_seed(cfg.seed)
     objective = engine.place(_MaskedObjective(build_mae(mae_cfg)))
     opt = engine.adamw(objective.parameters(), cfg.lr, cfg.weight_decay, betas=(0.9, 0.95))  # MAE's betas
@@ -280,11 +285,25 @@ def pretrain(images: np.ndarray | AUDataset | FaceCorpus, mae_cfg: MAEConfig, cf
                 fetch=images.batch_images if hasattr(images, "batch_images") else images.__getitem__)
     for _, faces in loop:
         x = to_tensor(engine.batch(faces))  # (B, 3, S, S): the whole batch, the same masks on every process
-        visible = random_visible(len(x), mae_cfg.num_patches, mae_cfg.mask_ratio, loop.gen)  # (B, L)
+        ratio = mae_cfg.mask_ratio
+        if mask_ratios is not None:
+            low, high = mask_ratios
+            ratio = low + (high - low) * float(torch.rand((), generator=loop.gen))
+        visible = random_visible(len(x), mae_cfg.num_patches, ratio, loop.gen)  # (B, L)
         with loop.autocast():
             loss = loop.net(x[loop.mine], visible[loop.mine])
         loop.step(loss)
     return objective.mae.eval(), loop.finish()
+
+
+def _ratios_key(mask_ratios: tuple[float, float] | None) -> dict:
+    """The key entry of a varying mask ratio: none for the fixed ratio, so its keys stay as they were."""
+    if mask_ratios is None:
+        return {}
+    low, high = mask_ratios
+    if not 0 <= low <= high < 1:
+        raise ValueError(f"mask_ratios must be (low, high) with 0 <= low <= high < 1; got {mask_ratios}")
+    return {"mask_ratios": [float(low), float(high)]}
 
 
 class _MaskedObjective(nn.Module):
@@ -300,15 +319,16 @@ class _MaskedObjective(nn.Module):
 
 
 def pretrained_mae(images: np.ndarray | AUDataset | FaceCorpus, mae_cfg: MAEConfig, cfg: PretrainConfig, data_key: dict,
-                   device: str | Engine = "cpu",
-                   progress: bool = True, resume: bool = True) -> tuple[ViTMAEForPreTraining, dict]:
+                   device: str | Engine = "cpu", progress: bool = True, resume: bool = True,
+                   mask_ratios: tuple[float, float] | None = None) -> tuple[ViTMAEForPreTraining, dict]:
     """Checkpoint or train: the MAE for this (architecture, schedule, dataset) from
     ``data/cache/mae-<hash>.pt`` if it exists and its stored config matches, else pretrain it
     (resuming from ``...partial.pt`` if a previous run was interrupted) and save it atomically;
-    an unreadable file is rebuilt with a warning (:func:`cache.load_or_build`)."""
+    an unreadable file is rebuilt with a warning (:func:`cache.load_or_build`). ``mask_ratios``: as in
+    :func:`pretrain`."""
     engine = Engine.of(device)
     config = {"mae": asdict(mae_cfg), "pretrain": asdict(cfg), "data": data_key, "version": MAE_VERSION,
-              **engine.key()}
+              **engine.key(), **_ratios_key(mask_ratios)}
 
     def load(p):
         state = read_state(p)
@@ -316,8 +336,8 @@ def pretrained_mae(images: np.ndarray | AUDataset | FaceCorpus, mae_cfg: MAEConf
         model.load_state_dict(state["model"])
         return (model.to(engine.device).eval(), state["history"]), state["config"]
 
-    return checkpoint_or_train("mae", config, lambda partial: pretrain(images, mae_cfg, cfg, engine, progress,
-                                                                       resume_path=partial), save_model, load, resume)
+    return checkpoint_or_train("mae", config, lambda partial: pretrain(
+        images, mae_cfg, cfg, engine, progress, resume_path=partial, mask_ratios=mask_ratios), save_model, load, resume)
 
 
 # --------------------------------------------------------------------------------------------
