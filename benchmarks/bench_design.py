@@ -15,7 +15,8 @@ one JSON line per variant to ``--out``/``design_<kind>.jsonl``.
 - ``mae``: for each pretraining recipe ``NAME[:FIELD=VALUE,...]`` (fields of ``MAEConfig`` or
   ``PretrainConfig``, or ``mask_ratios=LOW-HIGH``), an MAE pretrained for ``--steps`` steps on a corpus of
   ``--corpus`` fresh faces, read by the profile's student (frozen linear map, node + edge KD, ``--student-epochs``);
-  the recipe ``random`` is the control: the same student on a randomly initialised encoder.
+  the recipe ``random`` is the control: the same student on a randomly initialised encoder, and
+  ``NAME@PATH`` reads a snapshot that ``pretrain_mae.py`` kept during a long pretraining.
 
 Usage::
 
@@ -97,6 +98,16 @@ def _recipe(spec: str, base: MAEConfig, pretrain: PretrainConfig):
     return name, replace(base, **mae_fields), replace(pretrain, **pre_fields), ratios
 
 
+def load_snapshot(path: str | Path):
+    """The MAE a ``pretrain_mae.py`` snapshot holds (eval mode) and its step."""
+    from occfau_lib.cache import read_state
+
+    state = read_state(path)
+    model = mae.build_mae(MAEConfig(**state["mae"]))
+    model.load_state_dict(state["model"])
+    return model.eval(), int(state["step"])
+
+
 def mae_rows(profile, recipes, fold: int, steps: int, corpus_size: int, student_epochs: int, seed: int = 0):
     """One row per pretraining recipe: the MAE's pretraining cost and final loss, and the fold's test
     scores of the profile's student (node + edge KD) reading it; ``random`` reads an untrained encoder."""
@@ -111,19 +122,24 @@ def mae_rows(profile, recipes, fold: int, steps: int, corpus_size: int, student_
     # MAE's warm-up is 5 % of the schedule (40 of 800 epochs)
     schedule = replace(profile.pretrain, epochs=epochs, warmup_epochs=0.05 * epochs)
     for spec in recipes:
-        name, mae_cfg, pretrain, ratios = _recipe(spec, MAE_CONFIGS[profile.mae], schedule)
         start = time.perf_counter()
+        if "@" in spec:
+            encoder, at = load_snapshot(spec.partition("@")[2])
+            name, history = "snapshot", {"step": at}
+        else:
+            name, mae_cfg, pretrain, ratios = _recipe(spec, MAE_CONFIGS[profile.mae], schedule)
         if name == "random":
             torch.manual_seed(seed)
             encoder, history = mae.build_mae(mae_cfg).eval(), {}
-        else:
+        elif name != "snapshot":
             encoder, history = mae.pretrained_mae(corpus, mae_cfg, pretrain, corpus.key(), mask_ratios=ratios)
         cfg = replace(profile.distill, epochs=student_epochs, seed=seed)
         model, _ = distill.trained_student(ds, fold, key, encoder, tch, cfg, progress=False)
         scores = _scores(ds, lambda k, occ: student.predict(model, occ.images, occ.visible)["probs"],
                          encoder.config.patch_size, fold)
         loss = history.get("loss") or [float("nan")]
-        yield {"recipe": spec, "steps": 0 if name == "random" else steps, "corpus": corpus_size,
+        trained = {"random": 0, "snapshot": history.get("step")}.get(name, steps)
+        yield {"recipe": spec, "steps": trained, "corpus": corpus_size,
                "student_epochs": student_epochs, "seed": seed, **scores,
                "final_loss": round(float(np.mean(loss[-10:])), 4),
                "pretrain_seconds": round(history.get("seconds", 0.0)), "seconds": round(time.perf_counter() - start)}

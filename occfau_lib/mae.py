@@ -318,6 +318,13 @@ class _MaskedObjective(nn.Module):
         return masked_loss(self.mae, images, visible)
 
 
+def mae_key(mae_cfg: MAEConfig, cfg: PretrainConfig, data_key: dict, device: str | Engine = "cpu",
+            mask_ratios: tuple[float, float] | None = None) -> dict:
+    """The cache key of an MAE pretrained with this architecture, schedule and data (:func:`pretrained_mae`)."""
+    return {"mae": asdict(mae_cfg), "pretrain": asdict(cfg), "data": data_key, "version": MAE_VERSION,
+            **Engine.of(device).key(), **_ratios_key(mask_ratios)}
+
+
 def pretrained_mae(images: np.ndarray | AUDataset | FaceCorpus, mae_cfg: MAEConfig, cfg: PretrainConfig, data_key: dict,
                    device: str | Engine = "cpu", progress: bool = True, resume: bool = True,
                    mask_ratios: tuple[float, float] | None = None) -> tuple[ViTMAEForPreTraining, dict]:
@@ -327,8 +334,7 @@ def pretrained_mae(images: np.ndarray | AUDataset | FaceCorpus, mae_cfg: MAEConf
     an unreadable file is rebuilt with a warning (:func:`cache.load_or_build`). ``mask_ratios``: as in
     :func:`pretrain`."""
     engine = Engine.of(device)
-    config = {"mae": asdict(mae_cfg), "pretrain": asdict(cfg), "data": data_key, "version": MAE_VERSION,
-              **engine.key(), **_ratios_key(mask_ratios)}
+    config = mae_key(mae_cfg, cfg, data_key, engine, mask_ratios)
 
     def load(p):
         state = read_state(p)

@@ -1,0 +1,110 @@
+"""Pretrain an MAE at a long budget, once, resumably, keeping the encoder after every epoch.
+
+The run goes through the one cache (:func:`occfau_lib.mae.pretrained_mae`): killed and started again with
+the same arguments, it continues from its last epoch checkpoint, and the finished MAE is the cache entry
+whose key the arguments name. A recipe is written as in ``bench_design.py mae`` (``NAME[:FIELD=VALUE,...]``,
+fields of ``MAEConfig`` or ``PretrainConfig``, or ``mask_ratios=LOW-HIGH``).
+
+After every epoch the encoder's weights are copied to ``--snapshots/step-NNNNNN.pt`` (with the architecture
+and the step), so the gain over a random encoder can be measured as a function of pretraining steps
+(``bench_design.py mae --recipes NAME@PATH``, :func:`bench_design.load_snapshot`). Snapshots are taken mid-schedule: a snapshot at step ``s`` of a
+long cosine schedule is not the MAE a short schedule of ``s`` steps would give (its learning rate has not
+decayed), which the budget curve states.
+
+Writes ``--record`` (JSON): recipe, corpus, steps, threads, seconds, images/s, the loss every 50 steps and
+the snapshots taken.
+
+Usage::
+
+    python benchmarks/pretrain_mae.py --recipe vary:mask_ratios=0.25-0.75 --steps 30000 --corpus 192000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from occfau_lib import cache, mae, synthfacs
+from occfau_lib.config import MAE_CONFIGS, get_profile
+
+from bench_design import _recipe  # noqa: E402 (the scripts sit side by side)
+
+
+def snapshot(partial: Path, folder: Path, mae_cfg) -> Path | None:
+    """Copy the encoder + decoder weights of an epoch checkpoint to ``folder/step-NNNNNN.pt`` (once per step)."""
+    try:
+        state = cache.read_state(partial)
+    except (FileNotFoundError, cache.CorruptFile):
+        return None
+    target = folder / f"step-{state['step']:06d}.pt"
+    if not target.exists():
+        weights = {k.removeprefix("mae."): v for k, v in state["model"].items()}
+        cache.atomic_write(target, lambda tmp: torch.save({"model": weights, "step": state["step"],
+                                                           "mae": asdict(mae_cfg)}, tmp))
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default=None)
+    parser.add_argument("--recipe", default="base")
+    parser.add_argument("--steps", type=int, default=30_000)
+    parser.add_argument("--corpus", type=int, default=192_000, help="fresh unlabelled faces")
+    parser.add_argument("--warmup", type=float, default=0.05, help="share of the steps spent warming up")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--snapshots", default="build/mae-snapshots")
+    parser.add_argument("--record", default=None, help="default: benchmarks/results/mae_pretrain_<profile>.json")
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    profile = get_profile(args.profile)
+    batch = profile.pretrain.batch_size
+    if (args.steps * batch) % args.corpus:
+        raise SystemExit(f"{args.steps} steps of {batch} faces are not whole epochs of a {args.corpus}-face corpus")
+    epochs = args.steps * batch // args.corpus
+    schedule = replace(profile.pretrain, epochs=epochs, warmup_epochs=args.warmup * epochs)
+    name, mae_cfg, pretrain, ratios = _recipe(args.recipe, MAE_CONFIGS[profile.mae], schedule)
+    corpus = synthfacs.FaceCorpus(args.corpus, profile.data.img_size)
+    key = mae.mae_key(mae_cfg, pretrain, corpus.key(), mask_ratios=ratios)
+    path = cache.checkpoint_path("mae", key)
+    partial = path.with_name(path.stem + ".partial.pt")
+    folder = Path(args.snapshots) / f"{name}-{cache.config_hash(key)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"{args.recipe}: {args.steps} steps of {batch} faces over {args.corpus} faces ({epochs} epochs), "
+          f"cache {path.name}, snapshots in {folder}", flush=True)
+
+    done = threading.Event()
+
+    def watch():  # an epoch checkpoint appears every epoch: keep its weights
+        while not done.wait(30):
+            snapshot(partial, folder, mae_cfg)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    model, history = mae.pretrained_mae(corpus, mae_cfg, pretrain, corpus.key(), mask_ratios=ratios)
+    done.set()
+    watcher.join()
+    final = folder / f"step-{args.steps:06d}.pt"
+    if not final.exists():
+        weights = model.state_dict()
+        cache.atomic_write(final, lambda tmp: torch.save({"model": weights, "step": args.steps,
+                                                          "mae": asdict(mae_cfg)}, tmp))
+    record = {"profile": profile.name, "recipe": args.recipe, "key": cache.config_hash(key), "corpus": args.corpus,
+              "steps": args.steps, "epochs": epochs, "batch_size": batch, "threads": torch.get_num_threads(),
+              "device": "cpu", "seconds": round(history.get("seconds", 0.0)),
+              "images_per_s": round(history.get("images_per_s", 0.0), 1),
+              "loss": {"step": history["step"], "loss": [round(v, 5) for v in history["loss"]]},
+              "snapshots": sorted(p.name for p in folder.glob("step-*.pt"))}
+    out = Path(args.record or f"benchmarks/results/mae_pretrain_{profile.name}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"done: {record['seconds']} s, {record['images_per_s']} images/s; record {out}")
+
+
+if __name__ == "__main__":
+    main()
