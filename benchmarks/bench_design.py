@@ -21,7 +21,7 @@ one JSON line per variant to ``--out``/``design_<kind>.jsonl``.
 Usage::
 
     python benchmarks/bench_design.py world --worlds 24x8x40 96x8x10 --epochs 6 12 24
-    python benchmarks/bench_design.py student --variants linear:8:3 graph:8:3 linear:24:3 linear:8:6
+    python benchmarks/bench_design.py student --variants linear:8:3 attention:8:3 linear:24:3 linear:8:6
     python benchmarks/bench_design.py mae --recipes random base normpix:norm_pix_loss=true --steps 3000
 """
 from __future__ import annotations
@@ -174,7 +174,7 @@ def main() -> None:
     parser.add_argument("--fold", type=int, default=1)
     parser.add_argument("--worlds", nargs="+", default=["24x8x40", "96x8x10"], help="SUBJECTSxTASKSxFRAMES")
     parser.add_argument("--epochs", type=int, nargs="+", default=[12], help="teacher epochs (world)")
-    parser.add_argument("--variants", nargs="+", default=["linear:20:3", "graph:20:3"], help="MAPPING:EPOCHS:BLOCK")
+    parser.add_argument("--variants", nargs="+", default=["linear:20:3", "attention:20:3"], help="MAPPING:EPOCHS:BLOCK")
     parser.add_argument("--recipes", nargs="+", default=["random", "base"], help="NAME[:FIELD=VALUE,...] (mae)")
     parser.add_argument("--steps", type=int, default=3000, help="pretraining steps (mae)")
     parser.add_argument("--corpus", type=int, default=192_000, help="unlabelled faces pretrained on (mae)")

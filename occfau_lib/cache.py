@@ -46,10 +46,19 @@ def data_root() -> Path:
 
 
 def config_dict(config: Any) -> dict:
-    """A JSON-ready dict of a (possibly nested) dataclass or mapping."""
+    """A JSON-ready dict of a (possibly nested) dataclass or mapping, without the settings that are
+    None: None means "off", so an optional setting added later leaves every existing key as it was."""
     if dataclasses.is_dataclass(config):
         config = dataclasses.asdict(config)
-    return json.loads(json.dumps(config, sort_keys=True, default=str))
+    return _without_none(json.loads(json.dumps(config, sort_keys=True, default=str)))
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
 
 
 def config_hash(config: Any, length: int = 12) -> str:

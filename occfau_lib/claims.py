@@ -116,8 +116,7 @@ def inference_speed(profile, ds, encoder, batch: int = 64, batches: int = 10, sp
     teacher and mapping network are freshly initialised."""
     torch.manual_seed(0)
     detector = teacher.Teacher(TEACHER_CONFIGS[profile.teacher], ds.aus, ds.image_size).eval()
-    model = student.Student(encoder, detector, profile.distill.depth, profile.distill.rank,
-                            profile.distill.edge_rank, profile.distill.mapping).eval()
+    model = student.Student.from_config(encoder, detector, profile.distill).eval()
     n = min(len(ds), batch * batches)
     images = ds.batch_images(np.arange(n))
     occluded = [occlusion.apply(images[i: i + batch], spec, encoder.config.patch_size, seed=i)

@@ -146,7 +146,10 @@ class DistillConfig(Schedule):
     """
 
     depth: int | None = None  # MAE blocks the student reads (None = all); tiny MAE: 3 of 6 (student.py)
-    mapping: str = "linear"  # "linear": position-specific linear map; "graph": ME-GraphAU's head on the tokens (student.py)
+    mapping: str = "linear"  # "linear": position-specific linear map; "attention": AU queries on the visible tokens
+    finetune_blocks: int | None = None  # the top blocks of the `depth` read that train with the mapping; None: frozen
+    layer_decay: float | None = None  # fine-tuned block k below the top learns at lr x decay**k (MAE); None: 0.75
+    node_relu: bool | None = None  # linear mapping: node features through a ReLU, as the teacher's (None: off)
     rank: int = 32  # per-token projection of the mapping network
     edge_rank: int = 256  # bottleneck of the edge map
     node_weight: float = 1.0  # alpha: node-level KD; 0 switches it off (ablation)
@@ -160,10 +163,15 @@ class DistillConfig(Schedule):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.mapping not in ("linear", "graph"):
-            raise ValueError(f"mapping must be 'linear' or 'graph'; got {self.mapping!r}")
+        if self.mapping not in ("linear", "attention"):
+            raise ValueError(f"mapping must be 'linear' or 'attention'; got {self.mapping!r}")
         if self.depth is not None and self.depth < 1:
             raise ValueError(f"depth must be >= 1 (MAE blocks read) or null (all); got {self.depth}")
+        if self.finetune_blocks is not None and not 0 <= self.finetune_blocks <= (self.depth or self.finetune_blocks):
+            raise ValueError(f"finetune_blocks must be in 0..depth ({self.depth}) or null (frozen); "
+                             f"got {self.finetune_blocks}")
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise ValueError(f"layer_decay must be in (0, 1] or null; got {self.layer_decay}")
 
 
 #: Faces per forward pass when a trained model only reads (teacher, student, MAE encoder and decoder).

@@ -69,15 +69,15 @@ def train_student(ds, mae_model, teacher, cfg: DistillConfig = DistillConfig(), 
     torch.manual_seed(cfg.seed)
     if tuple(ds.aus) != tuple(teacher.aus):
         raise ValueError(f"the dataset's AUs {ds.aus} are not the teacher's {teacher.aus}")
-    student = engine.place(Student(mae_model, teacher, cfg.depth, cfg.rank, cfg.edge_rank, cfg.mapping))
+    student = engine.place(Student.from_config(mae_model, teacher, cfg))
     teacher = engine.place(teacher, conv=True).eval()
     with torch.no_grad(), engine.autocast():  # the teacher's average face, from up to 1,024 training faces
         faces = ds.batch_images(np.arange(0, len(ds), max(1, len(ds) // 1024)))
         ref = teacher(engine.batch(to_tensor(faces), conv=True))
     student.start_at(ref.node.float().mean(0), ref.edge.float().mean(0))
     weights = au_weights(ds.labels).to(engine.device)
-    mapping = [p for p in student.parameters() if p.requires_grad]  # the frozen encoder is not among them
-    opt = engine.adamw(mapping, cfg.lr, cfg.weight_decay)
+    # the mapping at cfg.lr, fine-tuned encoder blocks (if any) at decaying rates; the frozen encoder is not among them
+    opt = engine.adamw(student.parameter_groups(cfg.layer_decay), cfg.lr, cfg.weight_decay)
     config = {"distill": asdict(cfg), "n": len(ds), "aus": list(ds.aus), **engine.key()}
     loop = Loop("student", model=student, opt=opt, n=len(ds), schedule=cfg, config=config, engine=engine,
                 resume_path=resume_path, progress=progress, log_every=log_every, fetch=ds.batch_images,
@@ -122,7 +122,7 @@ def trained_student(ds, fold: int, data_key: dict, mae_model, teacher, cfg: Dist
 
     def load(p):
         state = read_state(p)
-        student = Student(mae_model, teacher, cfg.depth, cfg.rank, cfg.edge_rank, cfg.mapping)
+        student = Student.from_config(mae_model, teacher, cfg)
         student.load_head_state(state["head"])
         return (student.to(engine.device).eval(), state["history"]), state["config"]
 

@@ -349,7 +349,7 @@ def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str
     teachers, augmented, students = models or method_models(profile, ds, data_key, mae_model, folds, device, progress)
     depth = profile.distill.depth
     probes, pixels = method_probes(profile, ds, data_key, mae_model, folds, seed)
-    shared = SharedEncoding(mae_model, {depth} | {s.depth for per_fold in students.values() for s in per_fold.values()})
+    shared = SharedEncoding(mae_model, {depth} | {s.input_depth for per_fold in students.values() for s in per_fold.values()})
     methods = {}
     if floors:
         methods["chance: always present"] = lambda k, occ: np.ones((len(occ.images), len(ds.aus)), np.float32)
@@ -363,7 +363,7 @@ def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str
     })
     for name, per_fold in students.items():
         methods[name] = lambda k, occ, per_fold=per_fold: student_predict(
-            per_fold[k], occ.images, occ.visible, encoded=shared(occ, per_fold[k].depth))["probs"]
+            per_fold[k], occ.images, occ.visible, encoded=shared(occ, per_fold[k].input_depth))["probs"]
     return evaluate_methods(methods, ds, conditions, p, folds, test_stride=test_stride, progress=progress)
 
 

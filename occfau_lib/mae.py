@@ -179,19 +179,33 @@ def encode(model: ViTMAEForPreTraining, images: torch.Tensor, visible: torch.Ten
     x = torch.gather(x, 1, ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]))  # (B, K, D)
     cls = (emb.cls_token + emb.position_embeddings[:, :1]).expand(B, -1, -1)  # (B, 1, D)
     h = torch.cat([cls, x], 1)  # (B, 1 + K, D)
+    if depth is not None and not 0 <= depth <= len(model.vit.layers):
+        raise ValueError(f"depth must be in 0..{len(model.vit.layers)} for this encoder; got {depth}")
+    return run_blocks(model, Encoded(h, ids, valid, [h] if output_hidden_states else None), 0, depth)
+
+
+def run_blocks(model: ViTMAEForPreTraining, enc: Encoded, start: int, stop: int | None = None) -> Encoded:
+    """Continue an encoding: ``enc.tokens`` are block ``start``'s output (0: the embeddings); run
+    blocks ``start + 1 .. stop`` (None: to the last, then the final layer norm) on the same visible
+    patches. ``encode`` is ``run_blocks`` from the embeddings; a student that fine-tunes its top
+    blocks runs them on a frozen encoding of the blocks below."""
+    blocks = model.vit.layers
+    stop = len(blocks) if stop is None else stop
+    if not 0 <= start <= stop <= len(blocks):
+        raise ValueError(f"blocks must satisfy 0 <= start <= stop <= {len(blocks)} for this encoder; "
+                         f"got start={start}, stop={stop}")
+    h, valid = enc.tokens, enc.valid
+    B = h.shape[0]
     keys = torch.cat([valid.new_ones(B, 1), valid], 1)  # (B, 1 + K)
     # additive mask: no query attends to a padding key
-    attn_mask = torch.zeros(B, 1, 1, keys.shape[1], dtype=h.dtype, device=device)
+    attn_mask = torch.zeros(B, 1, 1, keys.shape[1], dtype=h.dtype, device=h.device)
     attn_mask = attn_mask.masked_fill(~keys.view(B, 1, 1, -1), torch.finfo(h.dtype).min)
-    hidden = [h] if output_hidden_states else None
-    blocks = model.vit.layers
-    if depth is not None and not 0 <= depth <= len(blocks):
-        raise ValueError(f"depth must be in 0..{len(blocks)} for this encoder; got {depth}")
-    for layer in blocks[:depth]:
+    hidden = None if enc.hidden_states is None else list(enc.hidden_states)
+    for layer in blocks[start:stop]:
         h = layer(h, attn_mask)
         if hidden is not None:
             hidden.append(h)
-    return Encoded(h if depth not in (None, len(blocks)) else model.vit.layernorm(h), ids, valid, hidden)
+    return Encoded(model.vit.layernorm(h) if stop == len(blocks) else h, enc.ids_keep, valid, hidden)
 
 
 def decode(model: ViTMAEForPreTraining, enc: Encoded) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The method's student: AUs from the latent tokens an MAE computes on the *visible* patches only.
 
-Taught in notebook 04. A frozen MAE encoder (:mod:`occfau_lib.mae`) encodes exactly the patches an
+Taught in notebook 04. The MAE encoder (:mod:`occfau_lib.mae`) encodes exactly the patches an
 occluder leaves visible -- the hidden ones are dropped before the encoder, never reconstructed.
 A **mapping network** turns those latent tokens into the teacher's feature spaces: one node
 feature per AU ``(B, N, C)`` and one edge feature per ordered AU pair ``(B, N, N, C)``; AUs and
@@ -11,36 +11,29 @@ means, and distillation (:mod:`occfau_lib.distill`) has a fixed target space.
 Data flow (B faces, K visible of L grid patches, encoder width D, N AUs, teacher width C)::
 
     occluded face (B, 3, S, S), visible (B, L)
-      -> frozen MAE, first ``depth`` blocks, visible patches only   tokens (B, K, D)
-      -> layer norm, per-token projection to ``rank``                (B, K, r)
-      -> back onto the patch grid, hidden patches = 0, flattened     z (B, L * r)
-      -> node map                                                    node (B, N, C)
-      -> edge map (through a ``edge_rank`` bottleneck)               edge (B, N, N, C)
+      -> MAE, first ``depth`` blocks, visible patches only            tokens (B, K, D)
+      -> mapping network ("linear" or "attention", below)              node (B, N, C), edge (B, N, N, C)
       -> teacher's prototypes: p_i = cos(ReLU(s_i), node_i)          probs (B, N)
          teacher's edge classifier                                   edge_logits (B, N, N, 4)
 
-Choices where the paper is silent [ours], each measured on SynthFACS (demo, fold 1; notebook 04):
+Two mapping networks [ours; the paper's abstract does not say how the latent is read]:
 
-- **a linear, position-specific mapping** (``mapping="linear"``, the default). The paper-notes
-  design puts ME-GraphAU's head (per-AU blocks, token mean, graph convolutions) on the MAE tokens,
-  as the teacher has it on CNN tokens; ``mapping="graph"`` is that head on the projected tokens,
-  each with a learned position embedding, read by the teacher's classifiers. On renderer v2's
-  world it fitted the training subjects and failed on new ones (test AUC 55-58 against the
-  teacher's 74), where a ridge regression from the flattened token grid reached 75. Measured
-  again on renderer v3's demo world (fold 1, 8 epochs, block 3; clean F1 / AUC, mean F1 under
-  the four large blocks): linear 61.3 / 90.4 / 48.0 with node+edge KD and 63.1 / 91.0 / 52.9
-  without; graph 26.3 / 77.8 / 21.9 and 34.7 / 76.0 / 30.6. The linear map stays: factorised
-  (per-token projection, then grid -> features) so its size stays small, and trained by the
-  distillation loss.
-- **an intermediate block.** The tiny MAE's last block is the worst for this map (ridge, test AUC
-  63); blocks 1-3 of 6 give 70-73. On renderer v3's world (MAE pretrained on the unlabelled
-  corpus) blocks 3 and 6 are level (fold 1, 8 epochs, clean / large-block F1: 61.3 / 48.0 and
-  63.2 / 48.3 with node+edge KD), so block 3 stays. ``depth`` picks the block; the blocks after it
-  are never run, which also makes the student cheaper. (The paper preset uses every block of ViT-B.)
-- the encoder is frozen (its weights never change and it stays in eval mode); the CLS token is
-  not used (MAE never trains it for anything).
+- ``"linear"``: a per-token projection to ``rank``, the tokens back on the patch grid (hidden
+  patches zero), flattened, and two position-specific linear maps (the edge map through an
+  ``edge_rank`` bottleneck). Cheap and strong when the encoder is weak; it cannot move a feature
+  with the face.
+- ``"attention"``: one learned query per AU cross-attends to the visible tokens only (a key
+  padding mask; each token carries a learned embedding of its grid position) and the AU queries
+  attend to each other, in :data:`ATTENTION_LAYERS` transformer decoder layers; node features are
+  a ReLU projection of each AU's state (non-negative, as the teacher's are) and edge features come
+  from pairs of AU states. Hidden patches are absent, not zeros.
+
+The encoder's top ``finetune_blocks`` blocks may train with the mapping (MAE's partial
+fine-tuning); the blocks below stay frozen and run without gradients. The CLS token is not used.
 """
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import torch
@@ -49,105 +42,181 @@ from torch import nn
 from . import mae
 from .config import INFERENCE_BATCH
 from .patches import to_tensor
-from .teacher import EPS, GraphHead, TeacherOutput
+from .teacher import EPS, TeacherOutput
 
 #: The mapping networks a student can use (``DistillConfig.mapping``).
-MAPPINGS = ("linear", "graph")
+MAPPINGS = ("linear", "attention")
+#: The attention mapping's width, heads and transformer decoder layers.
+ATTENTION_WIDTH, ATTENTION_HEADS, ATTENTION_LAYERS = 128, 4, 2
+#: MAE's layer-wise learning-rate decay for fine-tuned blocks (``DistillConfig.layer_decay`` None).
+LAYER_DECAY = 0.75
 
 
 class Student(nn.Module):
-    """Frozen MAE encoder on visible patches -> linear mapping network -> the teacher's classifiers.
+    """MAE encoder on visible patches -> mapping network -> the teacher's classifiers.
 
     ``teacher`` provides the target feature sizes and its classifiers (copied, frozen); it is not
-    kept. ``depth``: encoder blocks run (None = all). ``rank``: per-token projection width;
-    ``edge_rank``: bottleneck of the edge map.
+    kept. ``depth``: encoder blocks run (None = all); the top ``finetune_blocks`` of them train,
+    the rest stay frozen. ``rank`` / ``edge_rank``: the linear mapping's projection and edge
+    bottleneck; ``node_relu``: its node features through a ReLU (the attention mapping's always are).
     """
 
     def __init__(self, mae_model, teacher, depth: int | None = None, rank: int = 32, edge_rank: int = 256,
-                 mapping: str = "linear"):
+                 mapping: str = "linear", finetune_blocks: int | None = None, node_relu: bool | None = None):
         super().__init__()
         if mapping not in MAPPINGS:
             raise ValueError(f"unknown mapping {mapping!r}; choose one of {MAPPINGS}")
-        self.mapping = mapping
+        self.mapping, self.depth = mapping, depth
         self.aus = tuple(teacher.aus)
         n, c = len(self.aus), teacher.cfg.width
-        self.mae = mae_model.eval()
+        self.blocks = len(mae_model.vit.layers) if depth is None else depth
+        self.finetune_blocks = finetune_blocks or 0
+        if not 0 <= self.finetune_blocks <= self.blocks:
+            raise ValueError(f"finetune_blocks must be in 0..{self.blocks} (the blocks read); got {finetune_blocks}")
+        # a student that fine-tunes gets its own copy: the encoder it was given stays as it is for every other reader
+        self.mae = (copy.deepcopy(mae_model) if self.finetune_blocks else mae_model).eval()
         for p in self.mae.parameters():
             p.requires_grad_(False)
-        self.depth = depth
+        for p in self.tuned_blocks().parameters():
+            p.requires_grad_(True)
+        self.node_relu = bool(node_relu) or mapping == "attention"
         self.patch_size = mae_model.config.patch_size
         self.num_patches = (mae_model.config.image_size // self.patch_size) ** 2
         d = mae_model.config.hidden_size
-        self.project = nn.Linear(d, rank)  # per visible token
         if mapping == "linear":
+            self.project = nn.Linear(d, rank)  # per visible token
             self.node_map = nn.Linear(self.num_patches * rank, n * c)
             self.edge_map = nn.Sequential(nn.Linear(self.num_patches * rank, edge_rank), nn.Linear(edge_rank, n * n * c))
-        else:  # ME-GraphAU's head on the projected tokens, each with a learned position embedding
-            self.position = nn.Parameter(torch.zeros(1, self.num_patches, rank))  # (1, L, r)
-            nn.init.trunc_normal_(self.position, std=0.02)
-            self.graph = GraphHead(rank, n, c, teacher.cfg.k_neighbours)
+        else:
+            w = ATTENTION_WIDTH
+            self.project = nn.Linear(d, w)
+            self.position = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, self.num_patches, w), std=0.02))
+            self.queries = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, n, w), std=0.02))  # one per AU
+            self.layers = nn.ModuleList(nn.TransformerDecoderLayer(w, ATTENTION_HEADS, 2 * w, dropout=0.0,
+                                                                   batch_first=True, norm_first=True)
+                                        for _ in range(ATTENTION_LAYERS))
+            self.norm = nn.LayerNorm(w)
+            self.node_out = nn.Linear(w, c)
+            self.pair_a, self.pair_b = nn.Linear(w, w), nn.Linear(w, w, bias=False)
+            self.edge_out = nn.Linear(w, c)
+            self.node_mean = nn.Parameter(torch.zeros(n, c))  # per AU (set by start_at)
+            self.edge_mean = nn.Parameter(torch.zeros(n, n, c))  # per AU pair
         # the teacher's classifiers, frozen buffers: the student is read exactly as the teacher is
         self.register_buffer("prototypes", torch.relu(teacher.head.prototypes.detach()).clone())  # (N, C)
         self.register_buffer("edge_weight", teacher.head.edge_classifier.weight.detach().clone())  # (4, C)
         self.register_buffer("edge_bias", teacher.head.edge_classifier.bias.detach().clone())  # (4,)
 
+    @classmethod
+    def from_config(cls, mae_model, teacher, cfg) -> Student:
+        """The student a :class:`config.DistillConfig` describes."""
+        return cls(mae_model, teacher, cfg.depth, cfg.rank, cfg.edge_rank, cfg.mapping, cfg.finetune_blocks,
+                   cfg.node_relu)
+
+    def tuned_blocks(self) -> nn.ModuleList:
+        """The encoder blocks that train with the mapping (empty for a frozen encoder)."""
+        return self.mae.vit.layers[self.blocks - self.finetune_blocks: self.blocks]
+
+    @property
+    def input_depth(self) -> int | None:
+        """The block whose frozen output the student starts from (what a shared encoding must give it)."""
+        return self.blocks - self.finetune_blocks if self.finetune_blocks else self.depth
+
+    def parameter_groups(self, decay: float | None = None) -> list[dict]:
+        """Optimiser groups: the mapping at the schedule's rate; fine-tuned block k below the top at
+        ``decay ** (k + 1)`` of it (``"scale"``, :func:`train.optimiser_step`; MAE's layer-wise decay;
+        ``decay`` None: :data:`LAYER_DECAY`)."""
+        decay = LAYER_DECAY if decay is None else decay
+        tuned = {id(p) for p in self.tuned_blocks().parameters()}
+        groups = [{"params": [p for p in self.parameters() if p.requires_grad and id(p) not in tuned], "scale": 1.0}]
+        for k, block in enumerate(reversed(list(self.tuned_blocks()))):
+            groups.append({"params": list(block.parameters()), "scale": decay ** (k + 1)})
+        return groups
+
     @torch.no_grad()
     def start_at(self, node: torch.Tensor, edge: torch.Tensor) -> None:
         """Start the mapping at the teacher's average face: node (N, C) and edge (N, N, C) mean
-        features become the maps' output biases, so training only has to learn how a face departs
+        features become the output biases, so training only has to learn how a face departs
         from the average. (The teacher's features share a large common component -- norm 14 against
-        a spread of 0.7 per channel on SynthFACS -- which a zero start spends most of its steps on.)
-        The graph mapping has no output bias to set and starts from its initialisation."""
-        if self.mapping != "linear":
-            return
-        self.node_map.bias.copy_(node.flatten())
-        self.edge_map[-1].bias.copy_(edge.flatten())
+        a spread of 0.7 per channel on SynthFACS -- which a zero start spends most of its steps on.)"""
+        if self.mapping == "linear":
+            self.node_map.bias.copy_(node.flatten())
+            self.edge_map[-1].bias.copy_(edge.flatten())
+        else:
+            self.node_mean.copy_(node)
+            self.edge_mean.copy_(edge)
 
     def train(self, mode: bool = True) -> Student:
-        """Train the mapping network only: the frozen encoder stays in eval mode."""
+        """Train the mapping network (and the tuned blocks); the encoder stays in eval mode (MAE's
+        ViT has no dropout, and its frozen blocks must not change)."""
         super().train(mode)
         self.mae.eval()
         return self
 
+    def encode(self, images: torch.Tensor, visible: torch.Tensor | np.ndarray | None,
+               enc: mae.Encoded | None = None) -> mae.Encoded:
+        """The encoder's tokens at ``depth`` for these faces: the frozen blocks without gradients,
+        then the tuned ones. ``enc``: the frozen encoding at :attr:`input_depth`, if already computed."""
+        if enc is None:
+            with torch.no_grad():
+                enc = mae.encode(self.mae, images, visible, depth=self.input_depth)  # tokens (B, 1 + K, D)
+        if self.finetune_blocks:
+            enc = mae.run_blocks(self.mae, enc, self.blocks - self.finetune_blocks, self.blocks)
+        return enc
+
     def latent(self, images: torch.Tensor, visible: torch.Tensor | np.ndarray | None,
                enc: mae.Encoded | None = None) -> torch.Tensor:
-        """The mapping network's input: projected visible tokens on the patch grid, hidden = 0, (B, L, r).
-        ``enc``: the frozen encoder's output at ``self.depth`` for these faces, if already computed."""
-        with torch.no_grad():
-            if enc is None:
-                enc = mae.encode(self.mae, images, visible, depth=self.depth)  # tokens (B, 1 + K, D), valid (B, K)
-            tokens = nn.functional.layer_norm(enc.tokens[:, 1:], enc.tokens.shape[-1:])  # (B, K, D)
+        """The linear mapping's input: projected visible tokens on the patch grid, hidden = 0, (B, L, r).
+        ``enc``: as in :meth:`encode`."""
+        enc = self.encode(images, visible, enc)
+        tokens = nn.functional.layer_norm(enc.tokens[:, 1:], enc.tokens.shape[-1:])  # (B, K, D)
         z = self.project(tokens) * enc.valid.unsqueeze(-1).to(tokens.dtype)  # (B, K, r), padding = 0
         grid = z.new_zeros(len(z), self.num_patches, z.shape[-1])  # (B, L, r)
-        if self.mapping == "graph":  # the position embedding marks where each visible token sits
-            z = z + torch.gather(self.position.expand(len(z), -1, -1), 1,
-                                 enc.ids_keep.unsqueeze(-1).expand_as(z)) * enc.valid.unsqueeze(-1).to(z.dtype)
         return grid.scatter_add(1, enc.ids_keep.unsqueeze(-1).expand_as(z), z)
+
+    def au_states(self, images: torch.Tensor, visible: torch.Tensor | np.ndarray | None,
+                  enc: mae.Encoded | None = None) -> torch.Tensor:
+        """The attention mapping's AU states (B, N, W): AU queries attending to the visible tokens."""
+        enc = self.encode(images, visible, enc)
+        tokens = nn.functional.layer_norm(enc.tokens[:, 1:], enc.tokens.shape[-1:])  # (B, K, D)
+        where = self.position.expand(len(tokens), -1, -1).gather(
+            1, enc.ids_keep.unsqueeze(-1).expand(-1, -1, self.position.shape[-1]))  # (B, K, W)
+        memory = self.project(tokens) + where  # (B, K, W)
+        q = self.queries.expand(len(tokens), -1, -1)  # (B, N, W)
+        for layer in self.layers:  # AU queries: self-attention, then cross-attention to visible tokens only
+            q = layer(q, memory, memory_key_padding_mask=~enc.valid)
+        return self.norm(q)
 
     def forward(self, images: torch.Tensor, visible: torch.Tensor | np.ndarray | None,
                 enc: mae.Encoded | None = None) -> TeacherOutput:
         """images (B, 3, S, S) in [0, 1], visible (B, L) bool (None = every patch) -> TeacherOutput.
-        ``enc``: as in :meth:`latent`."""
-        z = self.latent(images, visible, enc)  # (B, L, r)
+        ``enc``: as in :meth:`encode`."""
         n, c = self.prototypes.shape
         if self.mapping == "linear":
-            node = self.node_map(z.flatten(1)).view(-1, n, c)  # (B, N, C)
-            edge = self.edge_map(z.flatten(1)).view(-1, n, n, c)  # (B, N, N, C)
+            z = self.latent(images, visible, enc).flatten(1)  # (B, L * r)
+            node = self.node_map(z).view(-1, n, c)  # (B, N, C)
+            edge = self.edge_map(z).view(-1, n, n, c)  # (B, N, N, C)
         else:
-            node, edge = self.graph.features(z)  # (B, N, C), (B, N, N, C)
+            q = self.au_states(images, visible, enc)  # (B, N, W)
+            node = self.node_mean + self.node_out(q)  # (B, N, C)
+            pair = torch.relu(self.pair_a(q)[:, :, None] + self.pair_b(q)[:, None, :])  # (B, N, N, W): AU i, AU j
+            edge = self.edge_mean + self.edge_out(pair)  # (B, N, N, C)
+        if self.node_relu:  # non-negative like the teacher's nodes: the cosine below is never negative
+            node = torch.relu(node)
         probs = nn.functional.cosine_similarity(node, self.prototypes[None], dim=-1, eps=EPS)  # (B, N)
         edge_logits = edge @ self.edge_weight.T + self.edge_bias  # (B, N, N, 4)
         return TeacherOutput(probs.clamp(0, 1), node, edge, edge_logits)
 
     def head_state(self) -> dict:
-        """The mapping network's weights and the copied classifiers (what a checkpoint stores; the
-        encoder is stored once elsewhere)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("mae.")}
+        """What a checkpoint stores: the mapping network, the copied classifiers and the tuned
+        encoder blocks (the frozen encoder is stored once elsewhere)."""
+        tuned = {f"mae.vit.layers.{i}." for i in range(self.blocks - self.finetune_blocks, self.blocks)}
+        return {k: v for k, v in self.state_dict().items()
+                if not k.startswith("mae.") or any(k.startswith(t) for t in tuned)}
 
     def load_head_state(self, state: dict) -> None:
         """Inverse of :meth:`head_state`; every mapping-network weight must be present."""
         missing, unexpected = self.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("mae.")]
+        missing = [k for k in missing if k in self.head_state()]
         if missing or unexpected:
             raise ValueError(f"student checkpoint does not match the mapping network: missing {missing}, "
                              f"unexpected {unexpected}")

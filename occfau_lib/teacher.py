@@ -199,9 +199,7 @@ class TeacherOutput:
 class GraphHead(nn.Module):
     """Everything after the backbone: tokens (B, D, C_in) -> :class:`TeacherOutput`.
 
-    Kept separate from the backbone so it can be studied (and swapped) on any token source: the
-    student's ``mapping="graph"`` runs its :meth:`features` on MAE tokens (measurements in
-    :mod:`occfau_lib.student`).
+    Kept separate from the backbone so it can be studied (and swapped) on any token source.
     """
 
     def __init__(self, c_in: int, n_au: int, width: int, k_neighbours: int):

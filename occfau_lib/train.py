@@ -54,8 +54,8 @@ def optimiser_step(opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float, st
     silently turn every weight into NaN). Returns the loss value."""
     if not torch.isfinite(loss):
         raise FloatingPointError(f"{what} loss became {loss.item()} at step {step}; lower the learning rate")
-    for group in opt.param_groups:
-        group["lr"] = lr
+    for group in opt.param_groups:  # a group's "scale" (e.g. a fine-tuned block's layer decay) scales the schedule
+        group["lr"] = lr * group.get("scale", 1.0)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()

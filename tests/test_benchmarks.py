@@ -116,10 +116,10 @@ def test_bench_design_measures_worlds_and_student_variants(tmp_path):
 
     out = run("bench_design.py", "world", "--worlds", "6x2x8", "--epochs", "1", "--out", str(tmp_path))
     assert "| world | images | epochs | test_f1 |" in out and "| 6x2x8 | 96 | 1 |" in out
-    out = run("bench_design.py", "student", "--variants", "linear:1:1", "graph:1:1", "--out", str(tmp_path))
+    out = run("bench_design.py", "student", "--variants", "linear:1:1", "attention:1:1", "--out", str(tmp_path))
     rows = [json.loads(line) for line in (tmp_path / "design_student.jsonl").read_text().splitlines()]
     assert [r["model"] for r in rows] == ["teacher", "linear:1:1 node + edge KD", "linear:1:1 no KD",
-                                          "graph:1:1 node + edge KD", "graph:1:1 no KD"]
+                                          "attention:1:1 node + edge KD", "attention:1:1 no KD"]
     assert all(0 <= r["clean"] <= 100 and 0 <= r["blocks"] <= 100 for r in rows)
 
 

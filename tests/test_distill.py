@@ -120,7 +120,8 @@ def test_frozen_encoder_stays_frozen_and_a_tiny_student_overfits(mapping):
     encoder = make_mae()
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
     tch = make_teacher()
-    cfg = DistillConfig(epochs=100, batch_size=16, lr=3e-3, clean_rate=1.0, augment=False, node_weight=0.0,
+    lr = {"linear": 3e-3, "attention": 1e-3}[mapping]  # transformer layers diverge at the linear map's rate
+    cfg = DistillConfig(epochs=100, batch_size=16, lr=lr, clean_rate=1.0, augment=False, node_weight=0.0,
                         edge_weight=0.0, mapping=mapping)  # the mapping alone must be able to fit the labels
     model, history = distill.train_student(ds, encoder, tch, cfg, progress=False, log_every=5)
     for k, v in encoder.state_dict().items():
@@ -228,3 +229,80 @@ def test_one_shared_encoder_pass_gives_every_reader_the_same_numbers():
     missing = missing_tokens(occ.visible, MAE_CFG.hidden_size)
     assert np.array_equal(probe_probs(probe, grid.reshape(len(grid), -1), missing),
                           probe_probs(probe, patch.reshape(len(patch), -1), missing))
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the latent: attention mapping, partial fine-tuning
+# --------------------------------------------------------------------------------------------
+def test_encoding_continues_block_by_block():
+    encoder = make_mae()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    visible = torch.rand(2, L, generator=torch.Generator().manual_seed(6)) > 0.4
+    lower = mae.encode(encoder, x, visible, depth=1)
+    assert torch.allclose(mae.run_blocks(encoder, lower, 1).tokens, mae.encode(encoder, x, visible).tokens, atol=1e-6)
+    assert torch.allclose(mae.run_blocks(encoder, mae.encode(encoder, x, visible, depth=0), 0, 1).tokens,
+                          lower.tokens, atol=1e-6)
+    with pytest.raises(ValueError, match="start <= stop"):
+        mae.run_blocks(encoder, lower, 2, 1)
+
+
+def test_fine_tuned_student_trains_its_own_copy_of_the_top_blocks():
+    ds = toy_dataset(n_per_subject=4)
+    encoder, tch = make_mae(), make_teacher()
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    cfg = DistillConfig(epochs=2, batch_size=8, lr=3e-3, augment=False, depth=2, finetune_blocks=1)
+    model, _ = distill.train_student(ds, encoder, tch, cfg, progress=False)
+    for k, v in encoder.state_dict().items():  # the encoder other readers share is untouched
+        assert torch.equal(v, before[k]), k
+    tuned = model.mae.state_dict()
+    assert not torch.equal(tuned["vit.layers.1.mlp.fc1.weight"], before["vit.layers.1.mlp.fc1.weight"])
+    assert torch.equal(tuned["vit.layers.0.mlp.fc1.weight"], before["vit.layers.0.mlp.fc1.weight"])
+    head = model.head_state()
+    assert any(k.startswith("mae.vit.layers.1.") for k in head) and not any(k.startswith("mae.vit.layers.0.") for k in head)
+    again = student.Student.from_config(encoder, tch, cfg)
+    again.load_head_state(head)
+    visible = np.ones((len(ds), L), bool)
+    visible[::2, :5] = False
+    alone = student.predict(model, ds.images, visible)["probs"]
+    assert np.array_equal(student.predict(again.eval(), ds.images, visible)["probs"], alone)
+    # a shared frozen encoding at the student's input depth gives the same answers
+    from occfau_lib import experiments, occlusion
+    occ = occlusion.Occluded(ds.images, np.zeros(ds.images.shape[:3], bool), visible, "test")
+    shared = experiments.SharedEncoding(encoder, {model.input_depth})
+    assert model.input_depth == 1
+    assert np.array_equal(student.predict(model, occ.images, occ.visible, encoded=shared(occ, 1))["probs"], alone)
+
+
+def test_fine_tuned_blocks_learn_at_layer_decayed_rates():
+    model = student.Student(make_mae(), make_teacher(), depth=2, finetune_blocks=2)
+    groups = model.parameter_groups(0.5)
+    assert [g["scale"] for g in groups] == [1.0, 0.5, 0.25]  # mapping, block 2, block 1
+    assert sum(len(g["params"]) for g in groups) == sum(p.requires_grad for p in model.parameters())
+    opt = torch.optim.AdamW(groups, lr=1.0)
+    train.optimiser_step(opt, model(torch.rand(2, 3, 32, 32), None).probs.sum(), 0.2, 0, "test")
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.2, 0.1, 0.05])
+    with pytest.raises(ValueError, match="finetune_blocks must be in 0..2"):
+        student.Student(make_mae(), make_teacher(), depth=2, finetune_blocks=3)
+    with pytest.raises(ValueError, match="finetune_blocks"):
+        DistillConfig(depth=2, finetune_blocks=3)
+    with pytest.raises(ValueError, match="layer_decay"):
+        DistillConfig(layer_decay=0.0)
+
+
+@pytest.mark.parametrize("mapping, relu", [("attention", None), ("linear", True)])
+def test_relu_nodes_never_give_a_negative_cosine(mapping, relu):
+    """A present AU always gets a gradient: with non-negative nodes (the teacher's are) the cosine
+    to the non-negative prototypes is never below 0, where the probabilities' clamp is flat."""
+    model = student.Student(make_mae(), make_teacher(), mapping=mapping, node_relu=relu).eval()
+    out = model(torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(7)), None)
+    assert (out.node >= 0).all()
+    raw = torch.nn.functional.cosine_similarity(out.node, model.prototypes[None], dim=-1)
+    assert (raw >= 0).all() and torch.equal(out.probs, raw.clamp(0, 1))
+
+
+def test_unset_options_leave_cache_keys_as_they_were():
+    from occfau_lib import cache
+
+    key = cache.config_dict(DistillConfig())
+    assert "finetune_blocks" not in key and "node_relu" not in key and key["mapping"] == "linear"
+    assert cache.config_dict(DistillConfig(depth=2, finetune_blocks=1))["finetune_blocks"] == 1
