@@ -5,7 +5,7 @@ method of notebook 04 (:func:`experiments.compare_methods`, floors included) for
 seed over the subject-exclusive folds, with the test occlusions fixed, and measures what the
 claims need besides: the linear-probe gain of the trained MAE over a randomly initialised one,
 and inference speed. :func:`check_claims` turns that into checks (the paper's claims as this
-project states them; the thresholds are ours, see ``shared/paper-notes.md``):
+project states them; the thresholds are ours, see ``docs/method-notes.md``):
 
 - (a) the trained MAE's latent is worth more than a random encoder's: linear probe (clean faces,
   the student's block) >= random encoder + 5 F1;

@@ -142,7 +142,7 @@ class DistillConfig(Schedule):
     """The method's student: a mapping network on frozen MAE latents, distilled from the teacher.
 
     Loss = L_WA(ground truth) + node_weight x node KD + edge_weight x edge KD
-    + edge_ce_weight x edge co-occurrence CE (paper-notes; the weights are ours: alpha = beta = 1).
+    + edge_ce_weight x edge co-occurrence CE (docs/method-notes.md; the weights are ours: alpha = beta = 1).
     """
 
     depth: int | None = None  # MAE blocks the student reads (None = all); tiny MAE: 3 of 6 (student.py)
@@ -333,7 +333,7 @@ def setup(seed: int = 0, profile: str | None = None) -> Profile:
 # Run configurations for the command line (python -m occfau_lib)
 # --------------------------------------------------------------------------------------------
 #: Command-line presets: the notebook profiles plus one paper preset per dataset. They differ
-#: from "paper" only where ME-GraphAU differs by dataset (paper-notes): lambda of the edge loss
+#: from "paper" only where ME-GraphAU differs by dataset (docs/method-notes.md): lambda of the edge loss
 #: 0.05 (BP4D) / 0.01 (DISFA), the facial graph's K 4 / 3.
 PRESETS: dict[str, Profile] = {
     "smoke": PROFILES["smoke"],

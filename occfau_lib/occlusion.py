@@ -10,7 +10,7 @@ Face regions are boxes in the frame of an aligned face crop (u right, v down, th
 parts of the face.
 
 The evaluation protocols (the paper names two families, the levels are this project's choice,
-see ``shared/paper-notes.md`` and the README):
+see ``docs/method-notes.md``):
 
 - **random small patches**: a fraction ``PATCH_RATIOS`` of the MAE's grid patches hidden uniformly;
 - **large blocks**: one square of side ``BLOCK_SIDES_224`` pixels at 224 px (scaled to the image
@@ -34,7 +34,7 @@ from .patches import MEAN_FILL, box_mask, crop_to_face, patch_pixels, patch_visi
 #: Random small patches: fraction of the MAE's grid patches hidden [ours].
 PATCH_RATIOS = (0.25, 0.5, 0.75)
 #: Large blocks: side in pixels at 224 px (about 29, 43, 50, 57% of the image side), scaled to the
-#: image size [ours]; paper-notes rounds them to "about 30, 45, 55, 60%", the pixel sizes are exact.
+#: image size [ours]; docs/method-notes.md rounds them to "about 30, 45, 55, 60%", the pixel sizes are exact.
 BLOCK_SIDES_224 = (64, 96, 112, 128)
 #: The half-face masks of the large-block family.
 HALVES = ("upper_half", "lower_half")

@@ -97,7 +97,7 @@ def test_occlude_paints_exactly_the_hidden_pixels():
 # The protocols
 # --------------------------------------------------------------------------------------------
 def test_protocol_parameters_match_paper_notes():
-    # shared/paper-notes.md: patches hide 25/50/75% of grid patches; blocks 64/96/112/128 px at 224
+    # docs/method-notes.md: patches hide 25/50/75% of grid patches; blocks 64/96/112/128 px at 224
     assert occlusion.PATCH_RATIOS == (0.25, 0.5, 0.75)
     assert occlusion.BLOCK_SIDES_224 == (64, 96, 112, 128)
     assert occlusion.HALVES == ("upper_half", "lower_half")
