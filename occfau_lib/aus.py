@@ -6,6 +6,7 @@ keeps label columns in the order of a tuple of such numbers (``BP4D_AUS``, ``DIS
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -72,12 +73,12 @@ def au_set(spec: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
 
 
 def parse_au_label(text: str) -> int:
-    """``"AU12"``, ``"au12"``, ``"12"`` or ``"AU012"`` -> 12; raises ValueError naming the label otherwise."""
-    s = str(text).strip()
-    digits = s[2:] if s.upper().startswith("AU") else s
-    if not digits.isdigit():
+    """``"AU12"``, ``"au12"``, ``"AU_12"``, ``"AU 12"``, ``"AU-12"``, ``"12"`` or ``"AU012"`` -> 12;
+    raises ValueError naming the label otherwise."""
+    match = re.fullmatch(r"(?i)(?:au[ _-]?)?(\d+)", str(text).strip())
+    if not match:
         raise ValueError(f"{text!r} is not an AU label (expected e.g. 'AU12' or '12')")
-    return int(digits)
+    return int(match.group(1))
 
 
 def au_labels(aus: tuple[int, ...]) -> list[str]:

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .aus import au_labels, au_set
 from .patches import to_tensor
@@ -248,10 +248,12 @@ class FileDataset(AUDataset):
     """Images read from files on each access, checked so a bad file fails loudly and by name.
 
     Every file must exist when the dataset is built (FileNotFoundError otherwise). On access a
-    file must decode, be 3-channel RGB (grayscale or RGBA is an error, never converted silently)
-    and be ``image_size`` square; with ``resize=True`` other square sizes are resized (bilinear,
-    antialiased), while non-square images are always an error. ``skipped_frames`` counts labelled
-    frames a loader dropped because their image was absent.
+    file must decode; it is turned upright by its EXIF orientation tag (a JPEG stored sideways
+    with orientation 6 is read rotated, as image viewers show it), then must be 3-channel RGB
+    (grayscale or RGBA is an error, never converted silently) and be ``image_size`` square; with
+    ``resize=True`` other square sizes are resized (bilinear, antialiased), while non-square
+    images are always an error. ``skipped_frames`` counts labelled frames a loader dropped
+    because their image was absent.
     """
 
     _per_sample = AUDataset._per_sample + ("paths",)
@@ -284,6 +286,7 @@ class FileDataset(AUDataset):
         try:
             with Image.open(path) as img:
                 img.load()
+                ImageOps.exif_transpose(img, in_place=True)  # upright as viewers show it (EXIF orientation)
                 if img.mode != "RGB":
                     raise ValueError(
                         f"{path}: expected a 3-channel RGB image, found mode {img.mode!r} "

@@ -7,9 +7,9 @@ leaves, or explicit ``labels=`` / ``images=`` sub-paths (relative to ``root`` or
 must be face crops, square and RGB; ``resize=True`` scales other square sizes to ``image_size``.
 
 Every label file is checked before any model sees it; a problem is an error naming the file and
-row (ragged rows, duplicate or ambiguous AU columns, duplicate frames, an image listed under two
-subjects, values outside the format), never a silent guess. Frames with a label but no image, or
-an image but no label, are counted in a warning (and ``ds.skipped_frames``).
+row (text that is not UTF-8, ragged rows, duplicate or ambiguous AU columns, duplicate frames, an
+image listed under two subjects, values outside the format), never a silent guess. Frames with a
+label but no image, or an image but no label, are counted in a warning (and ``ds.skipped_frames``).
 
 **BP4D** (``load_bp4d(root)``): occurrence files ``<Subject>_<Task>.csv`` and frames per task::
 
@@ -35,16 +35,8 @@ an image but no label, are counted in a warning (and ``ds.skipped_frames``).
   gives the counts and the first/last frames of each side. An AU is present when its intensity is
   at least ``threshold`` (2, the usual choice; 1..5).
 
-**Any other dataset** (``load_csv(path, image_size)``), one row per image::
-
-    image,subject,AU1,AU2,AU12,part      # "part" (1, 2 or 3) is optional
-    faces/a_0001.png,a,1,0,,1            # image path: absolute or relative to the CSV's folder
-
-  AU columns are named ``AU<number>`` (``AU1`` or ``AU01``, not both); values 0 or 1, and empty,
-  -1 or 9 for unknown. Intensity columns such as OpenFace's ``AU12_r`` are not labels: threshold
-  them into an ``AU12`` column (e.g. present when intensity >= 2). Without a ``part`` column,
-  subjects are dealt into three parts by :func:`data.default_parts`. A UTF-8 byte-order mark is
-  accepted.
+**Any other dataset** (``load_csv(path, image_size)``): a CSV with one row per image, read by
+:mod:`occfau_lib.tables` (its docstring gives the format and how AU columns are recognised).
 
 Both licensed datasets use the official subject-exclusive parts (``BP4D_PARTS``,
 ``DISFA_PARTS``), so results compare with the literature; a tree holding only some subjects gives
@@ -52,8 +44,6 @@ smaller parts.
 """
 from __future__ import annotations
 
-import csv
-import re
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -61,9 +51,10 @@ from typing import Sequence
 import numpy as np
 
 from . import synthfacs
-from .aus import ALL_AUS, BP4D_AUS, DISFA_AUS, au_labels, au_set, parse_au_label
+from .aus import BP4D_AUS, DISFA_AUS, au_labels, au_set
 from .config import Profile, get_profile
 from .data import IMAGE_SUFFIXES, AUDataset, FileDataset, Parts
+from .tables import au_columns, check_ragged, load_csv, read_table, read_text
 
 #: Official BP4D subject-exclusive parts (41 subjects) used by the 3-fold protocol.
 BP4D_PARTS: Parts = (
@@ -122,36 +113,6 @@ def frame_files(directory: Path) -> dict[int, Path]:
     return frames
 
 
-def read_table(path: Path) -> list[tuple[int, list[str]]]:
-    """The non-empty rows of a CSV as ``(line number, cells)``; a UTF-8 byte-order mark is accepted."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        return [(n, row) for n, row in enumerate(csv.reader(f), start=1) if any(cell.strip() for cell in row)]
-
-
-def _check_ragged(path: Path, table: list[tuple[int, list[str]]]) -> None:
-    width = len(table[0][1])
-    for n, row in table[1:]:
-        if len(row) != width:
-            raise ValueError(f"{path}, row {n}: {len(row)} cells but the header has {width} "
-                             "(a missing or extra comma?)")
-
-
-def au_columns(path: Path, header: Sequence[str], candidates: Sequence[int]) -> dict[int, int]:
-    """AU number -> column index for the header cells at ``candidates``; two columns naming the
-    same AU (``AU1`` and ``AU01``, or ``1`` twice) are an error naming both."""
-    columns: dict[int, int] = {}
-    for j in candidates:
-        try:
-            au = parse_au_label(header[j])
-        except ValueError as err:
-            raise ValueError(f"{path}, header: {err}") from None
-        if au in columns:
-            raise ValueError(f"{path}: columns {header[columns[au]]!r} and {header[j]!r} both label AU{au}; "
-                             "keep one")
-        columns[au] = j
-    return columns
-
-
 def _frame_range(frames) -> str:
     frames = sorted(frames)
     return f"{len(frames)} (frames {frames[0]}..{frames[-1]})" if frames else "0"
@@ -165,7 +126,7 @@ def _read_bp4d_file(csv_path: Path, aus: tuple[int, ...]) -> dict[int, list[int]
     table = read_table(csv_path)
     if not table:
         raise ValueError(f"{csv_path}: empty label file")
-    _check_ragged(csv_path, table)
+    check_ragged(csv_path, table)
     header = table[0][1]
     columns = au_columns(csv_path, header, range(1, len(header)))
     missing = [a for a in aus if a not in columns]
@@ -247,7 +208,7 @@ def read_intensities(path: Path) -> dict[int, int]:
         raise FileNotFoundError(f"DISFA label file not found: {path}")
     out: dict[int, int] = {}
     first_line: dict[int, int] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    for n, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -331,93 +292,6 @@ def load_disfa(root: str | Path, image_size: int = 224, aus: str | Sequence[int]
                           DISFA_PARTS, resize)  # labels (N, n_au)
     dataset.skipped_frames = len(no_image)
     return dataset
-
-
-# --------------------------------------------------------------------------------------------
-# Any CSV
-# --------------------------------------------------------------------------------------------
-def _csv_label(value: str, where: str) -> int:
-    """One generic-CSV label cell: 0/1, and empty, -1 or 9 for unknown (-1)."""
-    value = value.strip()
-    try:
-        number = float(value) if value else -1.0
-    except ValueError:
-        number = None  # not a number: reported just below
-    if number not in (0, 1, -1, 9):
-        raise ValueError(f"{where}: label {value!r} is not 0, 1 or unknown (empty, -1, 9)")
-    return -1 if number in (-1, 9) else int(number)
-
-
-def _csv_au_columns(csv_path: Path, header: list[str]) -> dict[int, int]:
-    """AU -> column of a generic CSV; suffixed columns (``AU12_r``) are explained, never ignored silently."""
-    plain = [j for j, c in enumerate(header) if re.fullmatch(r"(?i)au\d+", c.strip())]
-    columns = au_columns(csv_path, header, plain)
-    suffixed = [c for c in header if re.fullmatch(r"(?i)au\d+[_ -]?[a-z]\w*", c.strip())]
-    unread = [c for c in suffixed if parse_au_label(re.match(r"(?i)au\d+", c.strip()).group()) not in columns]
-    if unread:
-        raise ValueError(
-            f"{csv_path}: column(s) {unread} are not occurrence labels. OpenFace-style '_r' columns are "
-            "intensities (0-5) and '_c' columns its own predictions: for ground truth, add a column named "
-            "like 'AU12' holding 1 (present), 0 (absent) or empty (unknown), e.g. intensity >= 2 -> 1")
-    if suffixed:
-        warnings.warn(f"{csv_path}: column(s) {suffixed} are not read (the plain AU columns are)", stacklevel=3)
-    unknown = [header[j] for a, j in columns.items() if a not in ALL_AUS]
-    if unknown:
-        raise ValueError(f"{csv_path}: unknown AU column(s) {unknown}; known AUs are {au_labels(ALL_AUS)}")
-    return columns
-
-
-def load_csv(csv_path: str | Path, image_size: int, aus: str | Sequence[int] | None = None, resize: bool = False,
-             name: str | None = None) -> FileDataset:
-    """Any dataset listed in a CSV (format in the module docstring); ``aus=None`` keeps every AU column."""
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"CSV file not found: {csv_path}")
-    table = read_table(csv_path)
-    if not table:
-        raise ValueError(f"{csv_path}: empty file")
-    header = [c.strip() for c in table[0][1]]
-    repeated = sorted({c for c in header if header.count(c) > 1})
-    if repeated:
-        raise ValueError(f"{csv_path}: column(s) {repeated} appear more than once in the header")
-    for column in ("image", "subject"):
-        if column not in header:
-            raise ValueError(f"{csv_path}: missing column {column!r}")
-    columns = _csv_au_columns(csv_path, header)
-    aus = au_set(tuple(a for a in ALL_AUS if a in columns) if aus is None else aus)
-    missing = [f"AU{a}" for a in aus if a not in columns]
-    if missing:
-        raise ValueError(f"{csv_path}: missing label column(s) {missing}")
-    if len(table) < 2:
-        raise ValueError(f"{csv_path}: no rows")
-    _check_ragged(csv_path, table)
-    col = {c: j for j, c in enumerate(header)}
-    paths, subjects, labels, parts_of = [], [], [], []
-    row_of: dict[Path, tuple[int, str]] = {}
-    for n, row in table[1:]:
-        image, subject = row[col["image"]].strip(), row[col["subject"]].strip()
-        for what, value in (("image", image), ("subject", subject)):
-            if not value:
-                raise ValueError(f"{csv_path}, row {n}: empty {what!r} cell")
-        path = (csv_path.parent / image).resolve()  # absolute paths survive the join
-        if path in row_of:
-            first, who = row_of[path]
-            leak = f" under subjects {who!r} and {subject!r} (a train/test leak)" if who != subject else ""
-            raise ValueError(f"{csv_path}, row {n}: image {image!r} is already listed in row {first}{leak}")
-        row_of[path] = (n, subject)
-        paths.append(path)
-        subjects.append(subject)
-        labels.append([_csv_label(row[columns[a]], f"{csv_path}, row {n}, column {header[columns[a]]}") for a in aus])
-        if "part" in col:
-            parts_of.append(row[col["part"]].strip())
-    parts = None
-    if parts_of:
-        bad = sorted(set(parts_of) - {"1", "2", "3"})
-        if bad:
-            raise ValueError(f"{csv_path}: column 'part' must be 1, 2 or 3, found {bad}")
-        parts = tuple(tuple(sorted({s for s, p in zip(subjects, parts_of) if p == str(k)})) for k in (1, 2, 3))
-    return FileDataset(paths, np.array(labels, np.int8).reshape(-1, len(aus)), subjects, aus,
-                       name or csv_path.stem, image_size, parts, resize)  # labels (N, n_au)
 
 
 # --------------------------------------------------------------------------------------------

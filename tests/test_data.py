@@ -601,6 +601,63 @@ def test_load_csv_malformed_tables_name_file_and_row(tmp_path, lines, message):
         loaders.load_csv(path, image_size=S)
 
 
+@pytest.mark.parametrize("column", ["AU24", "AU_24", "AU 24", "au-24", "AU024"])
+def test_load_csv_reads_au_columns_with_a_separator(tmp_path, column):
+    write_image(tmp_path / "x.png")
+    path = write_lines(tmp_path / "sep.csv", [f"image,subject,AU1,{column},notes", "x.png,a,1,0,hello"])
+    ds = loaders.load_csv(path, image_size=S)
+    assert ds.aus == (1, 24) and ds.labels.tolist() == [[1, 0]]  # 'notes' looks like no AU: not read
+
+
+@pytest.mark.parametrize("lines, message", [
+    (["image,subject,AU24,AU_24", "x.png,a,1,0"], r"columns 'AU24' and 'AU_24' both label AU24"),
+    (["image,subject,AU1,AU__24", "x.png,a,1,0"], r"\['AU__24'\] look like AU labels but are not named like one"),
+    (["image,subject,AU1,AU.24,24", "x.png,a,1,0,1"], r"\['AU.24', '24'\] look like AU labels"),
+    (["image,subject,notes", "x.png,a,hello"], r"no AU label column \(named like AU12\) among \['image'"),
+])
+def test_load_csv_au_lookalike_or_missing_columns_are_errors(tmp_path, lines, message):
+    write_image(tmp_path / "x.png")
+    path = write_lines(tmp_path / "bad.csv", lines)
+    with pytest.raises(ValueError, match=rf"bad\.csv.*{message}"):
+        loaders.load_csv(path, image_size=S)
+
+
+@pytest.mark.parametrize("encoding, message", [
+    ("latin-1", r"bad\.csv, line 2: not UTF-8 text \(byte b'\\xe9': Latin-1"),
+    ("utf-16", r"bad\.csv: UTF-16 text"),
+])
+def test_label_files_that_are_not_utf8_are_named(tmp_path, disfa_root, encoding, message):
+    write_image(tmp_path / "x.png")
+    path = tmp_path / "bad.csv"
+    path.write_bytes("image,subject,AU1\nx.png,andré,1\n".encode(encoding))
+    with pytest.raises(ValueError, match=message):
+        loaders.load_csv(path, image_size=S)
+    label_file = disfa_root / "ActionUnit_Labels" / "SN001" / "SN001_au1.txt"
+    label_file.write_bytes(label_file.read_text().encode(encoding) + "# café\n".encode(encoding))
+    with pytest.raises(ValueError, match=r"SN001_au1\.txt.*(not UTF-8|UTF-16)"):
+        loaders.load_disfa(disfa_root, image_size=S)
+
+
+def test_load_csv_image_in_a_symlink_loop_is_named(tmp_path):
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    path = write_lines(tmp_path / "loop.csv", ["image,subject,AU1", "loop.png,a,1"])
+    with pytest.raises(ValueError, match=r"loop\.csv, row 2: image 'loop.png' cannot be resolved"):
+        loaders.load_csv(path, image_size=S)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    """A JPEG stored sideways with EXIF orientation 6 (rotate 90 degrees clockwise to view) is
+    read upright, as image viewers show it: its stored top row becomes the right column."""
+    pixels = np.zeros((S, S, 3), np.uint8)
+    pixels[0] = 255  # top row white, as stored
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # Orientation
+    image.save(tmp_path / "phone.jpg", exif=exif, quality=100)
+    read = one_image_dataset(tmp_path / "phone.jpg")._image(0)[..., 0].astype(int)
+    assert read[:, -1].min() > 200 and read[0, :-2].max() < 60  # right column white, top row dark
+
+
 def test_load_csv_intensity_columns_beside_labels_are_named_not_read(tmp_path):
     write_image(tmp_path / "x.png")
     path = write_lines(tmp_path / "both.csv", ["image,subject,AU12,AU12_r", "x.png,a,1,3.5"])
