@@ -23,6 +23,7 @@ import csv
 import io
 import json
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -283,10 +284,40 @@ def top_pairs(matrix, aus, k: int = 5) -> list[tuple[str, float]]:
     return [(f"AU{aus[i[n]]}+AU{aus[j[n]]}", float(values[n])) for n in order[:k]]
 
 
+def append_jsonl(path, record: dict) -> None:
+    """Append ``record`` to a JSON-lines log as one line, in one ``write`` (a killed run never
+    leaves half of it). A log whose last line was torn by a run killed mid-write (no final
+    newline) gets a newline first, so the new record starts a line of its own."""
+    line = (json.dumps(record) + "\n").encode()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def _record_after_a_torn_one(line: str) -> dict | None:
+    """The complete record at the end of ``line`` when a torn one precedes it (written on the
+    same line by an older version of :func:`append_jsonl`), else None."""
+    decoder = json.JSONDecoder()
+    for start in (i for i, c in enumerate(line) if c == "{" and i > 0):
+        try:
+            record, end = decoder.raw_decode(line, start)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and not line[end:].strip():
+            return record
+    return None
+
+
 def read_jsonl(path) -> list[dict]:
     """The records of a JSON-lines log (one JSON object per line, e.g. a run's ``metrics.jsonl``),
     in order. A line that is not a JSON object (torn by a killed writer, edited by hand) is
-    skipped with a warning naming the file and line, so one bad line never hides the others."""
+    skipped with a warning naming the file and line, so one bad line never hides the others; a
+    complete record written onto the end of a torn one is kept, and the warning says so."""
     records = []
     for i, line in enumerate(Path(path).read_text().splitlines(), 1):
         if line.strip():
@@ -295,6 +326,12 @@ def read_jsonl(path) -> list[dict]:
             except json.JSONDecodeError as err:
                 record = err.msg
             if not isinstance(record, dict):
+                kept = _record_after_a_torn_one(line)
+                if kept is not None:
+                    warnings.warn(f"{path}, line {i}: a torn record ({line[:40]}...) is followed by a complete "
+                                  "one on the same line; the torn part is skipped, the record kept", stacklevel=2)
+                    records.append(kept)
+                    continue
                 warnings.warn(f"{path}, line {i}: not a JSON record ({str(record)[:40]}); skipped", stacklevel=2)
                 continue
             records.append(record)
