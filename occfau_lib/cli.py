@@ -8,21 +8,24 @@ builds it; running a finished stage again is instant)::
     python -m occfau_lib distill       --config demo --fold 1
     python -m occfau_lib evaluate      --config demo --fold 1 --out runs/demo
 
-``--config`` is a preset (smoke, demo, paper-bp4d, paper-disfa) or a YAML file; trailing
-``key=value`` arguments override single settings (``distill.epochs=2``), see
-:func:`occfau_lib.cli_settings.run_config`. ``--dataset`` picks SynthFACS (default) or a licensed
-dataset under ``--data-root``. ``--resume`` continues an interrupted training from its
-last epoch checkpoint (model, optimiser, step, random generators), to the same weights as an
-uninterrupted run; without it an interrupted run starts over. Every stage writes the resolved
-config (``config.yaml``) and one JSON line per trained model or evaluation to
+``--config`` is a preset (smoke, demo, paper-bp4d, paper-disfa) or a YAML file (default:
+``$OCCFAU_PROFILE`` when set, else demo); trailing ``key=value`` arguments override single
+settings (``distill.epochs=2``), see :func:`occfau_lib.cli_settings.run_config`. ``--dataset``
+picks SynthFACS (default) or a licensed dataset under ``--data-root``. ``--resume`` continues an
+interrupted training from its last epoch checkpoint (model, optimiser, step, random
+generators), to the same weights as an uninterrupted run; without it an interrupted run starts
+over (Ctrl-C prints the command that resumes). Every stage writes the resolved config and the
+dataset it read (``config.yaml``) and one JSON line per trained model or evaluation to
 ``<out>/metrics.jsonl``; ``evaluate`` also writes per-AU F1 for each fold and their average as
-Markdown and CSV.
+Markdown and CSV. A bad setting, file or folder is one line on stderr naming it, exit status 2.
+The rules a user can rely on are in ``docs/command-line.md``.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from dataclasses import asdict, replace
@@ -34,12 +37,17 @@ import torch.distributed as dist
 import yaml
 
 from . import experiments, mae, metrics, occlusion, student, teacher
-from .cache import atomic_write, config_hash
-from .cli_settings import run_config
+from .cache import DATA_ENV, atomic_write, config_hash, data_root
+from .cli_settings import config_name, run_config
+from .config import PROFILE_ENV
 from .distill import trained_student
+from .files import describe, writable_folder
 from .loaders import load_dataset
 from .synthfacs import world_key
 from .train import Engine, distributed, local_device
+
+#: The profile field holding the folds each stage trains or scores by default (``--fold`` overrides).
+STAGE_FOLDS = {"pretrain-mae": None, "train-teacher": "folds", "distill": "distill_folds", "evaluate": "distill_folds"}
 
 STAGES = {
     "pretrain-mae": "pretrain the MAE on the dataset's faces (or load official weights: --mae-weights)",
@@ -54,7 +62,8 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="stage", required=True, metavar="stage")
     for name, help_text in STAGES.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--config", default="demo", help="preset (smoke, demo, paper-bp4d, paper-disfa) or YAML file")
+        p.add_argument("--config", default=None, help="preset (smoke, demo, paper-bp4d, paper-disfa) or YAML file "
+                                                       "(default: $OCCFAU_PROFILE if set, else demo)")
         p.add_argument("--dataset", default="synthfacs", choices=["synthfacs", "bp4d", "disfa", "csv"])
         p.add_argument("--data-root", default=None, help="dataset folder (csv: the CSV file); not for synthfacs")
         p.add_argument("--labels", default=None, help="bp4d/disfa: label folder, relative to --data-root or absolute "
@@ -96,14 +105,16 @@ class Run:
     """What every stage needs: the resolved profile, the dataset, its cache key, the engine, the log.
 
     Everything a user gives is checked here, before any data is read or model trained: settings
-    (:func:`cli_settings.run_config`), the device, the MAE weights' path, dataset flags; then the
-    dataset's labels (:mod:`occfau_lib.loaders`). A run directory holds one run: reusing it with
-    another config is refused unless ``--overwrite``.
+    of every stage (:func:`cli_settings.run_config`), the device, the MAE weights' path, the
+    folders written to, dataset flags; then the dataset's labels (:mod:`occfau_lib.loaders`) and
+    the folds the stage trains. A run directory holds one run: reusing it with another config or
+    dataset is refused unless ``--overwrite``.
     """
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.profile = run_config(args.config, args.overrides)
+        self.config = config_name(args.config)
+        self.profile = run_config(self.config, args.overrides)
         self.weights = args.mae_weights or os.environ.get(mae.WEIGHTS_ENV)
         if self.profile.mae != "tiny" and not self.weights:  # checked before any data is read
             raise ValueError(f"config {self.profile.name!r} uses the {self.profile.mae!r} MAE (ViT-B/16): give the "
@@ -113,12 +124,44 @@ class Run:
             raise FileNotFoundError(f"--mae-weights: no such file or folder: {self.weights}")
         self.rank, self.world = distributed()  # (0, 1) unless started by torchrun
         self.engine = Engine(check_device(args.device), self.profile.engine)  # precision, loader workers
+        if self.rank == 0 and not args.config and os.environ.get(PROFILE_ENV):
+            print(f"[occfau] --config {self.config} (from ${PROFILE_ENV})")
         if self.engine.cfg.precision == "bf16" and not self.engine.cuda and self.rank == 0:
             print(CPU_BF16_WARNING)
-        self.ds, self.data_key = self._dataset()
+        writable_folder(data_root(), DATA_ENV if os.environ.get(DATA_ENV) else "data folder")
         self.out = Path(args.out or Path("runs") / self.profile.name)
+        writable_folder(self.out, "--out", create=False)
+        self.folds = self._folds()
+        self.ds, self.data_key = self._dataset()
+        self._check_folds()
         if self.rank == 0:
             self._claim_out()
+
+    def _folds(self) -> tuple[int, ...]:
+        """The folds this stage trains or scores: ``--fold`` (each once), else the profile's."""
+        if self.args.fold:
+            repeated = sorted({k for k in self.args.fold if self.args.fold.count(k) > 1})
+            if repeated:
+                raise ValueError(f"--fold {repeated[0]} is given twice")
+            return tuple(self.args.fold)
+        field = STAGE_FOLDS[self.args.stage]
+        return tuple(getattr(self.profile, field)) if field else ()
+
+    def _check_folds(self) -> None:
+        """Every fold the stage trains can train: subjects on both sides, a known label among its
+        training faces (all unknown: nothing to learn from), and a full batch for the teacher and
+        the student, so that no stage fails after an earlier one trained."""
+        where = self.args.data_root or self.ds.name
+        for k in self.folds:
+            train, _ = self.ds.fold_rows(k)  # an empty side is a ValueError naming the fold
+            if not (self.ds.labels[train] >= 0).any():
+                raise ValueError(f"{where}: every label of fold {k}'s training faces is unknown (-1, 9 or empty): "
+                                 "there is nothing to learn from")
+            for group in ("teacher_train", "distill"):
+                size = getattr(self.profile, group).batch_size
+                if len(train) < size:
+                    raise ValueError(f"setting '{group}.batch_size' = {size}: fold {k} of {where} has only "
+                                     f"{len(train)} training faces")
 
     def _dataset(self):
         """The dataset and its cache key: SynthFACS by its config, a file dataset by content."""
@@ -142,9 +185,12 @@ class Run:
         return ds, ds.key()
 
     def _claim_out(self) -> None:
-        """Write ``config.yaml``; a directory that holds another config's run is refused (or, with
+        """Write ``config.yaml``: the resolved settings and the dataset read (its name, folder and
+        cache key). A directory that holds another config's or dataset's run is refused (or, with
         ``--overwrite``, emptied of that run's config and records)."""
-        resolved = {"base": self.profile.name, **{k: v for k, v in asdict(self.profile).items() if k != "name"}}
+        root = self.args.data_root and str(Path(self.args.data_root).resolve())
+        resolved = {"base": self.profile.name, **{k: v for k, v in asdict(self.profile).items() if k != "name"},
+                    "dataset": {"name": self.args.dataset, "root": root, "key": self.data_key}}
         text = yaml.safe_dump(json.loads(json.dumps(resolved)), sort_keys=False)
         config_file = self.out / "config.yaml"
         if config_file.exists() and config_file.read_text() != text:
@@ -156,25 +202,17 @@ class Run:
                                  "to replace that run's config and records")
             for name in ("metrics.jsonl", "f1_per_au.md", "f1_per_au.csv"):
                 (self.out / name).unlink(missing_ok=True)
-        self.out.mkdir(parents=True, exist_ok=True)
+        writable_folder(self.out, "--out")
         atomic_write(config_file, lambda tmp: tmp.write_text(text))
         self.config_id = config_hash(resolved)
-
-    def folds(self, default) -> tuple[int, ...]:
-        return tuple(self.args.fold or default)
 
     def log(self, **record) -> None:
         """Append one JSON line to ``<out>/metrics.jsonl`` and print a short form (rank 0 only)."""
         if self.rank > 0:
             return
         record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "stage": self.args.stage, "config": self.config_id,
-                  **record}
-        line = (json.dumps(record) + "\n").encode()
-        fd = os.open(self.out / "metrics.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:  # one write of the whole line in append mode: a killed run never leaves half a record
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+                  "dataset": self.args.dataset, **record}
+        metrics.append_jsonl(self.out / "metrics.jsonl", record)
         print(" ".join(f"{k}={v}" for k, v in record.items() if not isinstance(v, (dict, list))))
 
     def mae(self):
@@ -244,14 +282,14 @@ def pretrain_mae(run: Run) -> None:
 
 
 def train_teacher(run: Run) -> None:
-    for k in run.folds(run.profile.folds):
+    for k in run.folds:
         _, history = run.teacher(k)
         run.log(model="teacher", fold=k, **summary(history))
 
 
 def distill(run: Run) -> None:
     encoder, _ = run.mae()
-    for k in run.folds(run.profile.distill_folds):
+    for k in run.folds:
         _, history = run.student(k, encoder, run.teacher(k)[0])
         run.log(model="student", fold=k, **summary(history))
 
@@ -274,7 +312,7 @@ def gathered(predict, rank: int, world: int):
 
 def evaluate(run: Run) -> None:
     encoder, _ = run.mae()
-    folds = run.folds(run.profile.distill_folds)
+    folds = run.folds
     teachers = {k: run.teacher(k)[0] for k in folds}
     students = {k: run.student(k, encoder, teachers[k])[0] for k in folds}
     methods = {"teacher": lambda k, occ: teacher.predict(teachers[k], occ.images)["probs"],
@@ -298,7 +336,13 @@ def evaluate(run: Run) -> None:
     print(f"written: {run.out / 'f1_per_au.md'}, {run.out / 'f1_per_au.csv'}")
 
 
+def resume_command(argv: list[str]) -> str:
+    """The command that continues an interrupted run: the same arguments plus ``--resume``."""
+    return shlex.join(["python", "-m", "occfau_lib", *argv, *([] if "--resume" in argv else ["--resume"])])
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
     stages = {"pretrain-mae": pretrain_mae, "train-teacher": train_teacher, "distill": distill, "evaluate": evaluate}
     try:
@@ -306,5 +350,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:  # bad settings, data, weights: named, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 0
+    except OSError as err:  # a file or folder the system refused (permissions, a name too long): named
+        print(f"error: {describe(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C: every finished epoch is checkpointed
+        pass  # said below, once the interrupted frames are gone and their progress bars have closed
+    else:
+        return 0
+    print(f"interrupted; to continue from the last finished epoch: {resume_command(argv)}", file=sys.stderr)
+    return 130
 

@@ -5,9 +5,10 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from occfau_lib import cli
-from occfau_lib.cli_settings import run_config
+from occfau_lib.cli_settings import config_name, run_config
 from occfau_lib.config import PRESETS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -42,6 +43,13 @@ def test_overrides_are_typed_and_nested(tmp_path):
     (["epochs"], "is not key=value"),
     (["teacher=huge"], "'teacher' = 'huge' is not one of"),
     (["folds=[4]"], "folds must be among"),
+    (["folds=[]"], "'folds' must be a non-empty list of int; got \\[\\]"),
+    (["folds=[2.9]"], "'folds' must be a non-empty list of int; got \\[2.9\\]"),
+    (["folds=[true]"], "'folds' must be a non-empty list of int; got \\[True\\]"),
+    (["distill_folds=[1, 1]"], "'distill_folds': folds must be among 1, 2, 3, each once"),
+    (["distill.depth=99"], "'distill.depth' = 99: the 'tiny' MAE has 6 blocks"),
+    (["data.img_size=48"], "'data.img_size' = 48: the 'tiny' MAE reads 64-px faces"),
+    (["distill.epochs=[1"], "override 'distill.epochs=\\[1', line 1: not valid YAML"),
     (["engine.precision=fp16"], "setting 'engine': precision must be 'fp32' or 'bf16'"),
     (["engine.workers=-2"], "setting 'engine': workers must be >= 0"),
 ])
@@ -57,6 +65,44 @@ def test_unknown_config_and_bad_yaml(tmp_path):
     bad.write_text("base: huge\n")
     with pytest.raises(ValueError, match="base 'huge' is not a preset"):
         run_config(str(bad))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("base: smoke\nteacher_train:\n  epochs: 1\n  epochs: 3\n", r"run\.yaml, line 4: .*duplicate key 'epochs' "
+                                                                  r"\(first on line 3\)"),
+    ("base: smoke\nepochs: [1\n", r"run\.yaml, line 3: not valid YAML"),
+    ("base: smoke\nteacher_train:\n  epochs: 1\n bad: 2\n", r"run\.yaml, line 4: not valid YAML"),
+])
+def test_yaml_configs_with_duplicate_keys_or_bad_syntax_are_refused(tmp_path, capsys, text, message):
+    config = tmp_path / "run.yaml"
+    config.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        run_config(str(config))
+    assert cli.main(["train-teacher", "--config", str(config), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "run.yaml" in err
+
+
+def test_occfau_profile_is_the_default_config(monkeypatch, capsys):
+    monkeypatch.delenv("OCCFAU_PROFILE", raising=False)
+    assert config_name(None) == "demo"
+    monkeypatch.setenv("OCCFAU_PROFILE", "smoke")
+    assert config_name(None) == "smoke" and config_name("demo") == "demo"  # --config wins
+    for value, message in (("bogus", "OCCFAU_PROFILE='bogus' is not a command-line preset"),
+                           ("paper", "the paper presets are paper-bp4d and paper-disfa")):
+        monkeypatch.setenv("OCCFAU_PROFILE", value)
+        with pytest.raises(ValueError, match=message):
+            config_name(None)
+        assert cli.main(["train-teacher"]) == 2  # before anything is read or written
+        assert message in capsys.readouterr().err
+
+
+def test_a_run_config_yaml_is_a_config(tmp_path):
+    """A run's config.yaml, dataset record included, passed back to --config repeats its settings."""
+    written = {"base": "smoke", "distill": {"epochs": 3}, "dataset": {"name": "csv", "root": "/x", "key": {}}}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(written))
+    assert run_config(str(config)).distill.epochs == 3
 
 
 @pytest.mark.parametrize("stage", list(cli.STAGES))

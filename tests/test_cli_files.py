@@ -4,11 +4,13 @@ run directory, and the paper preset's 224-px path with a ViT-B/16 MAE from a loc
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 from fake_trees import bp4d_tree, csv_tree, disfa_tree
 
-from occfau_lib import cli
+from occfau_lib import cli, files, metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -68,7 +70,8 @@ def test_a_relabelled_csv_retrains_the_teacher(tmp_path, data_dir):
     flipped = [lines[0]] + [",".join(c if j < 2 or j == len(row) - 1 else str(1 - int(c)) for j, c in
                                      enumerate(row)) for row in (line.split(",") for line in lines[1:])]
     labels.write_text("\n".join(flipped) + "\n")
-    assert cli.main(["train-teacher", *args]) == 0
+    assert cli.main(["train-teacher", *args]) == 2  # another dataset: not in this run's directory
+    assert cli.main(["train-teacher", *args, "--overwrite"]) == 0
     assert len(list((data_dir / "cache").glob("teacher-*.pt"))) == 2  # new labels, new teacher
 
 
@@ -82,6 +85,11 @@ def test_a_relabelled_csv_retrains_the_teacher(tmp_path, data_dir):
     (["--numbering", "1"], "--numbering cannot be used with --dataset csv"),
     (["--labels", "x"], "--labels cannot be used with --dataset csv"),
     (["--mae-weights", "/nowhere/mae"], "--mae-weights: no such file or folder"),
+    (["distill.depth=99"], "setting 'distill.depth' = 99: the 'tiny' MAE has 6 blocks"),  # the distill stage's
+    (["data.img_size=48"], "setting 'data.img_size' = 48: the 'tiny' MAE reads 64-px faces"),  # the MAE's
+    (["folds=[]"], "setting 'folds' must be a non-empty list of int"),
+    (["--fold", "1", "--fold", "1"], "--fold 1 is given twice"),
+    (["distill.batch_size=40"], "setting 'distill.batch_size' = 40: fold 1 of "),  # 32 training faces
 ])
 def test_bad_settings_are_refused_before_any_work(extra, message, tmp_path, data_dir, capsys):
     out = tmp_path / "run"
@@ -145,3 +153,114 @@ def test_the_paper_preset_runs_at_224_px_with_a_local_vit_b(tmp_path, data_dir, 
     assert "history" not in log[0]  # official weights are loaded, not pretrained
     evaluated = [r for r in log if r["stage"] == "evaluate"]
     assert len(evaluated) == 20 and all(0 <= r["avg_auc"] <= 1 or r["avg_auc"] != r["avg_auc"] for r in evaluated)
+
+
+def claim(argv):
+    """The checks and run directory of a command, without running its stage."""
+    return cli.Run(cli.parser().parse_args(argv))
+
+
+def test_a_run_directory_records_its_dataset_and_refuses_another(tmp_path, data_dir, capsys):
+    out = tmp_path / "run"
+    bp4d = ["train-teacher", *tree("bp4d", tmp_path), "--resize", "--config", "smoke", "--out", str(out)]
+    claim(bp4d).log(model="teacher", fold=1)
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["dataset"]["name"] == "bp4d" and config["dataset"]["root"] == str(tmp_path / "BP4D")
+    assert set(config["dataset"]["key"]) >= {"labels", "images", "image_size"}
+    assert records(out)[0]["dataset"] == "bp4d"
+    csv = ["train-teacher", *tree("csv", tmp_path), "--resize", "--config", "smoke", "--out", str(out)]
+    assert cli.main(csv) == 2
+    err = capsys.readouterr().err
+    assert "holds a run made with another config (differs in: dataset." in err
+    assert config == yaml.safe_load((out / "config.yaml").read_text()) and len(records(out)) == 1  # untouched
+
+
+def test_a_torn_last_record_does_not_swallow_the_next(tmp_path, data_dir):
+    out = tmp_path / "run"
+    run = claim(["train-teacher", *tree("csv", tmp_path), "--resize", "--config", "smoke", "--out", str(out)])
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write('{"stage": "tra')  # a run killed mid-write
+    run.log(model="teacher", fold=1)
+    with pytest.warns(UserWarning, match="line 1: not a JSON record"):
+        (record,) = metrics.read_jsonl(out / "metrics.jsonl")
+    assert record["model"] == "teacher" and (out / "metrics.jsonl").read_text().count("\n") == 2
+
+
+def test_all_labels_unknown_is_refused_before_training(tmp_path, data_dir, capsys):
+    labels = csv_tree(tmp_path / "mine")
+    lines = labels.read_text().splitlines()
+    labels.write_text("\n".join([lines[0]] + [",".join(c if j < 2 or j == len(row) - 1 else "" for j, c in
+                                                       enumerate(row)) for row in (line.split(",") for line in
+                                                                                    lines[1:])]) + "\n")
+    argv = ["train-teacher", "--dataset", "csv", "--data-root", str(labels), "--resize", "--config", "smoke",
+            "--out", str(tmp_path / "run"), "--fold", "1", *SMALL]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{labels}: every label of fold 1's training faces is unknown" in err and "nothing to learn" in err
+    assert not (data_dir / "cache").exists()
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_unusable_folders_are_one_line_naming_them(tmp_path, data_dir, monkeypatch, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    argv = ["train-teacher", *tree("csv", tmp_path), "--resize", "--config", "smoke", "--fold", "1", *SMALL]
+    assert cli.main([*argv, "--out", str(afile)]) == 2
+    assert f"--out {afile}: a file, not a folder" in _one_line(capsys)
+    assert cli.main([*argv, "--out", str(afile / "run")]) == 2
+    assert f"--out {afile / 'run'}: {afile}: a file, not a folder" in _one_line(capsys)
+    long = tmp_path / ("x" * 300) / "run"
+    assert cli.main([*argv, "--out", str(long)]) == 2
+    assert f"--out {long}: " in _one_line(capsys)  # File name too long
+    assert cli.main(["train-teacher", "--dataset", "csv", "--data-root", str(long / "labels.csv"), "--config",
+                     "smoke", "--out", str(tmp_path / "run")]) == 2
+    assert f"error: {long / 'labels.csv'}: " in _one_line(capsys)
+    monkeypatch.setenv("OCCFAU_DATA_DIR", str(afile))
+    assert cli.main([*argv, "--out", str(tmp_path / "run")]) == 2
+    assert f"OCCFAU_DATA_DIR {afile}: a file, not a folder" in _one_line(capsys)
+    monkeypatch.setenv("OCCFAU_DATA_DIR", str(data_dir))
+    # read-only folders (the tests run as root, which ignores permission bits: the check is faked)
+    real_access = files.os.access
+    for folder, message in ((data_dir, f"OCCFAU_DATA_DIR {data_dir}: not writable"),
+                            (tmp_path, f"--out {tmp_path / 'run'}: {tmp_path}: not writable")):
+        monkeypatch.setattr(files.os, "access", lambda p, mode, f=folder: Path(p) != f and real_access(p, mode))
+        assert cli.main([*argv, "--out", str(tmp_path / "run")]) == 2
+        assert message in _one_line(capsys)
+    monkeypatch.setattr(files.os, "access", real_access)
+    assert not (tmp_path / "run").exists() and not (data_dir / "cache").exists()
+
+
+def test_an_os_error_during_a_run_is_one_line_naming_the_file(tmp_path, data_dir, monkeypatch, capsys):
+    def refused(run):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "cache" / "teacher.pt"))
+
+    monkeypatch.setattr(cli, "train_teacher", refused)
+    assert cli.main(["train-teacher", *tree("csv", tmp_path), "--resize", "--config", "smoke",
+                     "--out", str(tmp_path / "run")]) == 2
+    assert _one_line(capsys) == f"error: {tmp_path / 'cache' / 'teacher.pt'}: Permission denied"
+
+
+def test_ctrl_c_says_how_to_resume_and_the_resumed_run_matches(tmp_path, data_dir, monkeypatch, interrupt, capsys):
+    import torch
+
+    from occfau_lib import train
+
+    argv = ["train-teacher", *tree("csv", tmp_path), "--resize", "--config", "smoke", "--device", "cpu",
+            "--fold", "1", *SMALL, "teacher_train.epochs=2", "--out", str(tmp_path / "run")]
+    interrupt(train, 6)  # 4 steps per epoch: killed in epoch 2, after epoch 1 was checkpointed
+    assert cli.main(argv) == 130
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # after the progress bar's last state: one line, no traceback
+    assert last.startswith("interrupted; to continue from the last finished epoch: python -m occfau_lib train-teacher")
+    assert last.endswith(" --resume") and "Traceback" not in err
+    assert cli.main([*argv, "--resume"]) == 0
+    monkeypatch.setenv("OCCFAU_DATA_DIR", str(tmp_path / "straight"))
+    assert cli.main([*argv[:-1], str(tmp_path / "straight-run")]) == 0
+    (resumed,), (straight,) = (list(d.glob("cache/teacher-*.pt")) for d in (data_dir, tmp_path / "straight"))
+    a, b = (torch.load(p, weights_only=True)["model"] for p in (resumed, straight))
+    assert all(torch.equal(a[k], b[k]) for k in a)
