@@ -39,6 +39,8 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 
+from .files import describe, writable_folder
+
 
 def run_notebook(path: Path, out_path: Path | None = None, timeout: int = 1800,
                  threads: int | None = None, kernels: set | None = None) -> nbformat.NotebookNode:
@@ -53,7 +55,7 @@ def run_notebook(path: Path, out_path: Path | None = None, timeout: int = 1800,
     env = dict(os.environ)
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
-    nb = nbformat.read(path, as_version=4)
+    nb = read_notebook(path)
     # Unix-socket (ipc) transport: no TCP ports to race for when notebooks run back to back
     with tempfile.TemporaryDirectory(prefix="occfau-kernel-") as sockets:
         run_sync(_execute)(nb, path.parent, Path(sockets) / "kernel", timeout, env, kernels)
@@ -90,10 +92,20 @@ RUNTIMES = "runtimes.json"  # {notebook file name: seconds}, next to the execute
 COST_KEY, AFTER_KEY = "demo_seconds", "after"
 
 
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    """The notebook at ``path``; a file that is not one (corrupt JSON, not nbformat 4) is a
+    one-line ValueError naming it."""
+    try:
+        return nbformat.read(path, as_version=4)
+    except (ValueError, KeyError, TypeError, AttributeError, nbformat.ValidationError) as err:  # NotJSONError too
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:100]
+        raise ValueError(f"{path}: not a readable notebook ({reason})") from None
+
+
 def plan(path: Path) -> tuple[float, set[str]]:
     """A notebook's cost and the names of the notebooks it runs after (its ``occfau`` metadata;
     none given: cost 0, runs any time)."""
-    meta = nbformat.read(path, as_version=4).metadata.get("occfau", {})
+    meta = read_notebook(path).metadata.get("occfau", {})
     return float(meta.get(COST_KEY, 0)), set(meta.get(AFTER_KEY, []))
 
 
@@ -204,14 +216,20 @@ def main(argv: list[str] | None = None) -> int:
     if not notebooks:
         print(f"no notebooks in {args.src}", file=sys.stderr)
         return 1
-    args.dst.mkdir(parents=True, exist_ok=True)
+    try:  # every notebook readable, every output folder writable, before the first kernel starts
+        plans = {path: plan(path) for path in notebooks}
+        writable_folder(args.dst, "output folder")
+        if args.site is not None:
+            writable_folder(args.site, "--site", create=False)
+    except (ValueError, OSError) as err:
+        print(f"error: {describe(err) if isinstance(err, OSError) else err}", file=sys.stderr)
+        return 2
     stored = args.dst / RUNTIMES  # kept across --only runs: each run updates its own notebooks
     runtimes = json.loads(stored.read_text()) if stored.exists() else {}
     threads = None
     if jobs > 1:
         threads = threads_per_job(jobs)
         print(f"[{profile}] {jobs} notebooks at a time, {threads} thread(s) each, longest first", flush=True)
-    plans = {path: plan(path) for path in notebooks}
     record, kernels = threading.Lock(), set()
 
     def say(line: str) -> None:  # one write per line: two lanes print at once

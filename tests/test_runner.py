@@ -108,3 +108,20 @@ def test_a_kernel_gets_the_threads_it_is_given(tmp_path):
     path = tiny(tmp_path, "00_threads", None, ["import os\nprint(os.environ['OMP_NUM_THREADS'])"])
     done = notebooks.run_notebook(path, threads=3)
     assert done.cells[1].outputs[0]["text"].strip() == "3"
+
+
+def test_unreadable_notebook_or_unusable_output_folder_is_one_line(tmp_path, capsys):
+    """Checked before any kernel starts: exit 2 and one line naming the file or folder."""
+    src = tmp_path / "src"
+    src.mkdir()
+    tiny(src, "00_ok")
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert notebooks.main([str(src), str(afile / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: output folder {afile / 'out'}: {afile}: a file, not a folder"
+    (src / "01_broken.ipynb").write_text('{"cells": [')
+    assert notebooks.main([str(src), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{src / '01_broken.ipynb'}: not a readable notebook" in err
+    assert not (tmp_path / "out").exists()
