@@ -49,9 +49,11 @@ figures: setup
 
 # The tests in one worker per core (at most 4; TEST_JOBS=0 runs them in this process), each worker with
 # cores // workers threads (tests/conftest.py), the long ones handed out first and the rest stolen by
-# whichever worker is free (--dist worksteal).
+# whichever worker is free (--dist worksteal). First the browser test's Chromium and chromedriver,
+# installed with apt-get where missing (or one line saying what to install: tools/browser-deps.sh).
 TEST_JOBS ?= auto
 test: setup
+	bash tools/browser-deps.sh
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n $(TEST_JOBS) --maxprocesses 4 --dist worksteal
 
 lab: setup

@@ -7,7 +7,8 @@ render with their labels, moves a slider with the keyboard and checks the figure
 Screenshots go to build/browser/.
 
 Needs Debian's Chromium and its driver at /usr/bin/chromium and /usr/bin/chromedriver
-(``apt-get install chromium chromium-driver``; .ci/run installs them) and selenium (test extras).
+(``apt-get install chromium chromium-driver``; ``make test`` installs them: tools/browser-deps.sh)
+and selenium (test extras).
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def _require_browser():
     if missing:
         pytest.fail(f"the browser test needs {' and '.join(missing)}: install Chromium and its driver with "
                     "`sudo apt-get update && sudo apt-get install -y chromium chromium-driver` (Debian/Ubuntu; "
-                    ".ci/run does this before `make test`)", pytrace=False)
+                    "`make test` does this first: tools/browser-deps.sh)", pytrace=False)
     if importlib.util.find_spec("selenium") is None:
         pytest.fail("the browser test needs selenium: `.venv/bin/pip install -e '.[test]'` (or `make setup`)",
                     pytrace=False)
