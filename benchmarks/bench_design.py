@@ -12,6 +12,10 @@ one JSON line per variant to ``--out``/``design_<kind>.jsonl``.
 - ``student``: for each ``MAPPING:EPOCHS:BLOCK`` variant, the student with node + edge KD and without KD,
   on the profile's MAE and the fold's teacher: clean F1 / AUC and F1 under each large block (mean too),
   with the teacher's row on the same faces.
+- ``design``: for each student variant ``NAME[:FIELD=VALUE,...]`` (fields of ``DistillConfig``), the student
+  with node + edge KD and without, on the pretrained MAE (``--mae`` snapshot or the profile's) and on a randomly
+  initialised encoder of the same shape, over ``--seeds``: mean and std of clean F1 / AUC and of the mean F1
+  under the four large blocks; also written to ``--record`` (``student_design_<profile>.json``).
 - ``mae``: for each pretraining recipe ``NAME[:FIELD=VALUE,...]`` (fields of ``MAEConfig`` or
   ``PretrainConfig``, or ``mask_ratios=LOW-HIGH``), an MAE pretrained for ``--steps`` steps on a corpus of
   ``--corpus`` fresh faces, read by the profile's student (frozen linear map, node + edge KD, ``--student-epochs``);
@@ -23,6 +27,7 @@ Usage::
     python benchmarks/bench_design.py world --worlds 24x8x40 96x8x10 --epochs 6 12 24
     python benchmarks/bench_design.py student --variants linear:8:3 attention:8:3 linear:24:3 linear:8:6
     python benchmarks/bench_design.py mae --recipes random base normpix:norm_pix_loss=true --steps 3000
+    python benchmarks/bench_design.py design --variants linear attention:mapping=attention,lr=1e-3 --seeds 0 1
 """
 from __future__ import annotations
 
@@ -81,20 +86,42 @@ def _scores(ds, predict, patch: int, fold: int) -> dict:
     return out
 
 
-def _recipe(spec: str, base: MAEConfig, pretrain: PretrainConfig):
-    """``NAME[:FIELD=VALUE,...]`` -> (name, MAE config, pretraining config, mask_ratios or None)."""
+def _value(text: str):
+    """A setting written on the command line: a bool, an int, a float, null, or the text itself."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("null", "none"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _settings(spec: str, allowed) -> tuple[str, dict]:
+    """``NAME[:FIELD=VALUE,...]`` -> (name, {field: value}), each field one of ``allowed``'s fields."""
     name, _, settings = spec.partition(":")
-    mae_fields, pre_fields, ratios = {}, {}, None
+    out = {}
     for item in filter(None, settings.split(",")):
         field, _, text = item.partition("=")
-        if field == "mask_ratios":
-            ratios = tuple(float(v) for v in text.split("-"))
-            continue
-        target = mae_fields if field in MAEConfig.__dataclass_fields__ else pre_fields
-        if field not in MAEConfig.__dataclass_fields__ and field not in PretrainConfig.__dataclass_fields__:
-            raise SystemExit(f"recipe {spec!r}: {field!r} is not a field of MAEConfig or PretrainConfig")
-        kind = type(getattr(base if target is mae_fields else pretrain, field))
-        target[field] = text.lower() in ("1", "true", "yes") if kind is bool else kind(text)
+        if not any(field in cls.__dataclass_fields__ for cls in allowed) and field != "mask_ratios":
+            raise SystemExit(f"{spec!r}: {field!r} is not a setting of {', '.join(c.__name__ for c in allowed)}")
+        out[field] = _value(text)
+    return name, out
+
+
+def _recipe(spec: str, base: MAEConfig, pretrain: PretrainConfig):
+    """``NAME[:FIELD=VALUE,...]`` -> (name, MAE config, pretraining config, mask_ratios or None);
+    ``mask_ratios=LOW-HIGH`` draws each batch's share of hidden patches from that range."""
+    name, settings = _settings(spec, (MAEConfig, PretrainConfig))
+    ratios = settings.pop("mask_ratios", None)
+    if ratios is not None:
+        ratios = tuple(float(v) for v in str(ratios).split("-"))
+    mae_fields = {k: v for k, v in settings.items() if k in MAEConfig.__dataclass_fields__}
+    pre_fields = {k: v for k, v in settings.items() if k not in mae_fields}
     return name, replace(base, **mae_fields), replace(pretrain, **pre_fields), ratios
 
 
@@ -145,6 +172,49 @@ def mae_rows(profile, recipes, fold: int, steps: int, corpus_size: int, student_
                "pretrain_seconds": round(history.get("seconds", 0.0)), "seconds": round(time.perf_counter() - start)}
 
 
+#: The KD settings every design variant is trained with: the method's node + edge KD, and none.
+KD = {True: {}, False: {"node_weight": 0.0, "edge_weight": 0.0}}
+
+
+def design_encoders(profile, mae_path: str | None = None, seed: int = 0) -> dict:
+    """``{"mae": the pretrained MAE (a snapshot, else the profile's), "random": the same architecture,
+    randomly initialised}``: every student variant is trained on both by the identical recipe."""
+    encoder = load_snapshot(mae_path)[0] if mae_path else experiments.mae_for_profile(profile, progress=False)[0]
+    torch.manual_seed(seed)
+    return {"mae": encoder, "random": mae.build_mae(mae.mae_config_of(encoder)).eval()}
+
+
+def design_rows(profile, variants, fold: int, seeds, epochs: int, mae_path: str | None = None):
+    """One row per (variant ``NAME[:FIELD=VALUE,...]`` of ``DistillConfig``, encoder, KD on / off):
+    the fold's test scores as mean and std over ``seeds``, and the seconds its students took."""
+    from occfau_lib.config import DistillConfig
+
+    ds = load_dataset("synthfacs", profile=profile, aus="bp4d")
+    key = synthfacs.world_key(profile.data)
+    tch, _ = teacher.trained_teacher(ds, fold, key, profile.teacher, profile.teacher_train, progress=False)
+    encoders = design_encoders(profile, mae_path)
+    for spec in variants:
+        name, changes = _settings(spec, (DistillConfig,))
+        for encoder_name, encoder in encoders.items():
+            for kd, off in KD.items():
+                runs = []
+                for seed in seeds:
+                    start = time.perf_counter()
+                    cfg = replace(profile.distill, epochs=epochs, seed=seed, **{**changes, **off})
+                    model, _ = distill.trained_student(ds, fold, key, encoder, tch, cfg, progress=False)
+                    scores = _scores(ds, lambda k, occ: student.predict(model, occ.images, occ.visible)["probs"],
+                                     encoder.config.patch_size, fold)
+                    runs.append({**scores, "seconds": time.perf_counter() - start})
+                row = {"variant": name, "settings": spec, "encoder": encoder_name, "kd": kd, "seeds": list(seeds),
+                       "epochs": epochs}
+                for field, out in (("clean", "clean_f1"), ("blocks", "blocks_f1"), ("clean_auc", "clean_auc")):
+                    values = [r[field] for r in runs]
+                    row[out], row[out + "_std"] = round(float(np.mean(values)), 2), round(float(np.std(values)), 2)
+                row["per_seed"] = {f: [r[f] for r in runs] for f in ("clean", "blocks", "clean_auc")}
+                row["seconds"] = round(sum(r["seconds"] for r in runs))
+                yield row
+
+
 def student_rows(profile, variants, fold: int):
     """The teacher's row, then one row per (variant, with / without KD) on the same test faces."""
     ds = load_dataset("synthfacs", profile=profile, aus="bp4d")
@@ -169,7 +239,7 @@ def student_rows(profile, variants, fold: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("kind", choices=("world", "student", "mae"))
+    parser.add_argument("kind", choices=("world", "student", "mae", "design"))
     parser.add_argument("--profile", default=None)
     parser.add_argument("--fold", type=int, default=1)
     parser.add_argument("--worlds", nargs="+", default=["24x8x40", "96x8x10"], help="SUBJECTSxTASKSxFRAMES")
@@ -180,6 +250,10 @@ def main() -> None:
     parser.add_argument("--corpus", type=int, default=192_000, help="unlabelled faces pretrained on (mae)")
     parser.add_argument("--student-epochs", type=int, default=8, help="epochs of the reading student (mae)")
     parser.add_argument("--seed", type=int, default=0, help="the reading student's seed (mae)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="students' seeds (design)")
+    parser.add_argument("--mae", default=None, help="a pretrain_mae.py snapshot the students read (design)")
+    parser.add_argument("--record", default=None,
+                        help="design: the JSON record (default benchmarks/results/student_design_<profile>.json)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", default="build/bench")
     args = parser.parse_args()
@@ -191,19 +265,32 @@ def main() -> None:
         rows = world_rows(profile, args.worlds, args.epochs, args.fold)
     elif args.kind == "student":
         rows = student_rows(profile, args.variants, args.fold)
-    else:
+    elif args.kind == "mae":
         rows = mae_rows(profile, args.recipes, args.fold, args.steps, args.corpus, args.student_epochs, args.seed)
+    else:
+        rows = design_rows(profile, args.variants, args.fold, args.seeds, args.student_epochs, args.mae)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    printed = False
+    printed, done = False, []
     with (out / f"design_{args.kind}.jsonl").open("a") as log:
         for r in rows:
+            shown = {k: v for k, v in r.items() if k != "per_seed"}
             if not printed:
                 print(f"profile {profile.name}, fold {args.fold}: {args.kind} design, F1 / AUC in %\n")
-                print("| " + " | ".join(r) + " |\n|" + "---|" * len(r))
+                print("| " + " | ".join(shown) + " |\n|" + "---|" * len(shown))
                 printed = True
-            print("| " + " | ".join(str(v) for v in r.values()) + " |", flush=True)
+            print("| " + " | ".join(str(v) for v in shown.values()) + " |", flush=True)
             log.write(json.dumps({"profile": profile.name, "fold": args.fold, **r}) + "\n")
+            log.flush()
+            done.append(r)
+    if args.kind == "design":
+        record = Path(args.record or f"benchmarks/results/student_design_{profile.name}.json")
+        variants = {f"{r['variant']}, {'node + edge KD' if r['kd'] else 'no KD'}, {r['encoder']} encoder": r
+                    for r in done}
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"profile": profile.name, "fold": args.fold, "mae": args.mae or "profile",
+                                      "epochs": args.student_epochs, "variants": variants}, indent=1) + "\n")
+        print(f"record: {record}")
 
 
 if __name__ == "__main__":
