@@ -123,6 +123,59 @@ def test_bench_design_measures_worlds_and_student_variants(tmp_path):
     assert all(0 <= r["clean"] <= 100 and 0 <= r["blocks"] <= 100 for r in rows)
 
 
+@pytest.mark.script
+def test_mae_recipes_pretrain_keep_snapshots_and_are_read_against_a_random_encoder(tmp_path):
+    """bench_design.py mae pretrains each recipe and reads it with the student next to the random-encoder
+    control; pretrain_mae.py keeps the encoder after every epoch and bench_design reads such a snapshot."""
+    import json
+
+    run("bench_design.py", "mae", "--recipes", "random", "vary:mask_ratios=0.25-0.75,norm_pix_loss=true",
+        "--steps", "8", "--corpus", "128", "--student-epochs", "1", "--out", str(tmp_path))
+    rows = [json.loads(line) for line in (tmp_path / "design_mae.jsonl").read_text().splitlines()]
+    assert [(r["recipe"].split(":")[0], r["steps"]) for r in rows] == [("random", 0), ("vary", 8)]
+    assert all(0 <= r["clean"] <= 100 and 0 <= r["blocks"] <= 100 for r in rows)
+    run("pretrain_mae.py", "--recipe", "base", "--steps", "8", "--corpus", "128", "--snapshots", str(tmp_path / "s"),
+        "--record", str(tmp_path / "pre.json"))
+    record = json.loads((tmp_path / "pre.json").read_text())
+    assert record["steps"] == 8 and record["epochs"] == 2 and record["snapshots"][-1] == "step-000008.pt"
+    snap = next((tmp_path / "s").glob("base-*/step-000008.pt"))
+    run("bench_design.py", "mae", "--recipes", f"long@{snap}", "--steps", "8", "--corpus", "128",
+        "--student-epochs", "1", "--out", str(tmp_path / "b"))
+    assert json.loads((tmp_path / "b" / "design_mae.jsonl").read_text())["steps"] == 8
+
+
+@pytest.mark.script
+def test_design_and_scarcity_records_cover_every_variant_encoder_and_count(tmp_path):
+    import json
+
+    run("bench_design.py", "design", "--variants", "linear", "att:mapping=attention,lr=1e-3", "--seeds", "0",
+        "--student-epochs", "1", "--out", str(tmp_path), "--record", str(tmp_path / "design.json"))
+    design = json.loads((tmp_path / "design.json").read_text())
+    assert len(design["variants"]) == 2 * 2 * 2  # variants x {mae, random} x {KD, no KD}
+    row = design["variants"]["att, no KD, random encoder"]
+    assert {"encoder", "kd", "seeds", "clean_f1", "blocks_f1", "clean_auc", "seconds"} <= set(row)
+    assert row["encoder"] == "random" and row["kd"] is False and row["seeds"] == [0]
+    run("bench_scarcity.py", "--subjects", "2", "0", "--folds", "1", "--record", str(tmp_path / "scarce.json"))
+    scarce = json.loads((tmp_path / "scarce.json").read_text())
+    assert scarce["subjects"] == [2, 0] and set(scarce["methods"]) == {
+        "student, MAE", "student, random encoder", "teacher", "teacher + occlusion augmentation"}
+    assert set(scarce["methods"]["teacher"]["2"]) >= {"clean_f1", "blocks_f1", "per_fold"}
+
+
+def test_labelled_subjects_nest_and_leave_the_test_part_alone():
+    sys.path.insert(0, str(BENCH))
+    from bench_scarcity import labelled_subjects
+
+    from occfau_lib import synthfacs
+    from occfau_lib.config import DataConfig
+
+    world = synthfacs.build_dataset(cfg=DataConfig(n_subjects=12, n_tasks=1, frames_per_task=2), progress=False)
+    small, large, every = (labelled_subjects(world, 1, n) for n in (2, 4, 0))
+    assert large[:2] == small and len(every) == 8 and set(large) <= set(every)
+    test_subjects = set(world.fold(1)[1].subjects.tolist())
+    assert not test_subjects & set(every)
+
+
 def _run(seed: int, fold: int, f1: dict, setup: str = "S") -> dict:
     scores = {"f1": f1, "auc": {a: 0.5 for a in f1}, "avg_f1": sum(f1.values()) / len(f1), "avg_auc": 0.5, "n": 4}
     return {"commit": "abc", "setup": setup, "seed": seed, "fold": fold, "results": {"teacher": {"clean": scores}}}
