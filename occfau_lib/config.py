@@ -174,14 +174,8 @@ class DistillConfig(Schedule):
             raise ValueError(f"layer_decay must be in (0, 1] or null; got {self.layer_decay}")
 
 
-#: Faces per forward pass when a trained model only reads (teacher, student, MAE encoder and decoder).
-#: Measured on 2 CPU cores (demo, 64-px faces, shipped models), 64 instead of 256 faces per pass (the
-#: activations of 64 faces stay in the caches): alone, the MAE encoder with every block's hidden states
-#: 180 -> 260 images/s and the teacher 431 -> 510 images/s; inside the harness (notebook 03's 10
-#: conditions, fold 1, every 4th test face; 3 alternating runs) 26.5 -> 23.4 s, and encoding 1,280 faces
-#: 8.8 -> 7.2 s. Encoder features and teacher probabilities are bit-identical at any batch size (32 to
-#: 256 checked); the decoder's reconstructions may differ by one grey level in a few pixels (rounding).
-#: The executed notebooks 01-04 print the same numbers as at 256. Large enough for a GPU at 224 px.
+#: Faces per forward pass when a trained model only reads (teacher, student, MAE encoder and decoder):
+#: the activations of 64 faces stay in a CPU's caches, and answers do not depend on it (docs/decisions.md).
 INFERENCE_BATCH = 64
 
 
@@ -253,36 +247,19 @@ PROFILES: dict[str, Profile] = {
                      regime_corpora=(64, 128), regime_steps=(4, 8), probe_epochs=3,
                      teacher_train=TeacherTrainConfig(epochs=1, batch_size=16, lr=3e-3),
                      distill=DistillConfig(depth=1, epochs=1, batch_size=16, lr=3e-3), distill_folds=(1,), test_stride=2),
-    # Minutes on a 2-core laptop: the numbers quoted in the notebooks and README.
-    # The labelled world by measurement (renderer v3, fold 1, teacher test / train F1, pixels + logistic
-    # regression): 24 subjects x 8 x 40 frames, 6 epochs 77.9 / 97.0, pixels 59.0; 96 x 8 x 10 (the same
-    # 7,680 images), 12 epochs 89.0 / 94.7, pixels 74.3; 24 epochs 89.5 / 98.2 (converged at 12). More
-    # people, fewer near-duplicate frames each: the cross-subject gap shrinks from 19 to 6 points.
+    # Minutes on a 2-core laptop: the numbers quoted in the notebooks and README. Each choice and the
+    # measurements behind it: docs/decisions.md, "The demo profile".
     "demo": Profile("demo", DataConfig(img_size=64, n_subjects=96, n_tasks=8, frames_per_task=10),
-                    # 1,200 steps of 64 faces over 38,400 fresh unlabelled faces (2 epochs): more distinct
-                    # faces than the 7,680 labelled ones x 10 epochs of renderer v2's demo, at the same cost
+                    # 1,200 steps of 64 faces over 38,400 fresh unlabelled faces (2 epochs)
                     pretrain=PretrainConfig(epochs=2, batch_size=64, base_lr=1.5e-3, warmup_epochs=0.2),
                     pretrain_corpus=38_400,
-                    # from scratch in ~270 s per fold: 30x ME-GraphAU's rate (no pretrained backbone),
-                    # half its batch (twice the steps), 12 epochs (converged, above)
+                    # from scratch: 30x ME-GraphAU's rate (no pretrained backbone), half its batch, converged at 12
                     teacher_train=TeacherTrainConfig(epochs=12, batch_size=32, lr=3e-3, warmup_epochs=0.5),
-                    # the linear mapping from scratch: 30x the teacher's paper rate, block 3 of 6 (student.py),
-                    # ME-GraphAU's 20 epochs. Measured on renderer v3 (fold 1, clean F1 / mean F1 under large
-                    # blocks): node+edge KD 61.3 / 48.0 after 8 epochs, 70.1 / 56.8 after 24; no KD 63.1 / 52.9
-                    # and 59.0 / 50.1 (it overfits); block 6 instead of 3 after 8 epochs: 63.2 / 48.3, 65.1 / 55.6
+                    # the mapping from scratch at 30x the teacher's paper rate, block 3 of 6, ME-GraphAU's 20 epochs
                     distill=DistillConfig(depth=3, epochs=20, lr=3e-3), distill_folds=(1,),
-                    # 2 or 3 frames of each 10-frame test video (neighbours are near-duplicates), a quarter of the
-                    # faces. Measured against every 2nd frame: notebook 03's 3-fold average F1s move by at most 1.9
-                    # points (mean 0.6 over its 10 protocol conditions), notebook 04's one-fold table by at most 3.1,
-                    # no ranking they discuss changes; on a fresh clone notebooks 03 + 04 took 144 + 137 s
-                    # instead of 236 + 228 s
+                    # notebooks 03-04 score 2 or 3 frames of each 10-frame test video (neighbours are near-duplicates)
                     test_stride=4,
-                    # Notebook 02 encodes and probes every 2nd frame of each 10-frame video: 3,840 faces instead
-                    # of 7,680. Measured against every frame (fresh data, same machine): the wide probes lose about
-                    # 5 points (patch tokens 70.5 -> 65.9, pixels 72.0 -> 66.2: 12,288 weights per AU from half the
-                    # faces) but every gap the text discusses moves by at most 1.4 (trained - random patch tokens
-                    # +0.9 -> +1.4, subject-centred +11.2 -> +9.8, best pooled -4.5 -> -4.4), retention gaps by at
-                    # most 2 percentage points; the notebook took 222 s instead of 364 s
+                    # notebook 02 encodes and probes every 2nd frame of each video
                     probe_stride=2),
     # GPU scale: 224 px faces, BP4D-sized subject pool.
     "paper": Profile("paper", DataConfig(img_size=224, n_subjects=41, n_tasks=8, frames_per_task=100), mae="paper",
