@@ -96,9 +96,7 @@ def probe_gain(profile, ds, mae_model, folds, seed: int = 0, data_key: dict | No
 def rates_in_turns(pipelines: dict, batches: list) -> dict[str, float]:
     """Median images/s of each ``pipelines[name](batch)`` over ``batches`` (each with ``.images``),
     after one warm-up call each. The pipelines take turns on every batch, so a machine that speeds
-    up or slows down while it is timed (a shared CPU drifts by up to a third within minutes here)
-    moves all of them alike and leaves their ratio: timed one pipeline after the other, two builds
-    of the demo record gave the student 3.3x and 2.6x the speed of reconstruct-then-detect."""
+    up or slows down while it is timed moves all of them alike and leaves their ratio."""
     for fn in pipelines.values():
         fn(batches[0])
     rates: dict[str, list[float]] = {name: [] for name in pipelines}
