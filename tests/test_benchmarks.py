@@ -135,7 +135,7 @@ def test_mae_recipes_pretrain_keep_snapshots_and_are_read_against_a_random_encod
     assert [(r["recipe"].split(":")[0], r["steps"]) for r in rows] == [("random", 0), ("vary", 8)]
     assert all(0 <= r["clean"] <= 100 and 0 <= r["blocks"] <= 100 for r in rows)
     run("pretrain_mae.py", "--recipe", "base", "--steps", "8", "--corpus", "128", "--snapshots", str(tmp_path / "s"),
-        "--record", str(tmp_path / "pre.json"))
+        "--record", str(tmp_path / "pre.json"), "--render-once")
     record = json.loads((tmp_path / "pre.json").read_text())
     assert record["steps"] == 8 and record["epochs"] == 2 and record["snapshots"][-1] == "step-000008.pt"
     snap = next((tmp_path / "s").glob("base-*/step-000008.pt"))
@@ -160,6 +160,22 @@ def test_design_and_scarcity_records_cover_every_variant_encoder_and_count(tmp_p
     assert scarce["subjects"] == [2, 0] and set(scarce["methods"]) == {
         "student, MAE", "student, random encoder", "teacher", "teacher + occlusion augmentation"}
     assert set(scarce["methods"]["teacher"]["2"]) >= {"clean_f1", "blocks_f1", "per_fold"}
+
+
+def test_a_corpus_rendered_once_is_the_same_faces(monkeypatch, tmp_path):
+    monkeypatch.setenv("OCCFAU_DATA_DIR", str(tmp_path))
+    sys.path.insert(0, str(BENCH))
+    import numpy as np
+    from pretrain_mae import Rendered
+
+    from occfau_lib.synthfacs import FaceCorpus
+
+    corpus = FaceCorpus(40, 64, seed=3)
+    rendered = Rendered(corpus, chunk=16)
+    rows = [39, 0, 17, 17]
+    assert np.array_equal(rendered.batch_images(rows), corpus.batch_images(rows))
+    assert rendered.key() == corpus.key() and len(rendered) == 40
+    assert np.array_equal(Rendered(corpus).batch_images([5]), corpus.batch_images([5]))  # read back from the file
 
 
 def test_labelled_subjects_nest_and_leave_the_test_part_alone():
