@@ -89,14 +89,15 @@ def jpeg_sprite(images: np.ndarray, cols: int) -> str:
     from ..explorer import sprite
 
     buf = io.BytesIO()
-    Image.fromarray(sprite(images, cols)).save(buf, format="JPEG", quality=85)
+    Image.fromarray(sprite(images, cols)).save(buf, format="JPEG", quality=80)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 JS_COMMON = """
-const d = source.data, aus = meta.aus, cols = meta.cols, S = meta.size;
-function face(kind, i, scale) {
-  const r = Math.floor(i / cols), c = i % cols, w = S * scale;
+const d = source.data, aus = meta.aus, S = meta.size;
+function face(kind, i, scale) {  // a row's face as seen, or the clean face of its face index
+  const cols = meta.cols[kind], k = kind == 'clean' ? d.face[i] : i;
+  const r = Math.floor(k / cols), c = k % cols, w = S * scale;
   return `<span class="face ${kind}" style="width:${w}px;height:${w}px;background-size:${cols * w}px auto;` +
          `background-position:-${c * w}px -${r * w}px"></span>`;
 }
@@ -142,8 +143,9 @@ if (!window._occfauSprite) {
 }
 window._occfauSprite.then(px => {
   const sum = new Float64Array(S * S * 3);
+  const cols = meta.cols.clean;
   for (const i of rows) {
-    const r = Math.floor(i / cols), c = i % cols;
+    const r = Math.floor(d.face[i] / cols), c = d.face[i] % cols;
     for (let y = 0; y < S; y++) for (let x = 0; x < S; x++) {
       const o = ((r * S + y) * px.width + c * S + x) * 4, t = (y * S + x) * 3;
       sum[t] += px.data[o]; sum[t + 1] += px.data[o + 1]; sum[t + 2] += px.data[o + 2];
@@ -209,11 +211,13 @@ def page(ex) -> str:
         data[f"x:{name}"], data[f"y:{name}"] = ex.coords[name][:, 0].tolist(), ex.coords[name][:, 1].tolist()
         data[f"nn:{name}"] = ex.neighbours[name].tolist()
     source = ColumnDataSource(data, name="explorer-source")
-    cols = int(np.ceil(np.sqrt(len(faces))))
+    clean = np.zeros((faces.face.max() + 1, *faces.clean.shape[1:]), np.uint8)
+    clean[faces.face] = faces.clean  # one tile per face: a face under several conditions is one clean face
+    cols = {"clean": int(np.ceil(np.sqrt(len(clean)))), "seen": int(np.ceil(np.sqrt(len(faces))))}
     known = ex.labels >= 0
     meta = {"aus": [f"AU{a}" for a in ex.aus], "cols": cols, "size": int(faces.clean.shape[1]), "dims": ex.dims,
             "rates": ((ex.labels == 1).sum(0) / np.maximum(known.sum(0), 1)).tolist()}
-    sheet = InlineStyleSheet(css=CSS % (jpeg_sprite(faces.clean, cols), jpeg_sprite(faces.seen, cols), THUMB + 4))
+    sheet = InlineStyleSheet(css=CSS % (jpeg_sprite(clean, cols["clean"]), jpeg_sprite(faces.seen, cols["seen"]), THUMB + 4))
     info = Div(text="<i>hover a point to see its face</i>", width=300, name="explorer-info", stylesheets=[sheet])
     neighbours = Div(text="<i>click a point to list its nearest neighbours</i>", width=440,
                      name="explorer-neighbours", stylesheets=[sheet])
