@@ -5,8 +5,8 @@ order under the profile in ``$OCCFAU_PROFILE`` (``demo`` by default) and writes 
 copies, figures included, to ``build/notebooks/``. Each notebook's wall time is printed (the
 runtimes quoted in the README) and recorded in ``build/notebooks/runtimes.json``; a failing
 notebook (or Ctrl-C) ends the run, with every kernel still running killed.
-With ``--site build/site`` the executed notebooks are also converted to HTML pages (figures
-embedded) under an ``index.html`` that lists each notebook's title and runtime: :func:`write_site`.
+With ``--site build/site`` the executed notebooks also become the offline book site
+(``tools/site.py``: index, lecture path, one page per notebook and solution): :func:`write_site`.
 
 With ``--jobs 2`` (``make demo`` passes ``--jobs auto``) two notebooks run at a time, each kernel
 with half the cores (``OMP_NUM_THREADS``), the longest ready one first (:func:`pick_next`: a
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import html
+import importlib.util
 import json
 import os
 import sys
@@ -143,58 +143,23 @@ def parse_jobs(value: str, cores: int | None = None) -> int:
     return jobs
 
 
-def notebook_title(nb: nbformat.NotebookNode, default: str = "") -> str:
-    """The text of the first markdown heading of a notebook (``default`` if it has none)."""
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
-                if line.lstrip().startswith("#"):
-                    return line.lstrip().lstrip("#").strip()
-    return default
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "runtime not recorded"
-    minutes, s = divmod(round(seconds), 60)
-    return f"{minutes} min {s} s" if minutes else f"{s} s"
+SITE_TOOL = Path(__file__).resolve().parent.parent / "tools" / "site.py"
 
 
 def write_site(executed_dir: Path, site_dir: Path, runtimes: dict[str, float] | None = None,
-               note: str = "") -> Path:
-    """Convert every executed notebook in ``executed_dir`` to ``site_dir/<name>.html`` (nbconvert's
-    HTMLExporter, images embedded) and write ``site_dir/index.html`` linking them, one line per
-    notebook with its title and runtime (``runtimes``, else ``executed_dir/runtimes.json``);
-    ``note``: how they ran (two at a time...), added to the index's line on runtimes.
+               note: str = "", solutions: Path | None = None) -> Path:
+    """The book site of the executed notebooks in ``executed_dir``, written to ``site_dir``
+    (``tools/site.py``, repository tooling beside the package: index, lecture path, one page per
+    notebook, the worked ``solutions`` notebooks, TOC, previous/next and search, nothing fetched
+    from the network). ``runtimes``: seconds per notebook file name, else
+    ``executed_dir/runtimes.json``; ``note``: how they ran, added to the index's line on runtimes.
     Returns the index path."""
-    from nbconvert import HTMLExporter
-
-    executed_dir, site_dir = Path(executed_dir), Path(site_dir)
-    if runtimes is None:
-        stored = executed_dir / RUNTIMES
-        runtimes = json.loads(stored.read_text()) if stored.exists() else {}
-    paths = sorted(executed_dir.glob("*.ipynb"))
-    if not paths:
-        raise FileNotFoundError(f"write_site: no executed notebooks in {executed_dir}")
-    site_dir.mkdir(parents=True, exist_ok=True)
-    exporter = HTMLExporter(embed_images=True)
-    rows = []
-    for path in paths:
-        nb = nbformat.read(path, as_version=4)
-        title = notebook_title(nb, path.stem)
-        body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
-        (site_dir / f"{path.stem}.html").write_text(body, encoding="utf-8")
-        rows.append(f'<li><a href="{html.escape(path.stem)}.html">{html.escape(title)}</a>'
-                    f" <small>({html.escape(_duration(runtimes.get(path.name)))})</small></li>")
-    profile = html.escape(os.environ.get("OCCFAU_PROFILE", "demo"))
-    index = site_dir / "index.html"
-    index.write_text(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>occfau notebooks</title></head>\n"
-        f"<body><h1>occfau notebooks</h1>\n<p>Executed on the <code>{profile}</code> profile; "
-        f"runtime = wall time of the whole notebook{html.escape(note)}.</p>\n<ul>\n"
-        + "\n".join(rows) + "\n</ul>\n</body></html>\n",
-        encoding="utf-8")
-    return index
+    site = sys.modules.get("occfau_site")
+    if site is None:
+        spec = importlib.util.spec_from_file_location("occfau_site", SITE_TOOL)
+        site = sys.modules["occfau_site"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(site)
+    return site.build(executed_dir, site_dir, runtimes, note, solutions_dir=solutions)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[{profile}] {len(notebooks)} notebook(s) in {time.perf_counter() - start:.0f} s", flush=True)
     if args.site is not None:
         note = f" ({jobs} notebooks at a time, {threads} thread(s) each)" if jobs > 1 else ""
-        print(f"site: {write_site(args.dst, args.site, runtimes, note)}", flush=True)
+        print(f"site: {write_site(args.dst, args.site, runtimes, note, args.src / 'solutions')}", flush=True)
     return 0
 
 
