@@ -89,8 +89,14 @@ def pixel_space(faces: Faces) -> np.ndarray:
 
 def project(features: np.ndarray, method: str = "umap", seed: int = 0, key: dict | None = None) -> np.ndarray:
     """(M, 2) picture of ``features`` (M, D): ``"umap"`` (cached by content,
-    :func:`occfau_lib.experiments.umap_embedding`), ``"pca"`` (the two main axes) or ``"tsne"``."""
+    :func:`occfau_lib.experiments.umap_embedding`), ``"pca"`` (the two main axes) or ``"tsne"``.
+    UMAP and t-SNE read the 50 main axes of features wider than 64 (the neighbours of
+    :func:`nearest` stay in the full space)."""
     x = np.asarray(features, np.float32)
+    if method in ("umap", "tsne") and x.shape[1] > 64 and len(x) > 64:
+        from sklearn.decomposition import PCA  # the usual first step: 50 main axes, seconds instead of minutes
+
+        x = PCA(50, random_state=seed).fit_transform(x).astype(np.float32)
     if method == "umap":
         from .experiments import umap_embedding
 
@@ -100,12 +106,10 @@ def project(features: np.ndarray, method: str = "umap", seed: int = 0, key: dict
 
         return PCA(2, random_state=seed).fit_transform(x).astype(np.float32)
     if method == "tsne":
-        from sklearn.decomposition import PCA
         from sklearn.manifold import TSNE
 
-        start = PCA(min(50, *x.shape), random_state=seed).fit_transform(x)  # the usual t-SNE preprocessing
         return TSNE(2, perplexity=min(30.0, (len(x) - 1) / 3), init="pca", random_state=seed).fit_transform(
-            start).astype(np.float32)
+            x).astype(np.float32)
     raise ValueError(f"unknown projection {method!r}; choose one of {PROJECTIONS}")
 
 

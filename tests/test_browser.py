@@ -3,8 +3,10 @@
 A JupyterLab server (the venv's python3 kernel, ``OCCFAU_PROFILE=smoke``) serves copies of the
 notebooks from a temporary folder (JupyterLab autosaves: the repository's notebooks stay clean).
 Each test opens a notebook, runs all cells from the "Run" menu, checks the explorer's controls
-render with their labels, moves a slider with the keyboard and checks the figure is redrawn.
-Screenshots go to build/browser/.
+render with their labels, moves a slider with the keyboard and checks the figure is redrawn; the
+latent explorer (a Bokeh page in an iframe) is hovered and clicked. The book site of ``make demo``
+(tools/site.py) is opened from disk with every http(s) request blocked: no page may ask for one, and
+its explorer still answers. Screenshots go to build/browser/.
 
 Needs Debian's Chromium and its driver at /usr/bin/chromium and /usr/bin/chromedriver
 (``apt-get install chromium chromium-driver``; ``make test`` installs them: tools/browser-deps.sh)
@@ -148,13 +150,32 @@ OCCLUDER_CELL = "widgets.occluder_explorer(predict, faces, labels, BP4D_AUS)"
 
 
 def _occluder_notebook() -> str:
+    return _notebook("# Occluder explorer (notebook 03's widget)", OCCLUDER_SETUP, OCCLUDER_CELL)
+
+
+def _notebook(title: str, *code: str) -> str:
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-    nb = new_notebook(cells=[new_markdown_cell("# Occluder explorer (notebook 03's widget)"),
-                             new_code_cell(OCCLUDER_SETUP), new_code_cell(OCCLUDER_CELL)])
+    nb = new_notebook(cells=[new_markdown_cell(title), *map(new_code_cell, code)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return nbformat.writes(nb)
+
+
+#: The latent explorer of notebooks 02 and 04 on 40 rendered faces, clean and lower half hidden, in two
+#: spaces (the notebooks' spaces come from trained models; the explorer is the same).
+EXPLORER_SETUP = """import numpy as np
+
+from occfau_lib import explorer, synthfacs
+from occfau_lib.aus import BP4D_AUS
+
+ids, _ = synthfacs.sample_identities(5, np.random.default_rng(0))
+images = np.stack([synthfacs.render_face(ids[i % 5], {12: 4.0 * (i % 2)}, size=64) for i in range(20)])
+seen = explorer.faces_under(images, {"clean": "clean", "lower half": "lower_half"}, 8)
+labels = np.array([[int(a == 12 and i % 2) for a in BP4D_AUS] for i in range(20)])
+spaces = {"pixels": explorer.pixel_space(seen), "colour": seen.seen.reshape(len(seen), -1, 3).mean(1)}"""
+EXPLORER_CELL = ('explorer.explore(spaces, seen, labels, BP4D_AUS, projection="pca", subjects=np.arange(20) % 5, '
+                 'title="browser test")')
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +186,8 @@ def lab(tmp_path_factory):
     root.mkdir()
     shutil.copy(ROOT / "notebooks" / "00_facs_and_synthfacs.ipynb", root)
     (root / "03_occluder_explorer.ipynb").write_text(_occluder_notebook())
+    (root / "04_latent_explorer.ipynb").write_text(_notebook("# Latent explorer (notebooks 02 and 04)",
+                                                             EXPLORER_SETUP, EXPLORER_CELL))
     server = Lab(root, home)
     try:
         server.wait_ready()
@@ -182,6 +205,7 @@ def browser(lab, tmp_path_factory):
     options.binary_location = str(CHROMIUM)
     for flag in (*FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request, for the site test
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(60)
     try:
@@ -417,3 +441,117 @@ def test_occluder_explorer_of_notebook_03(browser, lab):
     screenshot(browser, box, "03_occluder_explorer_before")
     move(browser, box, side, steps=4, readout="0.50", expected=expected_figure(explorer, side=0.5))  # 0.30 -> 0.50
     screenshot(browser, box, "03_occluder_explorer_after")
+
+
+# ----- the latent explorer (a Bokeh page in an iframe) and the book site -----
+
+#: Every element matching a selector, inside Bokeh's shadow roots too.
+DEEP = """function deep(root, sel, out) { out = out || [];
+  root.querySelectorAll(sel).forEach(e => out.push(e));
+  root.querySelectorAll('*').forEach(e => { if (e.shadowRoot) deep(e.shadowRoot, sel, out); });
+  return out; }
+"""
+
+
+def _deep(driver, selector: str):
+    return driver.execute_script(DEEP + "return deep(document, arguments[0]);", selector)
+
+
+def _deep_text(driver, selector: str) -> str:
+    return driver.execute_script(DEEP + "return deep(document, arguments[0]).map(e => e.innerText).join(' ');", selector)
+
+
+#: Where row ``arguments[1]`` of the explorer's data is drawn in the view named ``arguments[0]``:
+#: the view's canvas element and the point's offset from its centre (BokehJS's own scales).
+POINT = """const doc = Bokeh.documents[0], fig = doc.get_model_by_name(arguments[0]);
+const view = Bokeh.index.find_one(fig), data = doc.get_model_by_name('explorer-source').data;
+const space = arguments[0].slice('explorer-'.length), i = arguments[1];
+const el = view.canvas_view.el, r = el.getBoundingClientRect();
+return [el, view.frame.x_scale.compute(data['x:' + space][i]) - r.width / 2,
+        view.frame.y_scale.compute(data['y:' + space][i]) - r.height / 2];"""
+
+
+def drive_explorer(driver, frame, name: str, view: str = "explorer-pixels") -> None:
+    """Inside the explorer ``frame``: hover a point of ``view`` until its face shows, click it and
+    wait for its nearest neighbours; screenshots ``name``-hover/-click."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", frame)
+    driver.switch_to.frame(frame)
+    try:
+        _wait(driver, lambda d: d.execute_script("return window.Bokeh && Bokeh.documents.length && "
+                                                 "Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name("
+                                                 "arguments[0])) != null", view), 60, "the explorer drawn")
+        canvas, dx, dy = driver.execute_script(POINT, view, 0)
+        ActionChains(driver).move_to_element_with_offset(canvas, round(dx), round(dy)).perform()
+        _wait(driver, lambda d: _deep(d, ".face-pair .face"), 10, "hovering a point shows its face")
+        assert "labelled:" in _deep_text(driver, ".bk-clearfix")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(SHOTS / f"{name}-hover.png"))
+        ActionChains(driver).click().perform()  # on the point just hovered
+        _wait(driver, lambda d: len(_deep(d, ".thumb .face")) >= 3, 20, "nearest neighbours listed")
+        assert "in the full" in _deep_text(driver, ".bk-clearfix")
+        driver.save_screenshot(str(SHOTS / f"{name}-click.png"))
+    finally:
+        driver.switch_to.default_content()
+
+
+def test_latent_explorer_in_jupyterlab(browser, lab):
+    run_all(browser, lab, "04_latent_explorer.ipynb", timeout=120)
+    frame = _wait(browser, lambda d: _css(d, f"{PANEL} iframe.occfau-explorer"), 30, "the explorer's iframe")[0]
+    drive_explorer(browser, frame, "04_latent_explorer")
+
+
+def _executed_explorer_notebook():
+    """An executed notebook as `make demo` leaves it: the explorer's output, plumbing on stdout and
+    stderr, a widget view, a summary."""
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+    namespace = {}
+    exec(EXPLORER_SETUP, namespace)
+    page = eval(EXPLORER_CELL, namespace)._repr_html_()
+    cell = new_code_cell(EXPLORER_CELL, execution_count=1, outputs=[
+        new_output("stream", name="stdout", text="[occfau] no shipped teacher model matches: training it\n"),
+        new_output("stream", name="stderr", text="UserWarning: plumbing\n"),
+        new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "x"},
+                                         "text/plain": "Explorer()"}),
+        new_output("execute_result", data={"text/html": page, "text/plain": "Exploration"}, execution_count=1)])
+    return new_notebook(cells=[new_markdown_cell("# 04 · Explorer page\n\n## Explore"), cell,
+                               new_markdown_cell("## Summary\n\n- the explorer works offline")])
+
+
+def test_book_site_offline(browser, tmp_path):
+    """The site opened from disk with http(s) blocked: no page requests anything outside the machine,
+    the search finds a section, widgets say to use JupyterLab, and the explorer answers."""
+    import nbformat
+
+    from occfau_lib import notebooks
+
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    nbformat.write(_executed_explorer_notebook(), executed / "04_explorer.ipynb")
+    index = notebooks.write_site(executed, tmp_path / "site", solutions=ROOT / "notebooks" / "solutions")
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["http://*", "https://*"]})
+    browser.get_log("performance")  # start with an empty log
+    try:
+        for page in sorted(p.name for p in index.parent.glob("*.html")):
+            browser.get(index.parent.joinpath(page).as_uri())
+            _wait(browser, lambda d: d.execute_script("return document.readyState") == "complete", 30, page)
+        browser.get((index.parent / "04_explorer.html").as_uri())
+        text = browser.find_element("css selector", "article").text
+        assert "run this notebook in JupyterLab" in text and "[occfau]" not in text and "UserWarning" not in text
+        assert "What you saw" in text and "the explorer works offline" in text
+        drive_explorer(browser, browser.find_element("css selector", "iframe.occfau-explorer"), "site_explorer")
+        browser.find_element("css selector", "#search").send_keys("explore")
+        _wait(browser, lambda d: _css(d, "#hits a[href*='04_explorer.html']"), 10, "a search hit")
+        browser.get(index.as_uri())
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SHOTS / "site_index.png"))
+        requested = {json.loads(entry["message"])["message"]["params"]["request"]["url"]
+                     for entry in browser.get_log("performance")
+                     if '"Network.requestWillBeSent"' in entry["message"]}
+        outside = sorted(u for u in requested if not u.startswith(("file:", "data:", "blob:", "about:")))
+        assert requested and not outside, f"the site asked for {outside}"
+    finally:
+        browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})

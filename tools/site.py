@@ -199,6 +199,7 @@ SEARCH_JS = """
       || '<a>nothing found</a>';
     hits.style.display = 'block';
   });
+  document.addEventListener('click', e => { if (e.target !== box) hits.style.display = 'none'; });
 })();
 """
 
