@@ -389,13 +389,24 @@ def test_gain_heatmap_is_signed_and_symmetric():
         viz.gain_heatmap(gain, ["one"], (12, 1))
 
 
-def test_method_bars_one_bar_per_method_and_condition():
-    results = {m: {c: {"avg_f1": v + k / 10} for k, c in enumerate(["clean", "block 50%"])}
-               for m, v in (("teacher", 0.4), ("student", 0.2))}
-    fig = viz.method_bars(results)
-    heights = [p.get_height() for p in fig.axes[0].patches]
-    np.testing.assert_allclose(heights, [40, 50, 20, 30])  # method by method, conditions in order
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["clean", "block 50%"]
+def test_method_dots_one_row_per_condition_the_method_its_controls_and_the_best_baseline():
+    values = {"chance: always present": 0.25, "pixels + logistic regression": 0.35, "teacher": 0.6,
+              "reconstruct-then-detect": 0.5, "student, no KD": 0.3, "student, node + edge KD": 0.45}
+    results = {m: {c: {"avg_f1": v + k / 10} for k, c in enumerate(["clean", "block 50%"])} for m, v in values.items()}
+    fig = viz.method_dots(results, errors={m: {"clean": 0.01, "block 50%": 0.02} for m in results})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["clean", "block 50%"]
+    assert list(ax.get_yticks()) == [1, 0]  # the first condition on top
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "the method: student, node + edge KD" in labels and "control: no KD" in labels
+    handles = {label: handle for handle, label in zip(*ax.get_legend_handles_labels())}
+    np.testing.assert_allclose(np.asarray(handles["the method: student, node + edge KD"].lines[0].get_xdata(), float),
+                               [45, 55])
+    best = handles["strongest baseline (named right)"].lines[0]
+    np.testing.assert_allclose(np.asarray(best.get_xdata(), float), [60, 70])  # the teacher, not reconstruct-then-detect
+    assert [t.get_text() for t in ax.texts] == ["teacher", "teacher"]
+    np.testing.assert_allclose([p.get_width() for p in ax.patches], [35, 45])  # the floors' band
+    assert viz.method_bars is viz.method_dots  # claims.plot_record's name for it
 
 
 def test_feature_spaces_marks_clean_and_occluded_rows():
@@ -439,6 +450,42 @@ def test_run_curves_one_panel_per_model_kind():
 def test_loss_curve_titles():
     fig = viz.loss_curve({"step": [1, 2], "loss": [1.0, 0.5], "lr": [0.1, 0.05]}, title="teacher", ylabel="loss")
     assert fig.axes[0].get_title() == "teacher" and fig.axes[0].get_ylabel() == "loss"
+    assert fig.axes[0].get_yscale() == "log"
+
+
+def test_loss_spikes_are_found_marked_and_split_into_parts():
+    loss = [2.0, 1.8, 1.7, 1.6, 1.6, 1.5, 40.0, 6.0, 3.0]
+    history = {"step": list(range(20, 200, 20)), "loss": loss, "lr": [0.1] * 9,
+               "node": [x / 2 for x in loss], "edge": [0.5] * 9}
+    spikes = viz.loss_spikes(history)
+    assert [s["step"] for s in spikes] == [140] and spikes[0]["before"] == 1.6
+    assert spikes[0]["parts"]["node"] == (0.8, 20.0) and spikes[0]["parts"]["edge"] == (0.5, 0.5)
+    fig = viz.loss_curve(history)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["step 140: x25"]
+
+
+def test_reference_lines_differ_in_colour_and_dashes_and_are_named():
+    fig = viz.probe_by_layer({"trained": [0.2, 0.4]}, references={"pixels": 0.3, "patches": 0.31, "chance": 0.25})
+    refs = fig.axes[0].lines[1:]
+    assert len({line.get_color() for line in refs}) == 3 and len({str(line._unscaled_dash_pattern) for line in refs}) == 3
+    assert [t.get_text() for t in fig.axes[0].texts] == ["pixels", "patches", "chance"]
+
+
+def test_survival_difference_is_one_diverging_map():
+    fig = viz.survival_difference([[1.0, 0.5]], [[0.5, 0.75]], ["mouth"], (1, 2))
+    im = fig.axes[0].images[0]
+    np.testing.assert_allclose(im.get_array().filled(np.nan), [[0.5, -0.25]])
+    assert im.norm.vmin == -0.5 and im.norm.vmax == 0.5 and im.cmap.name.startswith("RdBu")
+
+
+def test_regime_curves_draw_gains_over_the_random_encoder():
+    regime = {"runs": [{"corpus": 64, "steps": 2, "linear": 50.0, "mlp": 60.0},
+                       {"corpus": 128, "steps": 2, "linear": 53.0, "mlp": 58.0}],
+              "random": {"linear": 51.0, "mlp": 62.0}}
+    ax = viz.regime_curves(regime, chance=25.0).axes[0]
+    gains = {line.get_label(): list(line.get_ydata()) for line in ax.lines}
+    assert gains["linear probe, 2 steps"] == [-1.0, 2.0] and gains["mlp probe, 2 steps"] == [-2.0, -4.0]
+    assert gains["random encoder (zero)"] == [0, 0] and gains["always present, vs linear on random"] == [-26.0, -26.0]
 
 
 # ----- widgets: the notebooks' explorers, driven headless -----
@@ -529,8 +576,8 @@ def test_f1_plots_draw_the_chance_line_they_are_given():
     fig = viz.level_curves(results, {"patches": {"p50": 0.5}}, (1, 2), chance=0.25)
     floor = next(line for line in fig.axes[0].lines if line.get_label().startswith("always present"))
     np.testing.assert_allclose(floor.get_ydata(), [25, 25])
-    bars = viz.method_bars({"teacher": {"clean": {"avg_f1": 0.4}}}, chance=0.3)
-    assert any(line.get_label() == "always present" and line.get_ydata()[0] == 30 for line in bars.axes[0].lines)
+    dots = viz.method_dots({"teacher": {"clean": {"avg_f1": 0.4}}}, chance=0.3)
+    assert any(line.get_label() == "always present" and line.get_xdata()[0] == 30 for line in dots.axes[0].lines)
     per_au = viz.per_au_bars({"clean": {1: 0.8, 2: 0.4}}, (1, 2), chance={1: 0.2, 2: 0.1})
     ticks = next(c for c in per_au.axes[0].collections if c.get_label() == "always present")
     np.testing.assert_allclose([seg[0][1] for seg in ticks.get_segments()], [20, 10])

@@ -20,15 +20,16 @@ importable from the package itself (``viz.show_faces``):
 - ``pretraining``   loss curves, masked and reconstructed views, region errors          (01)
 - ``probing``       probe curves, per-AU bars, survival heat maps, UMAP views           (02)
 - ``occlusions``    occlusion galleries, level curves, sensitivity maps, drift         (03)
-- ``distillation``  the student's data flow, method bars, feature spaces, pair maps     (04)
+- ``distillation``  the student's data flow, method dot plot, feature spaces, pair maps (04)
+- ``latent_explorer`` the linked, offline latent explorer page (Bokeh; imported on use)  (02, 04)
 - ``_base``         what they share: figure and panel grids, image panels, heat maps
 """
 from __future__ import annotations
 
-from .distillation import feature_spaces, method_bars, pair_heatmaps, student_flow  # noqa: F401
+from .distillation import feature_spaces, method_bars, method_dots, pair_heatmaps, student_flow  # noqa: F401
 from .faces import LOOKS_LIKE, au_gallery, face_explorer, identity_gallery, region_maps, show_faces  # noqa: F401
 from .labels import cooccurrence_heatmap, label_stats, sequence_plot  # noqa: F401
 from .occlusions import drift_bars, level_curves, occluder_explorer, occlusion_gallery, sensitivity_maps  # noqa: F401
-from .pretraining import condition_bars, loss_curve, mae_view, mae_views, masked_view, region_error_plot, run_curves  # noqa: F401
+from .pretraining import condition_bars, loss_curve, loss_spikes, mae_view, mae_views, masked_view, region_error_plot, run_curves  # noqa: F401
 from .probing import (gain_heatmap, hiding_curves, per_au_bars, probe_by_layer, regime_curves,  # noqa: F401
-                      survival_heatmap, umap_scatter, umap_view)  # noqa: F401
+                      survival_difference, survival_heatmap, umap_scatter, umap_view)  # noqa: F401

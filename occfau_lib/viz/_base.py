@@ -11,6 +11,14 @@ from .. import synthfacs
 from ..aus import au_labels
 
 
+#: Okabe & Ito's eight colours, told apart by colour-blind readers (no red-green pair): line and bar colours.
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")
+
+
+def _colour(i: int) -> str:
+    return OKABE_ITO[i % len(OKABE_ITO)]
+
+
 def _figure(width: float, height: float):
     """A new constrained-layout Figure (inches) that pyplot does not track."""
     fig = plt.figure(figsize=(width, height), layout="constrained")

@@ -45,29 +45,65 @@ def student_flow():
     return fig
 
 
-def method_bars(results: dict[str, dict[str, dict]], conditions=None, metric: str = "avg_f1", ax=None,
+#: The method of notebook 04, its ablations (the controls), and the rows that are floors, by name.
+METHOD, CONTROL_PREFIX = "student, node + edge KD", "student, "
+FLOORS = ("chance: always present", "pixels + logistic regression")
+
+
+def method_dots(results: dict[str, dict[str, dict]], conditions=None, metric: str = "avg_f1", ax=None,
                 chance: float | None = None, errors: dict[str, dict[str, float]] | None = None):
-    """Grouped bars: one group per test condition, one bar per method, ``metric`` in percent, from
-    ``{method: evaluate_conditions(...)}`` (:func:`occfau_lib.experiments.compare_methods`); ``chance``
-    (a fraction) is drawn as a dotted line across all groups; ``errors`` ``{method: {condition:
-    std}}`` (fractions) as whiskers of ± one std. Notebook 04 (one run, and the benchmark record)."""
+    """The method comparison in one look: one row per test condition, ``metric`` in percent along x,
+    from ``{method: evaluate_conditions(...)}`` (:func:`occfau_lib.experiments.compare_methods`, or
+    a claims record via :func:`occfau_lib.claims.plot_record`). The method (``"student, node + edge
+    KD"``) is a large dark dot, its controls (the other students: no KD, node only, edge only) small
+    light markers, the strongest other baseline of each condition an orange diamond named at the
+    right edge, the remaining baselines grey dots, and the floors (pixels + logistic regression,
+    ``chance`` = always present, fractions) a grey band. ``errors`` ``{method: {condition: std}}``
+    (fractions): ± one std as whiskers. Notebook 04 (one run, and the benchmark record)."""
     methods = list(results)
     conditions = list(conditions or next(iter(results.values())))
+    value = lambda m, c: 100 * results[m][c][metric]  # noqa: E731
+    spread = lambda m, c: None if errors is None or m not in errors else 100 * errors[m][c]  # noqa: E731
+    method = METHOD if METHOD in results else methods[-1]
+    controls = [m for m in methods if m.startswith(CONTROL_PREFIX) and m != method]
+    floors = [m for m in methods if m in FLOORS]
+    baselines = [m for m in methods if m not in (method, *controls, *floors)]
     if ax is None:
-        ax = _figure(max(7.0, 0.9 * len(conditions) + 3), 3.8).add_subplot()
-    width = 0.85 / len(methods)
-    for m, name in enumerate(methods):
-        values = [100 * results[name][c][metric] for c in conditions]
-        spread = None if errors is None else [100 * errors[name][c] for c in conditions]
-        ax.bar(np.arange(len(conditions)) + (m - (len(methods) - 1) / 2) * width, values, width, label=name,
-               color=colormaps["tab10"](m % 10), yerr=spread, error_kw={"elinewidth": 0.8, "ecolor": "0.2"})
+        ax = _figure(7.8, 0.34 * len(conditions) + 1.6).add_subplot()
+    y = np.arange(len(conditions))[::-1]  # the first condition on top
+    floor = [max([value(m, c) for m in floors] + [100 * chance if chance is not None else 0]) for c in conditions]
+    ax.barh(y, floor, height=0.8, color="0.92", label="floors: " + ", ".join(
+        [*(f for f in floors if f != FLOORS[0]), "always present"]) if floors or chance is not None else None)
     if chance is not None:
-        ax.axhline(100 * chance, color="black", ls=":", lw=1.2, label="always present")
-    ax.set_xticks(range(len(conditions)), conditions, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel({"avg_f1": "average F1 (%)", "avg_auc": "average AUC (%)"}.get(metric, metric))
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.grid(axis="y", alpha=0.3)
+        ax.axvline(100 * chance, color="0.45", ls=":", lw=1.2, label="always present")
+    for m in baselines:
+        ax.plot([value(m, c) for c in conditions], y, "o", color="0.7", ms=3.5, zorder=2,
+                label="other baselines" if m == baselines[0] else None)
+    if baselines:
+        best = [max(baselines, key=lambda m: value(m, c)) for c in conditions]
+        ax.errorbar([value(m, c) for m, c in zip(best, conditions)], y, fmt="D", color="#E69F00", ms=5, zorder=3,
+                    xerr=None if errors is None else [spread(m, c) or 0 for m, c in zip(best, conditions)],
+                    elinewidth=0.8, label="strongest baseline (named right)")
+        for yi, m in zip(y, best):
+            ax.annotate(m, (1.0, yi), xycoords=("axes fraction", "data"), xytext=(4, 0), textcoords="offset points",
+                        va="center", fontsize=6.5, color="#9a6700")
+    for m, marker in zip(controls, ("v", "^", "s", "P")):
+        ax.plot([value(m, c) for c in conditions], y, marker, color="#56B4E9", ms=4.5, mfc="none", zorder=3,
+                label=m.replace(CONTROL_PREFIX, "control: "))
+    ax.errorbar([value(method, c) for c in conditions], y, fmt="o", color="#0072B2", ms=7, zorder=4,
+                xerr=None if errors is None else [spread(method, c) or 0 for c in conditions], elinewidth=1.2,
+                label=f"the method: {method}")
+    ax.set_yticks(y, conditions, fontsize=8)
+    ax.set_xlabel({"avg_f1": "average F1 (%)", "avg_auc": "average AUC (%)"}.get(metric, metric))
+    ax.set_xlim(0, 100)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.55 / (0.34 * len(conditions) + 0.6)), ncol=2,
+              frameon=False)
     return ax.figure
+
+
+#: The former name, kept for callers (``claims.plot_record``): the comparison is a dot plot now.
+method_bars = method_dots
 
 
 def feature_spaces(embeddings: dict[str, np.ndarray], present, occluded, title: str = ""):

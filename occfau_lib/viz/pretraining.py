@@ -8,19 +8,52 @@ from ..patches import patch_pixels, random_patches
 from ._base import _figure, _panel_grid, _show_image
 
 
+def loss_spikes(history: dict, factor: float = 3.0) -> list[dict]:
+    """Logged steps whose loss is over ``factor`` times the median of the five logged before it (one
+    event per run of such steps: its first):
+    ``[{"step", "loss", "before", "parts": {part: (before, at)}}]``, the parts (a student's ``wa``,
+    ``node``, ``edge``, ``edge_ce``) being the same comparison for each logged loss term. A spike
+    where every part jumps at once is the optimiser leaving its basin, not a change of what is logged."""
+    loss = np.asarray(history["loss"], np.float64)
+    parts = [k for k in ("wa", "node", "edge", "edge_ce") if len(history.get(k, [])) == len(loss)]
+    out, high = [], False
+    for i in range(5, len(loss)):
+        before = float(np.median(loss[i - 5:i]))
+        was_high, high = high, bool(loss[i] > factor * before)
+        if high and not was_high:
+            out.append({"step": int(history["step"][i]), "loss": float(loss[i]), "before": before,
+                        "parts": {k: (float(np.median(history[k][i - 5:i])), float(history[k][i])) for k in parts}})
+    return out
+
+
 def loss_curve(history: dict, ax=None, title: str = "MAE pretraining",
-               ylabel: str = "reconstruction loss (hidden patches)"):
+               ylabel: str = "reconstruction loss (hidden patches)", log: bool = True):
     """Training loss and learning rate against the optimiser step; ``history`` as returned by
     every training loop (``experiments.mae_for_profile``, ``teacher.trained_teacher``,
-    ``distill.trained_student``). Notebooks 01 and 04."""
+    ``distill.trained_student``). The loss is one batch's, logged every few steps, on a log axis
+    (``log``) so that the early fall and the late plateau both read; every spike of
+    :func:`loss_spikes` is marked and labelled with its step and the factor of its jump. Notebooks
+    01, 03 and 04."""
     if ax is None:
         ax = _figure(5.5, 3.0).add_subplot()
-    ax.plot(history["step"], history["loss"], marker=".", color="C0")
+    ax.plot(history["step"], history["loss"], marker=".", color="#0072B2")
+    if log and min(history["loss"], default=1) > 0:
+        from matplotlib.ticker import FuncFormatter
+
+        ax.set_yscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")  # 0.5, 2, 40 rather than 5x10^-1
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        ax.tick_params(axis="y", which="minor", labelsize=6)
+    for spike in loss_spikes(history):
+        ax.annotate(f"step {spike['step']}: x{spike['loss'] / spike['before']:.0f}", (spike["step"], spike["loss"]),
+                    xytext=(6, -2), textcoords="offset points", fontsize=7, color="#D55E00")
+        ax.plot(spike["step"], spike["loss"], "o", mfc="none", color="#D55E00", ms=8)
     ax.set_xlabel("optimiser step")
-    ax.set_ylabel(ylabel, color="C0")
+    ax.set_ylabel(ylabel, color="#0072B2")
     lr_ax = ax.twinx()
-    lr_ax.plot(history["step"], history["lr"], color="C1", alpha=0.6)
-    lr_ax.set_ylabel("learning rate", color="C1")
+    lr_ax.plot(history["step"], history["lr"], color="#E69F00", alpha=0.7, ls="--")
+    lr_ax.set_ylabel("learning rate (dashed)", color="#9a6700")
     ax.set_title(title)
     return ax.figure
 
@@ -41,6 +74,8 @@ def run_curves(records: list[dict]):
             label = f"fold {r['fold']}" if "fold" in r else kind
             ax.plot(r["history"]["step"], r["history"]["loss"], label=label)
         ax.set(title=kind, xlabel="optimiser step", ylabel="training loss")
+        if all(min(r["history"]["loss"]) > 0 for r in trained if r["model"] == kind):
+            ax.set_yscale("log")  # the early fall and the late plateau both read
         ax.legend(fontsize=7)
     return fig
 

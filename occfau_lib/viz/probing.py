@@ -2,11 +2,24 @@
 from __future__ import annotations
 
 import numpy as np
-from matplotlib import colormaps
 
 from ..aus import au_labels
 from ..metrics import au_row
-from ._base import _annotated_heatmap, _figure
+from ._base import _annotated_heatmap, _colour, _figure
+
+
+#: Reference lines told apart by colour AND dash pattern, each also named at its right end.
+REFERENCE_STYLES = (("black", (0, (1, 1.5))), ("#CC79A7", (0, (6, 2))), ("#009E73", (0, (5, 1.5, 1, 1.5))),
+                    ("0.45", (0, (2, 3))))
+
+
+def _reference_lines(ax, references: dict | None) -> None:
+    """One horizontal line per ``references`` entry (a fraction, drawn in percent), each with its own
+    colour and dash pattern and its name written at the right end of the line."""
+    for j, ((name, value), (colour, dashes)) in enumerate(zip((references or {}).items(), REFERENCE_STYLES * 3)):
+        ax.axhline(100 * value, color=colour, ls=dashes, lw=1.4, label=name)
+        ax.annotate(name, (1.0 - 0.24 * (j % 4), 100 * value), xycoords=("axes fraction", "data"), xytext=(-3, 2),
+                    textcoords="offset points", ha="right", va="bottom", fontsize=6.5, color=colour)
 
 
 def probe_by_layer(results: dict[str, list[float]], references: dict[str, float] | None = None, ax=None,
@@ -20,14 +33,12 @@ def probe_by_layer(results: dict[str, list[float]], references: dict[str, float]
         raise ValueError("probe_by_layer: no results to draw")
     if ax is None:
         ax = _figure(6.4, 3.4).add_subplot()
-    colors = colormaps["tab10"]
     n_layers = max(len(v) for v in results.values())
     for i, (name, values) in enumerate(results.items()):
         values = 100 * np.asarray(values, np.float64)
         style = "--" if "random" in name.lower() else "-"
-        ax.plot(np.arange(len(values)), values, style, marker="o", ms=4, color=colors(i % 10), label=name)
-    for j, (name, value) in enumerate((references or {}).items()):
-        ax.axhline(100 * value, color=colors((len(results) + j) % 10), ls=":", lw=1.5, label=name)
+        ax.plot(np.arange(len(values)), values, style, marker="o", ms=4, color=_colour(i), label=name)
+    _reference_lines(ax, references)
     ax.set_xticks(range(n_layers), ["emb"] + [str(k) for k in range(1, n_layers)])
     ax.set(xlabel="encoder layer (emb = patch embeddings, before block 1)", ylabel=ylabel)
     ax.set_ylim(bottom=0)
@@ -50,10 +61,9 @@ def per_au_bars(rows: dict[str, dict[int, float]], aus, ax=None, ylabel: str = "
         ax = _figure(max(5.0, 0.55 * len(aus) + 2.5), 3.2).add_subplot()
     width = 0.8 / len(rows)
     x = np.arange(len(aus))
-    colors = colormaps["tab10"]
     for i, (name, scores) in enumerate(rows.items()):
         values = 100 * np.array(au_row(scores, aus))  # (n_au,), nan where the row has no score
-        ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(values), width, color=colors(i % 10), label=name)
+        ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(values), width, color=_colour(i), label=name)
     if chance is not None:
         floor = 100 * np.array(au_row(chance, aus))  # (n_au,)
         ax.hlines(floor, x - 0.45, x + 0.45, colors="black", linestyles=":", lw=1.5, label="always present")
@@ -68,21 +78,31 @@ def survival_heatmap(matrix, conditions, aus, ax=None, relative: bool = True, ti
     """Heat map of a score per hiding condition (rows) and AU (columns), each cell annotated.
 
     ``relative=True``: ``matrix`` is the fraction of the clean F1 that survives (from
-    :func:`occfau_lib.probe.retained` with a reference), coloured red (lost) to green (kept) on
-    [0, 1] -- values above 1 are written but coloured as 1. ``relative=False``: absolute F1 in
+    :func:`occfau_lib.probe.retained` with a reference), coloured dark (lost) to light (kept) on
+    [0, 1] on the colour-blind-safe cividis scale -- values above 1 are written but coloured as 1. ``relative=False``: absolute F1 in
     [0, 1]. nan cells (no clean F1 to retain) are left blank and marked "–". Returns the Figure
     (that of ``ax`` when given). Notebook 02.
     """
-    return _annotated_heatmap(matrix, conditions, aus, "RdYlGn" if relative else "viridis", (0, 1), ax,
+    return _annotated_heatmap(matrix, conditions, aus, "cividis" if relative else "viridis", (0, 1), ax,
                               title or ("fraction of clean F1 retained" if relative else "F1"))
 
 
-def gain_heatmap(matrix, conditions, aus, ax=None, title: str = "F1 gain (points)"):
+def gain_heatmap(matrix, conditions, aus, ax=None, title: str = "F1 gain (points)", digits: int = 0):
     """Heat map of a signed difference per condition (rows) and AU (columns), e.g. student F1 minus
-    the teacher's on the same occluded faces, in points: blue = gain, red = loss. Notebook 04."""
+    the teacher's on the same occluded faces, in points: blue = gain, red = loss (a diverging scale
+    that colour-blind readers tell apart), white = no difference. Notebook 04."""
     matrix = np.asarray(matrix, np.float64)
     bound = max(1e-9, float(np.nanmax(np.abs(matrix)))) if np.isfinite(matrix).any() else 1.0
-    return _annotated_heatmap(matrix, conditions, aus, "RdBu", (-bound, bound), ax, title, digits=0)
+    return _annotated_heatmap(matrix, conditions, aus, "RdBu", (-bound, bound), ax, title, digits=digits)
+
+
+def survival_difference(first, second, conditions, aus, names=("MAE patch tokens", "raw pixels"), ax=None):
+    """One map instead of two side by side: the fraction of clean F1 that ``first`` keeps minus the
+    fraction ``second`` keeps, per hiding condition (rows) and AU (columns), on a diverging
+    colour-blind-safe scale (blue: ``names[0]`` keeps more). Notebook 02."""
+    diff = np.asarray(first, np.float64) - np.asarray(second, np.float64)
+    return gain_heatmap(diff, conditions, aus, ax, f"fraction of clean F1 retained: {names[0]} minus {names[1]}",
+                        digits=2)
 
 
 
@@ -102,11 +122,13 @@ def umap_scatter(emb, values, title: str = "", categorical: bool | None = None, 
         ax = _figure(5.6, 4.4).add_subplot()
     if categorical:
         cats = np.unique(values)
-        cmap = colormaps["tab10" if len(cats) <= 10 else "tab20" if len(cats) <= 20 else "turbo"]
+        from .latent_explorer import separating_colours  # many categories: neighbouring islands differ
+
+        table = separating_colours(values.astype(str), emb)
         for i, cat in enumerate(cats):
             sel = values == cat
             unknown = str(cat) == "-1"
-            color = "0.75" if unknown else cmap(i % 20 if len(cats) <= 20 else i / max(1, len(cats) - 1))
+            color = "0.75" if unknown else _colour(i) if len(cats) <= 8 else table[str(cat)]
             ax.scatter(emb[sel, 0], emb[sel, 1], s=5, color=color, label="unknown" if unknown else str(cat),
                        linewidths=0, alpha=0.8)
         if len(cats) <= max_legend:
@@ -143,13 +165,11 @@ def hiding_curves(curves: dict[str, list[float]], hidden_fractions, references: 
         raise ValueError("hiding_curves: no curves to draw")
     if ax is None:
         ax = _figure(5.8, 3.2).add_subplot()
-    colors = colormaps["tab10"]
     for i, (name, values) in enumerate(curves.items()):
         if len(values) != len(fractions):
             raise ValueError(f"hiding_curves: {name!r} has {len(values)} values for {len(fractions)} fractions")
-        ax.plot(fractions, 100 * np.asarray(values, np.float64), marker="o", ms=4, color=colors(i % 10), label=name)
-    for j, (name, value) in enumerate((references or {}).items()):
-        ax.axhline(100 * value, color="0.5", ls=":", lw=1.5, label=name)
+        ax.plot(fractions, 100 * np.asarray(values, np.float64), marker="o", ms=4, color=_colour(i), label=name)
+    _reference_lines(ax, references)
     ax.set_xticks(fractions)
     ax.set(xlabel="patches hidden at random (%)", ylabel=ylabel)
     ax.set_ylim(bottom=0)
@@ -159,24 +179,34 @@ def hiding_curves(curves: dict[str, list[float]], hidden_fractions, references: 
 
 
 def regime_curves(regime: dict, chance: float | None = None, ax=None):
-    """Notebook 02's data-regime study (:func:`experiments.data_regime`): probe F1 (%) of the
-    pretrained MAE against the corpus size, one line per probe (linear, MLP) and step budget, the
-    random encoder's F1 as a dashed line of the same colour, chance dotted. Where a solid line
-    rises above its dashed line, pretraining has taught the latent something a random encoder
-    lacks. Notebook 02."""
+    """Notebook 02's data-regime study (:func:`experiments.data_regime`) as gains: the pretrained
+    MAE's probe F1 minus the random encoder's (points) against the corpus size, one line per probe
+    (linear, MLP) and step budget, with the spread of those gains over the corpus sizes shaded per
+    probe; the random encoder is the zero line, and ``chance`` (always present, percent) is drawn
+    relative to it per probe (dotted). Above zero, pretraining taught the latent something a random
+    encoder lacks; the spread says how far apart the runs land."""
     if ax is None:
-        ax = _figure(5.2, 3.2).add_subplot()
-    colours = {"linear": "tab:blue", "mlp": "tab:orange"}
+        ax = _figure(5.4, 3.2).add_subplot()
+    colours = {"linear": "#0072B2", "mlp": "#E69F00"}
+    ax.axhline(0, color="black", lw=1, label="random encoder (zero)")
+    corpora = sorted({r["corpus"] for r in regime["runs"]})
     for probe, colour in colours.items():
+        gains = [r[probe] - regime["random"][probe] for r in regime["runs"]]
+        ax.axhspan(min(gains), max(gains), color=colour, alpha=0.12, lw=0)
         for steps, style in zip(sorted({r["steps"] for r in regime["runs"]}), ("-o", "-s", "-^", "-v")):
             runs = sorted((r for r in regime["runs"] if r["steps"] == steps), key=lambda r: r["corpus"])
-            ax.plot([r["corpus"] for r in runs], [r[probe] for r in runs], style, color=colour, ms=4,
-                    label=f"{probe} probe, {steps} steps")
-        ax.axhline(regime["random"][probe], color=colour, ls="--", lw=1, label=f"{probe} probe, random encoder")
+            ax.plot([r["corpus"] for r in runs], [r[probe] - regime["random"][probe] for r in runs], style,
+                    color=colour, ms=4, label=f"{probe} probe, {steps} steps")
+        if chance is not None:  # far below the gains: drawn, kept out of view, named in the corner
+            ax.plot(corpora[:1] + corpora[-1:], [chance - regime["random"][probe]] * 2, ls=":", color=colour, lw=1,
+                    label=f"always present, vs {probe} on random")
+    gains = [r[p] - regime["random"][p] for r in regime["runs"] for p in colours]
+    ax.set_ylim(min(0, *gains) - 3, max(0, *gains) + 3)
     if chance is not None:
-        ax.axhline(chance, color="grey", ls=":", lw=1, label="always present")
+        ax.text(0.01, 0.02, "always present: " + ", ".join(f"{chance - regime['random'][p]:+.0f} ({p})" for p in colours)
+                + " points, below the view", transform=ax.transAxes, fontsize=6.5, color="0.35")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("distinct faces in the pretraining corpus")
-    ax.set_ylabel("average F1 (%)")
-    ax.legend(fontsize=6, loc="best")
+    ax.set_ylabel("F1 gain over the random encoder (points)")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax.figure
