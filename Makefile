@@ -28,8 +28,9 @@ $(STAMP): pyproject.toml
 	PYTHONDONTWRITEBYTECODE= $(PY) -c "$(WARM_LIB)"; lib=$$?; wait $$tools && test $$lib = 0
 	touch $(STAMP)
 
-# The main job: every notebook on the demo profile, executed into build/notebooks/, then converted
-# to HTML under build/site/index.html (titles and runtimes). JOBS=auto runs two at a time, each kernel
+# The main job: every notebook on the demo profile, executed into build/notebooks/, then rendered as
+# the offline book build/site/index.html (tools/site.py: index, lecture path, notebooks, solutions,
+# TOC, search; nothing fetched from the network). JOBS=auto runs two at a time, each kernel
 # with half the cores, longest ready one first: a lone notebook keeps only 1.4-1.7 of 2 cores busy on
 # average, so two side by side finish the six in 474 s instead of 652 s on 2 cores (occfau_lib/notebooks.py).
 # JOBS=1 runs them one after the other, in order, each with every core (the notebooks' own runtimes).
