@@ -12,7 +12,7 @@ lasso: the selection's mean face and AU rates), in JupyterLab and in the static 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -171,7 +171,7 @@ def au_summary(labels: np.ndarray, aus, probs: np.ndarray | None = None) -> tupl
 
 # ----- the whole explorer -----
 
-@dataclass
+@dataclass(repr=False)
 class Exploration:
     """What the explorer page shows (:func:`explore` makes it; ``page()`` draws it)."""
 
@@ -186,13 +186,17 @@ class Exploration:
     aus: tuple
     projection: str
     title: str = ""
-    default_colour: str = field(default="")
+    default_colour: str = ""
 
     def page(self) -> str:
         """The explorer as one self-contained HTML document (every script and image inline)."""
         from .viz.latent_explorer import page
 
         return page(self)
+
+    def __repr__(self) -> str:
+        return (f"Exploration({len(self.faces)} rows, spaces {list(self.coords)}, {self.projection}, "
+                f"{len(self.colourings)} colourings)")
 
     def _repr_html_(self) -> str:  # a notebook cell ending with the exploration shows it
         from .viz.latent_explorer import iframe

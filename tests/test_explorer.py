@@ -82,6 +82,7 @@ def test_page_is_self_contained(tiny):
     assert not re.findall(r'<(?:script|link)[^>]+(?:src|href)="https?:', doc)  # BokehJS inline, no CDN
     assert "data:image/jpeg;base64," in doc and "explorer-neighbours" in doc
     assert ex._repr_html_().startswith('<iframe class="occfau-explorer" srcdoc="')
+    assert repr(ex) == "Exploration(24 rows, spaces ['pixels', 'noise'], pca, 9 colourings)"
     with pytest.raises(ValueError, match="rows"):
         explorer.explore({"short": np.zeros((3, 2))}, faces, labels, AUS, projection="pca")
 

@@ -29,7 +29,7 @@ from matplotlib.colors import to_hex
 #: Okabe-Ito colours (safe for colour-blind readers) for the fixed categories.
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 FIXED = {"present": "#D55E00", "absent": "#0072B2", "unknown": "#BBBBBB",
-         "correct: present": "#D55E00", "correct: absent": "#0072B2",
+         "correct: present": "#0072B2", "correct: absent": "#A6CEE3",  # right answers in blues, errors stand out
          "wrong: missed": "#E69F00", "wrong: false alarm": "#CC79A7"}
 #: Many categories (subjects): 20 colours of matplotlib's tab20 + tab20b, given out so that
 #: neighbouring clusters differ (:func:`separating_colours`).
