@@ -12,6 +12,7 @@ def student_flow():
     """The data flow of the method as a diagram: teacher on the clean face above, student on the
     occluded face below, the two distillation losses between them. Notebook 04."""
     fig = _figure(10.5, 3.6)
+    fig.set_layout_engine("none")  # one hand-placed Axes: constrained layout has nothing to lay out (and warns)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set(xlim=(0, 10.5), ylim=(0, 3.6))
     ax.axis("off")
