@@ -16,7 +16,7 @@ setup: $(STAMP)
 # stack, and the tools (Jupyter, nbconvert, UMAP's numba code, pytest, Selenium): 45-54 s instead of 59-72 s.
 WARM_LIB := import occfau_lib.viz, occfau_lib.widgets, occfau_lib.experiments, occfau_lib.claims, occfau_lib.shipped, \
 	occfau_lib.cli, occfau_lib.notebooks, occfau_lib.figures
-WARM_TOOLS := import matplotlib.pyplot, ipywidgets, sklearn.metrics, sklearn.neighbors, ipykernel.kernelapp, nbclient, \
+WARM_TOOLS := import matplotlib.pyplot, ipywidgets, bokeh.plotting, sklearn.metrics, sklearn.neighbors, ipykernel.kernelapp, nbclient, \
 	nbconvert, umap, pytest, xdist.plugin, jupyterlab.labapp, selenium.webdriver
 
 # Re-install when the dependency list changes; an editable install picks up code edits by itself.
