@@ -125,6 +125,15 @@ def _recipe(spec: str, base: MAEConfig, pretrain: PretrainConfig):
     return name, replace(base, **mae_fields), replace(pretrain, **pre_fields), ratios
 
 
+def write_record(record: dict, path: str | None, default: str) -> Path:
+    """Write a benchmark's JSON record to ``path`` (default ``benchmarks/results/<default>``) and say where."""
+    out = Path(path or f"benchmarks/results/{default}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"record: {out}")
+    return out
+
+
 def load_snapshot(path: str | Path):
     """The MAE a ``pretrain_mae.py`` snapshot holds (eval mode) and its step."""
     from occfau_lib.cache import read_state
@@ -284,13 +293,11 @@ def main() -> None:
             log.flush()
             done.append(r)
     if args.kind == "design":
-        record = Path(args.record or f"benchmarks/results/student_design_{profile.name}.json")
         variants = {f"{r['variant']}, {'node + edge KD' if r['kd'] else 'no KD'}, {r['encoder']} encoder": r
                     for r in done}
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({"profile": profile.name, "fold": args.fold, "mae": args.mae or "profile",
-                                      "epochs": args.student_epochs, "variants": variants}, indent=1) + "\n")
-        print(f"record: {record}")
+        write_record({"profile": profile.name, "fold": args.fold, "mae": args.mae or "profile",
+                      "epochs": args.student_epochs, "variants": variants},
+                     args.record, f"student_design_{profile.name}.json")
 
 
 if __name__ == "__main__":

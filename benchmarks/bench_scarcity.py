@@ -26,10 +26,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,7 +36,7 @@ from occfau_lib import distill, student, synthfacs, teacher
 from occfau_lib.config import DistillConfig, get_profile
 from occfau_lib.loaders import load_dataset
 
-from bench_design import _scores, _settings, design_encoders  # noqa: E402 (the scripts sit side by side)
+from bench_design import _scores, _settings, design_encoders, write_record  # noqa: E402 (the scripts sit side by side)
 
 METHODS = ("student, MAE", "student, random encoder", "teacher", "teacher + occlusion augmentation")
 
@@ -117,10 +115,7 @@ def main() -> None:
     record = {"profile": profile.name, "subjects": args.subjects, "folds": args.folds, "student": args.student,
               "mae": args.mae or "profile",
               "methods": {m: {str(n): summary(per[m][n]) for n in args.subjects} for m in METHODS}}
-    out = Path(args.record or f"benchmarks/results/label_scarcity_{profile.name}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"record: {out}")
+    write_record(record, args.record, f"label_scarcity_{profile.name}.json")
 
 
 if __name__ == "__main__":

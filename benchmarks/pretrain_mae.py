@@ -21,7 +21,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -33,7 +32,7 @@ from tqdm.auto import tqdm
 from occfau_lib import cache, mae, synthfacs
 from occfau_lib.config import MAE_CONFIGS, get_profile
 
-from bench_design import _recipe  # noqa: E402 (the scripts sit side by side)
+from bench_design import _recipe, write_record  # noqa: E402 (the scripts sit side by side)
 
 
 class Rendered:
@@ -134,10 +133,8 @@ def main() -> None:
               "images_per_s": round(history.get("images_per_s", 0.0), 1),
               "loss": {"step": history["step"], "loss": [round(v, 5) for v in history["loss"]]},
               "snapshots": sorted(p.name for p in folder.glob("step-*.pt"))}
-    out = Path(args.record or f"benchmarks/results/mae_pretrain_{profile.name}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"done: {record['seconds']} s, {record['images_per_s']} images/s; record {out}")
+    print(f"done: {record['seconds']} s, {record['images_per_s']} images/s")
+    write_record(record, args.record, f"mae_pretrain_{profile.name}.json")
 
 
 if __name__ == "__main__":

@@ -299,7 +299,7 @@ def cell_std(record: dict, cell: dict, metric: str = "f1") -> float:
 
 def plot_record(record: dict, conditions=None, metric: str = "f1", ax=None):
     """The record's methods x conditions as grouped bars with ± :func:`cell_std` whiskers and the
-    always-present line (:func:`viz.method_bars`): notebook 04's ledger and the README figure."""
+    always-present line (:func:`viz.method_dots`): notebook 04's ledger and the README figure."""
     from . import viz
 
     methods = record["methods"]
@@ -308,7 +308,7 @@ def plot_record(record: dict, conditions=None, metric: str = "f1", ax=None):
     errors = {m: {c: np.nan_to_num(cell_std(record, cell, metric)) / 100 for c, cell in rows.items()}
               for m, rows in methods.items()}
     chance = record["chance_f1"] / 100 if metric == "f1" else None
-    fig = viz.method_bars(means, conditions, key, ax, chance, errors)
+    fig = viz.method_dots(means, conditions, key, ax, chance, errors)
     (ax or fig.axes[0]).set_title(f"{record['profile']} profile, folds {record['folds']}, seeds {record['seeds']}: "
                           f"mean ± {spread_name(record)}", fontsize=9)
     return fig

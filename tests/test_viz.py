@@ -406,7 +406,6 @@ def test_method_dots_one_row_per_condition_the_method_its_controls_and_the_best_
     np.testing.assert_allclose(np.asarray(best.get_xdata(), float), [60, 70])  # the teacher, not reconstruct-then-detect
     assert [t.get_text() for t in ax.texts] == ["teacher", "teacher"]
     np.testing.assert_allclose([p.get_width() for p in ax.patches], [35, 45])  # the floors' band
-    assert viz.method_bars is viz.method_dots  # claims.plot_record's name for it
 
 
 def test_feature_spaces_marks_clean_and_occluded_rows():

@@ -26,7 +26,7 @@ importable from the package itself (``viz.show_faces``):
 """
 from __future__ import annotations
 
-from .distillation import feature_spaces, method_bars, method_dots, pair_heatmaps, student_flow  # noqa: F401
+from .distillation import feature_spaces, method_dots, pair_heatmaps, student_flow  # noqa: F401
 from .faces import LOOKS_LIKE, au_gallery, face_explorer, identity_gallery, region_maps, show_faces  # noqa: F401
 from .labels import cooccurrence_heatmap, label_stats, sequence_plot  # noqa: F401
 from .occlusions import drift_bars, level_curves, occluder_explorer, occlusion_gallery, sensitivity_maps  # noqa: F401

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-from matplotlib import colormaps
 
 from ..aus import au_labels
 from ._base import _figure
@@ -101,10 +100,6 @@ def method_dots(results: dict[str, dict[str, dict]], conditions=None, metric: st
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.55 / (0.34 * len(conditions) + 0.6)), ncol=2,
               frameon=False)
     return ax.figure
-
-
-#: The former name, kept for callers (``claims.plot_record``): the comparison is a dot plot now.
-method_bars = method_dots
 
 
 def feature_spaces(embeddings: dict[str, np.ndarray], present, occluded, title: str = ""):
