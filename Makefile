@@ -15,7 +15,7 @@ setup: $(STAMP)
 # Two imports side by side, one per core (compiling is single-threaded): the library with its deep-learning
 # stack, and the tools (Jupyter, nbconvert, UMAP's numba code, pytest, Selenium): 45-54 s instead of 59-72 s.
 WARM_LIB := import occfau_lib.viz, occfau_lib.widgets, occfau_lib.experiments, occfau_lib.claims, occfau_lib.shipped, \
-	occfau_lib.cli, occfau_lib.notebooks, occfau_lib.figures
+	occfau_lib.cli, occfau_lib.figures
 WARM_TOOLS := import matplotlib.pyplot, ipywidgets, bokeh.plotting, sklearn.metrics, sklearn.neighbors, ipykernel.kernelapp, nbclient, \
 	nbconvert, umap, pytest, xdist.plugin, jupyterlab.labapp, selenium.webdriver
 
@@ -29,14 +29,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job: every notebook on the demo profile, executed into build/notebooks/, then rendered as
-# the offline book build/site/index.html (tools/site.py: index, lecture path, notebooks, solutions,
+# the offline book build/site/index.html (tools/book.py: index, lecture path, notebooks, solutions,
 # TOC, search; nothing fetched from the network). JOBS=auto runs two at a time, each kernel
 # with half the cores, longest ready one first: a lone notebook keeps only 1.4-1.7 of 2 cores busy on
-# average, so two side by side finish the six in 474 s instead of 652 s on 2 cores (occfau_lib/notebooks.py).
+# average, so two side by side finish the six in 474 s instead of 652 s on 2 cores (tools/run_notebooks.py).
 # JOBS=1 runs them one after the other, in order, each with every core (the notebooks' own runtimes).
 JOBS ?= auto
 demo: setup
-	OCCFAU_PROFILE=$${OCCFAU_PROFILE:-demo} HF_HUB_OFFLINE=1 $(PY) -m occfau_lib.notebooks notebooks build/notebooks \
+	OCCFAU_PROFILE=$${OCCFAU_PROFILE:-demo} HF_HUB_OFFLINE=1 $(PY) tools/run_notebooks.py notebooks build/notebooks \
 		--site build/site --jobs $(JOBS)
 
 # Train (or load) every model the notebooks use on the demo profile and write them to data/models/

@@ -15,6 +15,8 @@ Data
 - ``render``        the SynthFACS renderer: one painter per face part              (notebook 00)
 - ``synthfacs``     the procedural face world: identities, expressions, sessions   (notebook 00)
 - ``loaders``       BP4D, DISFA and CSV files: layouts, frame rules, validation     (notebook 05)
+- ``tables``        reading label tables (CSV) and recognising AU columns            (notebook 05)
+- ``files``         checks of the folders and files a user names
 - ``occlusion``     protocols and realistic occluders -> image, pixel mask, visibility (01-03)
 - ``metrics``       per-AU F1 / AUC, fold aggregation, result tables               (all notebooks)
 
@@ -23,7 +25,7 @@ Methods: models, losses and training
 - ``mae``           ViT-MAE: visible-only encoding, reconstruction, pretraining, weights (01, 02)
 - ``probe``         linear probes and hiding conditions                              (notebook 02)
 - ``teacher``       the ME-GraphAU-style AU-relation-graph teacher                   (notebook 03)
-- ``student``       the mapping network on frozen MAE latents                        (notebook 04)
+- ``student``       the mapping network on MAE latents (linear or attention)         (notebook 04)
 - ``distill``       node- and edge-level knowledge distillation, the ablations       (notebook 04)
 
 Top floor: experiments, figures and entry points
@@ -31,8 +33,14 @@ Top floor: experiments, figures and entry points
                     evaluation over occlusion conditions, the methods table, latent geometry
 - ``viz``           the plotting functions every figure uses
 - ``widgets``       the notebooks' interactive explorers (ipywidgets)
-- ``notebooks``     executes the notebooks headless (``make demo``, the tests)
+- ``explorer``      the latent explorer's data: spaces, projections, neighbours, Projector export (02, 04)
+- ``claims``        the claims record: merging runs, checking the claims, the README block
+- ``shipped``       the models shipped in ``data/models`` (``make models``)
+- ``figures``       the README's figures cut from executed notebooks (``make figures``)
 - ``cli``           ``python -m occfau_lib``: the four stages outside the notebooks (notebook 05)
 - ``cli_settings``  the command line's presets, YAML files and ``key=value`` overrides
+
+Beside the package, ``tools/`` holds the repository's own tooling: the notebook runner and the
+offline book of ``make demo``.
 """
 __version__ = "0.1.0"

@@ -1,7 +1,7 @@
 """Folders the command lines write to, checked before any work, and OS errors as one line.
 
 Used by the method's command line (:mod:`occfau_lib.cli`: the data folder and ``--out``) and the
-notebook runner (:mod:`occfau_lib.notebooks`: the output and site folders). Imports no torch, so
+notebook runner (``tools/run_notebooks.py``: the output and site folders). Imports no torch, so
 the notebook runner stays light.
 """
 from __future__ import annotations

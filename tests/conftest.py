@@ -1,24 +1,24 @@
-"""Test-wide settings: offline, headless, a private data directory per session, and the cores
-shared fairly between pytest-xdist's workers.
+"""Test-wide settings: offline, headless, a private data directory per session, the repository's
+tools importable, and the cores shared fairly between pytest-xdist's workers.
 
 ``make test`` runs the tests in as many worker processes as there are cores (``pytest -n auto``,
 at most 4), each with ``cores // workers`` threads: ``OMP_NUM_THREADS`` is set here, before torch
-is imported, and every notebook kernel, CLI and benchmark subprocess a test starts inherits it.
-So two workers on 2 cores use one thread each and never oversubscribe them (two 2-thread torch
-processes on 2 cores measured 10-15x slower). One process alone keeps only ~1.1 of 2 cores busy
-over the suite (kernel and subprocess start-up, one-thread modules, file and plotting work):
-measured on 2 cores the same morning, 1,393 s of tests one after the other, 656 s in two workers.
-The workers share one data directory, so a smoke world or model that tests on both workers need
-is built once (``cache.build_lock``); tests that must see a build use their own folder.
+is imported, and every notebook kernel, CLI and benchmark subprocess a test starts inherits it,
+so the workers never oversubscribe the cores (timings: docs/timings.md). The workers share one data
+directory, so a smoke world or model that tests on both workers need is built once
+(``cache.build_lock``); tests that must see a build use their own folder.
 """
 import os
+import sys
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))  # run_notebooks, book
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OCCFAU_PROFILE", "smoke")
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))  # set by pytest-xdist in each worker
 if WORKERS > 1:
-    from occfau_lib.notebooks import threads_per_job  # no torch: the thread count must be set before it loads
+    from run_notebooks import threads_per_job  # no torch: the thread count must be set before it loads
 
     os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_job(WORKERS)))
 

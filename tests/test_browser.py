@@ -5,7 +5,7 @@ notebooks from a temporary folder (JupyterLab autosaves: the repository's notebo
 Each test opens a notebook, runs all cells from the "Run" menu, checks the explorer's controls
 render with their labels, moves a slider with the keyboard and checks the figure is redrawn; the
 latent explorer (a Bokeh page in an iframe) is hovered and clicked. The book site of ``make demo``
-(tools/site.py) is opened from disk with every http(s) request blocked: no page may ask for one, and
+(tools/book.py) is opened from disk with every http(s) request blocked: no page may ask for one, and
 its explorer still answers. Screenshots go to build/browser/.
 
 Needs Debian's Chromium and its driver at /usr/bin/chromium and /usr/bin/chromedriver
@@ -525,7 +525,7 @@ def test_book_site_offline(browser, tmp_path):
     the search finds a section, widgets say to use JupyterLab, and the explorer answers."""
     import nbformat
 
-    from occfau_lib import notebooks
+    import run_notebooks as notebooks
 
     executed = tmp_path / "executed"
     executed.mkdir()

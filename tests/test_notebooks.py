@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from occfau_lib import figures
-from occfau_lib.notebooks import run_notebook
+from run_notebooks import run_notebook
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 #: One solutions notebook per teaching notebook: ``notebooks/solutions/NN_solutions.ipynb``.

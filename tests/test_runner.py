@@ -9,7 +9,7 @@ import pytest
 from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from occfau_lib import notebooks
+import run_notebooks as notebooks
 
 
 def tiny(folder, name, seconds=None, cells=(), after=None):

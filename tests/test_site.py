@@ -1,34 +1,18 @@
-"""The book site of `make demo` (tools/site.py): executed notebooks as offline HTML pages (no kernel run here)."""
+"""The book site of `make demo` (tools/book.py): executed notebooks as offline HTML pages (no kernel run here)."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import re
-import sys
 from io import BytesIO
-from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from PIL import Image
 
-from occfau_lib import notebooks
-
-SITE = Path(__file__).resolve().parent.parent / "tools" / "site.py"
-
-
-def load_site():
-    """tools/site.py as the module ``occfau_site`` (the runner loads it under the same name)."""
-    if "occfau_site" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("occfau_site", SITE)
-        sys.modules["occfau_site"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules["occfau_site"])
-    return sys.modules["occfau_site"]
-
-
-site = load_site()
+import book as site
+import run_notebooks as notebooks
 
 
 def _png() -> str:

@@ -1,30 +1,26 @@
 """Execute the teaching notebooks headless: ``make demo`` and the test suite both use this.
 
-``python -m occfau_lib.notebooks notebooks build/notebooks`` runs every ``notebooks/*.ipynb`` in
+``python tools/run_notebooks.py notebooks build/notebooks`` runs every ``notebooks/*.ipynb`` in
 order under the profile in ``$OCCFAU_PROFILE`` (``demo`` by default) and writes the executed
 copies, figures included, to ``build/notebooks/``. Each notebook's wall time is printed (the
 runtimes quoted in the README) and recorded in ``build/notebooks/runtimes.json``; a failing
 notebook (or Ctrl-C) ends the run, with every kernel still running killed.
 With ``--site build/site`` the executed notebooks also become the offline book site
-(``tools/site.py``: index, lecture path, one page per notebook and solution): :func:`write_site`.
+(``tools/book.py``: index, lecture path, one page per notebook and solution): :func:`write_site`.
 
 With ``--jobs 2`` (``make demo`` passes ``--jobs auto``) two notebooks run at a time, each kernel
 with half the cores (``OMP_NUM_THREADS``), the longest ready one first (:func:`pick_next`: a
-notebook that reads another's cached results waits for it). On 2 cores this is
-not oversubscription but the opposite: a notebook alone keeps on average only 1.4-1.7 of its 2
-cores busy (kernel CPU / wall measured on the demo profile: 1.36 for notebook 00 to 1.72 for 03:
-kernel start-up, plotting, rendering, UMAP and the narrow probes run on one core), so two
-one-thread kernels side by side fill both: all six notebooks in 474 s instead of 652 s one after the other
-(same machine, same hour, fresh data folder). The two kernels share the data folder; the cache's
+notebook that reads another's cached results waits for it). A lone notebook keeps fewer than its 2
+cores busy (kernel start-up, plotting, rendering and UMAP run on one core), so two one-thread kernels
+side by side fill them (timings: docs/timings.md). The two kernels share the data folder; the cache's
 build lock (:func:`occfau_lib.cache.build_lock`) makes a dataset or model both ask for be built
-once. Printed numbers are those of a one-thread kernel: a few per-AU probe F1 cells of notebook 02
-differ by 0.1 from a two-thread run (float sums in another order), every average is the same.
+once. Printed numbers are those of a one-thread kernel (float sums in another order can move a
+per-AU cell by 0.1; averages do not move).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import sys
@@ -39,7 +35,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 
-from .files import describe, writable_folder
+from occfau_lib.files import describe, writable_folder
 
 
 def run_notebook(path: Path, out_path: Path | None = None, timeout: int = 1800,
@@ -143,23 +139,17 @@ def parse_jobs(value: str, cores: int | None = None) -> int:
     return jobs
 
 
-SITE_TOOL = Path(__file__).resolve().parent.parent / "tools" / "site.py"
-
-
 def write_site(executed_dir: Path, site_dir: Path, runtimes: dict[str, float] | None = None,
                note: str = "", solutions: Path | None = None) -> Path:
     """The book site of the executed notebooks in ``executed_dir``, written to ``site_dir``
-    (``tools/site.py``, repository tooling beside the package: index, lecture path, one page per
+    (``tools/book.py``: index, lecture path, one page per
     notebook, the worked ``solutions`` notebooks, TOC, previous/next and search, nothing fetched
     from the network). ``runtimes``: seconds per notebook file name, else
     ``executed_dir/runtimes.json``; ``note``: how they ran, added to the index's line on runtimes.
     Returns the index path."""
-    site = sys.modules.get("occfau_site")
-    if site is None:
-        spec = importlib.util.spec_from_file_location("occfau_site", SITE_TOOL)
-        site = sys.modules["occfau_site"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(site)
-    return site.build(executed_dir, site_dir, runtimes, note, solutions_dir=solutions)
+    import book  # tools/book.py, beside this script
+
+    return book.build(executed_dir, site_dir, runtimes, note, solutions_dir=solutions)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """The book site of ``make demo``: the executed notebooks as one offline, browsable book.
 
-``python tools/site.py build/notebooks build/site`` renders what ``make demo`` executed (it runs
+``python tools/book.py build/notebooks build/site`` renders what ``make demo`` executed (it runs
 nothing) into ``build/site/``: an index (what the project is, the README's figures, each notebook's
 verdict), the lecture path (``docs/lecture-path.md``), one page per notebook with its summary at the
 top, and the worked solutions. Every page has the table of contents, previous/next links and a
