@@ -14,8 +14,8 @@ setup: $(STAMP)
 # recompile the deep-learning stack from source and start in ~16 s instead of ~6 s (measured on 2 cores).
 # Two imports side by side, one per core (compiling is single-threaded): the library with its deep-learning
 # stack, and the tools (Jupyter, nbconvert, UMAP's numba code, pytest, Selenium): 45-54 s instead of 59-72 s.
-WARM_LIB := import occfau_lib.viz, occfau_lib.widgets, occfau_lib.experiments, occfau_lib.claims, occfau_lib.shipped, \
-	occfau_lib.cli, occfau_lib.figures
+WARM_LIB := import occfau_lib.viz, occfau_lib.widgets, occfau_lib.experiments, occfau_lib.explorer, occfau_lib.claims, \
+	occfau_lib.cli
 WARM_TOOLS := import matplotlib.pyplot, ipywidgets, bokeh.plotting, sklearn.metrics, sklearn.neighbors, ipykernel.kernelapp, nbclient, \
 	nbconvert, umap, pytest, xdist.plugin, jupyterlab.labapp, selenium.webdriver
 
@@ -42,11 +42,11 @@ demo: setup
 # Train (or load) every model the notebooks use on the demo profile and write them to data/models/
 # (safetensors + manifest.json): the models a fresh clone's `make demo` loads instead of training.
 models: setup
-	OCCFAU_PROFILE=$${OCCFAU_PROFILE:-demo} HF_HUB_OFFLINE=1 $(PY) -m occfau_lib.shipped --half
+	OCCFAU_PROFILE=$${OCCFAU_PROFILE:-demo} HF_HUB_OFFLINE=1 $(PY) tools/ship_models.py --half
 
 # The README's figures (docs/figures/), cut from the notebooks `make demo` executed.
 figures: setup
-	$(PY) -m occfau_lib.figures build/notebooks docs/figures
+	$(PY) tools/cut_figures.py build/notebooks docs/figures
 
 # The tests in one worker per core (at most 4; TEST_JOBS=0 runs them in this process), each worker with
 # cores // workers threads (tests/conftest.py), the long ones handed out first and the rest stolen by

@@ -35,12 +35,11 @@ Top floor: experiments, figures and entry points
 - ``widgets``       the notebooks' interactive explorers (ipywidgets)
 - ``explorer``      the latent explorer's data: spaces, projections, neighbours, Projector export (02, 04)
 - ``claims``        the claims record: merging runs, checking the claims, the README block
-- ``shipped``       the models shipped in ``data/models`` (``make models``)
-- ``figures``       the README's figures cut from executed notebooks (``make figures``)
 - ``cli``           ``python -m occfau_lib``: the four stages outside the notebooks (notebook 05)
 - ``cli_settings``  the command line's presets, YAML files and ``key=value`` overrides
 
 Beside the package, ``tools/`` holds the repository's own tooling: the notebook runner and the
-offline book of ``make demo``.
+offline book of ``make demo``, the shipped-model maker of ``make models`` and the README figure
+cutter of ``make figures``.
 """
 __version__ = "0.1.0"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from occfau_lib import figures
+import cut_figures as figures
 
 
 def png(width: int, height: int, seed: int = 0) -> str:

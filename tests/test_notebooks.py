@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from occfau_lib import figures
+import cut_figures as figures
 from run_notebooks import run_notebook
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))

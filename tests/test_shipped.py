@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from occfau_lib import cache, shipped
+import ship_models as shipped
+from occfau_lib import cache
 from occfau_lib.config import get_profile
 
 pytestmark = pytest.mark.usefixtures("one_thread")

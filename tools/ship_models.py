@@ -1,6 +1,6 @@
 """Models shipped with the repository, so a classroom demo loads instead of training: ``make models``.
 
-Top floor. :func:`notebook_models` asks for exactly the models the notebooks use on a profile, each
+:func:`notebook_models` asks for exactly the models the notebooks use on a profile, each
 through the one checkpoint-or-train cache (:func:`cache.checkpoint_or_train`): the MAE (notebooks
 01-04), one teacher per fold (03), on the distillation folds the occlusion-augmented teacher
 and the four student ablations (04), and the data-regime study's result (02: its scores, not its
@@ -13,7 +13,7 @@ asks for (:func:`cache.shipped`); anything else trains, saying why in one line.
 notebooks need must come from the shipped files (or the local cache), so a code change that
 invalidates them fails until ``make models`` is re-run.
 
-Usage: ``python -m occfau_lib.shipped [--profile demo] [--out data/models] [--half]``.
+Usage: ``python tools/ship_models.py [--profile demo] [--out data/models] [--half]``.
 """
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 
-from . import cache, experiments
-from .claims import commit
-from .config import get_profile
-from .loaders import load_dataset
-from .synthfacs import world_key
+from occfau_lib import cache, experiments
+from occfau_lib.claims import commit
+from occfau_lib.config import get_profile
+from occfau_lib.loaders import load_dataset
+from occfau_lib.synthfacs import world_key
 
 
 def notebook_models(profile, progress: bool = True) -> None:

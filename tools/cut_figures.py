@@ -1,4 +1,4 @@
-"""The README's figures, cut from the executed notebooks: ``python -m occfau_lib.figures``.
+"""The README's figures, cut from the executed notebooks: ``python tools/cut_figures.py``.
 
 Top floor. A notebook cell whose figure belongs in the README carries the tag
 ``readme-figure:<name>`` (cell metadata ``tags``); after ``make demo`` has executed the notebooks
@@ -7,7 +7,7 @@ into ``build/notebooks/``, :func:`export_figures` writes the first PNG each tagg
 palette PNG, and refuses to write more than ``max_total`` bytes in all (the README stays light).
 The figures are therefore always the committed code's output on the demo profile.
 
-Usage: ``python -m occfau_lib.figures [build/notebooks] [docs/figures]``.
+Usage: ``python tools/cut_figures.py [build/notebooks] [docs/figures]``.
 """
 from __future__ import annotations
 
