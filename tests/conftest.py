@@ -12,7 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))  # run_notebooks, book
+import occfau_lib  # imports nothing heavy: the thread count below is still set before torch loads
+
+sys.path.insert(0, str(Path(occfau_lib.__file__).resolve().parent.parent / "tools"))  # run_notebooks, book, ...
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OCCFAU_PROFILE", "smoke")
