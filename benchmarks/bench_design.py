@@ -20,7 +20,9 @@ one JSON line per variant to ``--out``/``design_<kind>.jsonl``.
   ``PretrainConfig``, or ``mask_ratios=LOW-HIGH``), an MAE pretrained for ``--steps`` steps on a corpus of
   ``--corpus`` fresh faces, read by the profile's student (frozen linear map, node + edge KD, ``--student-epochs``);
   the recipe ``random`` is the control: the same student on a randomly initialised encoder, and
-  ``NAME@PATH`` reads a snapshot that ``pretrain_mae.py`` kept during a long pretraining.
+  ``NAME@PATH`` reads a snapshot that ``pretrain_mae.py`` kept during a long pretraining. Every seed run
+  so far (``--out``/``design_mae.jsonl``) is summarised in ``--record`` (``mae_recipes_<profile>.json``):
+  mean and std over seeds, and each recipe's gain over the random encoder, paired by seed.
 
 Usage::
 
@@ -181,6 +183,33 @@ def mae_rows(profile, recipes, fold: int, steps: int, corpus_size: int, student_
                "pretrain_seconds": round(history.get("seconds", 0.0)), "seconds": round(time.perf_counter() - start)}
 
 
+def recipe_record(rows: list[dict]) -> dict:
+    """The ``mae`` rows of every seed run so far as one record: per recipe the mean and std over seeds of
+    clean F1 / AUC and of the mean F1 under large blocks, and its gain over the random encoder read by
+    the same seed's student (paired), with the pretraining's cost."""
+    by = {}
+    for r in rows:
+        by.setdefault(r["recipe"], {})[r["seed"]] = r
+    random = by.get("random", {})
+    out = {}
+    for recipe, seeds in by.items():
+        runs = [seeds[s] for s in sorted(seeds)]
+        entry = {"seeds": sorted(seeds), "steps": runs[0]["steps"], "corpus": runs[0]["corpus"],
+                 "student_epochs": runs[0]["student_epochs"],
+                 "pretrain_seconds": runs[0]["pretrain_seconds"], "final_loss": runs[0]["final_loss"]}
+        for field, name in (("clean", "clean_f1"), ("blocks", "blocks_f1"), ("clean_auc", "clean_auc")):
+            values = [r[field] for r in runs]
+            entry[name], entry[name + "_std"] = round(float(np.mean(values)), 2), round(float(np.std(values)), 2)
+        paired = [s for s in sorted(seeds) if s in random]
+        for field in ("clean", "blocks"):
+            gains = [seeds[s][field] - random[s][field] for s in paired]
+            if gains:
+                entry[f"{field}_gain"] = round(float(np.mean(gains)), 2)
+                entry[f"{field}_gain_std"] = round(float(np.std(gains)), 2)
+        out[recipe] = entry
+    return {"recipes": out}
+
+
 #: The KD settings every design variant is trained with: the method's node + edge KD, and none.
 KD = {True: {}, False: {"node_weight": 0.0, "edge_weight": 0.0}}
 
@@ -261,8 +290,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the reading student's seed (mae)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="students' seeds (design)")
     parser.add_argument("--mae", default=None, help="a pretrain_mae.py snapshot the students read (design)")
-    parser.add_argument("--record", default=None,
-                        help="design: the JSON record (default benchmarks/results/student_design_<profile>.json)")
+    parser.add_argument("--record", default=None, help="the JSON record of design / mae (default: benchmarks/results/"
+                        "student_design_<profile>.json / mae_recipes_<profile>.json)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", default="build/bench")
     args = parser.parse_args()
@@ -292,6 +321,11 @@ def main() -> None:
             log.write(json.dumps({"profile": profile.name, "fold": args.fold, **r}) + "\n")
             log.flush()
             done.append(r)
+    if args.kind == "mae":
+        rows = [json.loads(line) for line in (out / "design_mae.jsonl").read_text().splitlines()]
+        write_record({"profile": profile.name, "fold": args.fold,
+                      **recipe_record([r for r in rows if r.get("profile") == profile.name])},
+                     args.record, f"mae_recipes_{profile.name}.json")
     if args.kind == "design":
         variants = {f"{r['variant']}, {'node + edge KD' if r['kd'] else 'no KD'}, {r['encoder']} encoder": r
                     for r in done}

@@ -129,18 +129,24 @@ def test_mae_recipes_pretrain_keep_snapshots_and_are_read_against_a_random_encod
     control; pretrain_mae.py keeps the encoder after every epoch and bench_design reads such a snapshot."""
     import json
 
-    run("bench_design.py", "mae", "--recipes", "random", "vary:mask_ratios=0.25-0.75,norm_pix_loss=true",
-        "--steps", "8", "--corpus", "128", "--student-epochs", "1", "--out", str(tmp_path))
+    for seed in ("0", "1"):
+        run("bench_design.py", "mae", "--recipes", "random", "vary:mask_ratios=0.25-0.75,norm_pix_loss=true",
+            "--steps", "8", "--corpus", "128", "--student-epochs", "1", "--seed", seed, "--out", str(tmp_path),
+            "--record", str(tmp_path / "recipes.json"))
     rows = [json.loads(line) for line in (tmp_path / "design_mae.jsonl").read_text().splitlines()]
-    assert [(r["recipe"].split(":")[0], r["steps"]) for r in rows] == [("random", 0), ("vary", 8)]
+    assert [(r["recipe"].split(":")[0], r["steps"], r["seed"]) for r in rows] == [
+        ("random", 0, 0), ("vary", 8, 0), ("random", 0, 1), ("vary", 8, 1)]
     assert all(0 <= r["clean"] <= 100 and 0 <= r["blocks"] <= 100 for r in rows)
+    vary = json.loads((tmp_path / "recipes.json").read_text())["recipes"]["vary:mask_ratios=0.25-0.75,norm_pix_loss=true"]
+    assert vary["seeds"] == [0, 1] and vary["blocks_gain"] == pytest.approx(
+        sum(rows[i]["blocks"] - rows[i - 1]["blocks"] for i in (1, 3)) / 2, abs=0.01)
     run("pretrain_mae.py", "--recipe", "base", "--steps", "8", "--corpus", "128", "--snapshots", str(tmp_path / "s"),
         "--record", str(tmp_path / "pre.json"), "--render-once")
     record = json.loads((tmp_path / "pre.json").read_text())
     assert record["steps"] == 8 and record["epochs"] == 2 and record["snapshots"][-1] == "step-000008.pt"
     snap = next((tmp_path / "s").glob("base-*/step-000008.pt"))
     run("bench_design.py", "mae", "--recipes", f"long@{snap}", "--steps", "8", "--corpus", "128",
-        "--student-epochs", "1", "--out", str(tmp_path / "b"))
+        "--student-epochs", "1", "--out", str(tmp_path / "b"), "--record", str(tmp_path / "b.json"))
     assert json.loads((tmp_path / "b" / "design_mae.jsonl").read_text())["steps"] == 8
 
 
