@@ -103,13 +103,13 @@ def _value(text: str):
     return text
 
 
-def _settings(spec: str, allowed) -> tuple[str, dict]:
-    """``NAME[:FIELD=VALUE,...]`` -> (name, {field: value}), each field one of ``allowed``'s fields."""
+def _settings(spec: str, allowed, extra: tuple[str, ...] = ()) -> tuple[str, dict]:
+    """``NAME[:FIELD=VALUE,...]`` -> (name, {field: value}), each field one of ``allowed``'s fields or ``extra``."""
     name, _, settings = spec.partition(":")
     out = {}
     for item in filter(None, settings.split(",")):
         field, _, text = item.partition("=")
-        if not any(field in cls.__dataclass_fields__ for cls in allowed) and field != "mask_ratios":
+        if not any(field in cls.__dataclass_fields__ for cls in allowed) and field not in extra:
             raise SystemExit(f"{spec!r}: {field!r} is not a setting of {', '.join(c.__name__ for c in allowed)}")
         out[field] = _value(text)
     return name, out
@@ -118,7 +118,7 @@ def _settings(spec: str, allowed) -> tuple[str, dict]:
 def _recipe(spec: str, base: MAEConfig, pretrain: PretrainConfig):
     """``NAME[:FIELD=VALUE,...]`` -> (name, MAE config, pretraining config, mask_ratios or None);
     ``mask_ratios=LOW-HIGH`` draws each batch's share of hidden patches from that range."""
-    name, settings = _settings(spec, (MAEConfig, PretrainConfig))
+    name, settings = _settings(spec, (MAEConfig, PretrainConfig), extra=("mask_ratios",))
     ratios = settings.pop("mask_ratios", None)
     if ratios is not None:
         ratios = tuple(float(v) for v in str(ratios).split("-"))

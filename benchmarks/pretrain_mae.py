@@ -65,18 +65,21 @@ class Rendered:
         return np.asarray(self.faces[np.asarray(rows)])
 
 
+def keep(folder: Path, weights: dict, step: int, mae_cfg) -> Path:
+    """The MAE's weights after ``step`` steps as ``folder/step-NNNNNN.pt`` (once per step), with its architecture."""
+    target = folder / f"step-{step:06d}.pt"
+    if not target.exists():
+        cache.atomic_write(target, lambda tmp: torch.save({"model": weights, "step": step, "mae": asdict(mae_cfg)}, tmp))
+    return target
+
+
 def snapshot(partial: Path, folder: Path, mae_cfg) -> Path | None:
-    """Copy the encoder + decoder weights of an epoch checkpoint to ``folder/step-NNNNNN.pt`` (once per step)."""
+    """Keep the encoder + decoder weights of the latest epoch checkpoint (:func:`keep`)."""
     try:
         state = cache.read_state(partial)
     except (FileNotFoundError, cache.CorruptFile):
         return None
-    target = folder / f"step-{state['step']:06d}.pt"
-    if not target.exists():
-        weights = {k.removeprefix("mae."): v for k, v in state["model"].items()}
-        cache.atomic_write(target, lambda tmp: torch.save({"model": weights, "step": state["step"],
-                                                           "mae": asdict(mae_cfg)}, tmp))
-    return target
+    return keep(folder, {k.removeprefix("mae."): v for k, v in state["model"].items()}, state["step"], mae_cfg)
 
 
 def main() -> None:
@@ -122,11 +125,7 @@ def main() -> None:
     model, history = mae.pretrained_mae(faces, mae_cfg, pretrain, corpus.key(), mask_ratios=ratios)
     done.set()
     watcher.join()
-    final = folder / f"step-{args.steps:06d}.pt"
-    if not final.exists():
-        weights = model.state_dict()
-        cache.atomic_write(final, lambda tmp: torch.save({"model": weights, "step": args.steps,
-                                                          "mae": asdict(mae_cfg)}, tmp))
+    keep(folder, model.state_dict(), args.steps, mae_cfg)
     record = {"profile": profile.name, "recipe": args.recipe, "key": cache.config_hash(key), "corpus": args.corpus,
               "steps": args.steps, "epochs": epochs, "batch_size": batch, "threads": torch.get_num_threads(),
               "device": "cpu", "seconds": round(history.get("seconds", 0.0)),
