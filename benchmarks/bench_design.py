@@ -20,7 +20,9 @@ one JSON line per variant to ``--out``/``design_<kind>.jsonl``.
   ``PretrainConfig``, or ``mask_ratios=LOW-HIGH``), an MAE pretrained for ``--steps`` steps on a corpus of
   ``--corpus`` fresh faces, read by the profile's student (frozen linear map, node + edge KD, ``--student-epochs``);
   the recipe ``random`` is the control: the same student on a randomly initialised encoder, and
-  ``NAME@PATH`` reads a snapshot that ``pretrain_mae.py`` kept during a long pretraining. Every seed run
+  ``NAME@PATH`` reads a snapshot that ``pretrain_mae.py`` kept during a long pretraining (recorded as ``NAME``
+  at the snapshot's step: the budget curve). Each row also has the clean linear-probe F1 on the student's
+  block (:func:`experiments.clean_probe_f1`, same fold and seed). Every seed run
   so far (``--out``/``design_mae.jsonl``) is summarised in ``--record`` (``mae_recipes_<profile>.json``):
   mean and std over seeds, and each recipe's gain over the random encoder, paired by seed.
 
@@ -163,7 +165,7 @@ def mae_rows(profile, recipes, fold: int, steps: int, corpus_size: int, student_
         start = time.perf_counter()
         if "@" in spec:
             encoder, at = load_snapshot(spec.partition("@")[2])
-            name, history = "snapshot", {"step": at}
+            name, history, spec = "snapshot", {"step": at}, spec.partition("@")[0]  # no machine's path in records
         else:
             name, mae_cfg, pretrain, ratios = _recipe(spec, MAE_CONFIGS[profile.mae], schedule)
         if name == "random":
@@ -175,10 +177,11 @@ def mae_rows(profile, recipes, fold: int, steps: int, corpus_size: int, student_
         model, _ = distill.trained_student(ds, fold, key, encoder, tch, cfg, progress=False)
         scores = _scores(ds, lambda k, occ: student.predict(model, occ.images, occ.visible)["probs"],
                          encoder.config.patch_size, fold)
+        probe_f1 = experiments.clean_probe_f1(ds, encoder, cfg.depth, profile.probe_epochs, folds=(fold,), seed=seed)
         loss = history.get("loss") or [float("nan")]
         trained = {"random": 0, "snapshot": history.get("step")}.get(name, steps)
         yield {"recipe": spec, "steps": trained, "corpus": corpus_size,
-               "student_epochs": student_epochs, "seed": seed, **scores,
+               "student_epochs": student_epochs, "seed": seed, **scores, "probe_f1": probe_f1,
                "final_loss": round(float(np.mean(loss[-10:])), 4),
                "pretrain_seconds": round(history.get("seconds", 0.0)), "seconds": round(time.perf_counter() - start)}
 
@@ -197,15 +200,18 @@ def recipe_record(rows: list[dict]) -> dict:
         entry = {"seeds": sorted(seeds), "steps": runs[0]["steps"], "corpus": runs[0]["corpus"],
                  "student_epochs": runs[0]["student_epochs"],
                  "pretrain_seconds": runs[0]["pretrain_seconds"], "final_loss": runs[0]["final_loss"]}
-        for field, name in (("clean", "clean_f1"), ("blocks", "blocks_f1"), ("clean_auc", "clean_auc")):
-            values = [r[field] for r in runs]
-            entry[name], entry[name + "_std"] = round(float(np.mean(values)), 2), round(float(np.std(values)), 2)
+        for field, name in (("clean", "clean_f1"), ("blocks", "blocks_f1"), ("clean_auc", "clean_auc"),
+                            ("probe_f1", "probe_f1")):
+            values = [r[field] for r in runs if field in r]
+            if values:
+                entry[name], entry[name + "_std"] = round(float(np.mean(values)), 2), round(float(np.std(values)), 2)
         paired = [s for s in sorted(seeds) if s in random]
-        for field in ("clean", "blocks"):
-            gains = [seeds[s][field] - random[s][field] for s in paired]
+        for field in ("clean", "blocks", "probe_f1"):
+            gains = [seeds[s][field] - random[s][field] for s in paired if field in seeds[s] and field in random[s]]
             if gains:
-                entry[f"{field}_gain"] = round(float(np.mean(gains)), 2)
-                entry[f"{field}_gain_std"] = round(float(np.std(gains)), 2)
+                name = field.removesuffix("_f1")
+                entry[f"{name}_gain"] = round(float(np.mean(gains)), 2)
+                entry[f"{name}_gain_std"] = round(float(np.std(gains)), 2)
         out[recipe] = entry
     return {"recipes": out}
 

@@ -140,6 +140,8 @@ def test_mae_recipes_pretrain_keep_snapshots_and_are_read_against_a_random_encod
     vary = json.loads((tmp_path / "recipes.json").read_text())["recipes"]["vary:mask_ratios=0.25-0.75,norm_pix_loss=true"]
     assert vary["seeds"] == [0, 1] and vary["blocks_gain"] == pytest.approx(
         sum(rows[i]["blocks"] - rows[i - 1]["blocks"] for i in (1, 3)) / 2, abs=0.01)
+    assert vary["probe_gain"] == pytest.approx(sum(rows[i]["probe_f1"] - rows[i - 1]["probe_f1"] for i in (1, 3)) / 2,
+                                               abs=0.01)
     run("pretrain_mae.py", "--recipe", "base", "--steps", "8", "--corpus", "128", "--snapshots", str(tmp_path / "s"),
         "--record", str(tmp_path / "pre.json"), "--render-once")
     record = json.loads((tmp_path / "pre.json").read_text())
@@ -147,7 +149,8 @@ def test_mae_recipes_pretrain_keep_snapshots_and_are_read_against_a_random_encod
     snap = next((tmp_path / "s").glob("base-*/step-000008.pt"))
     run("bench_design.py", "mae", "--recipes", f"long@{snap}", "--steps", "8", "--corpus", "128",
         "--student-epochs", "1", "--out", str(tmp_path / "b"), "--record", str(tmp_path / "b.json"))
-    assert json.loads((tmp_path / "b" / "design_mae.jsonl").read_text())["steps"] == 8
+    row = json.loads((tmp_path / "b" / "design_mae.jsonl").read_text())
+    assert row["steps"] == 8 and row["recipe"] == "long"  # the snapshot's name, not its path
 
 
 @pytest.mark.script
