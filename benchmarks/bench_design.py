@@ -169,8 +169,7 @@ def mae_rows(profile, recipes, fold: int, steps: int, corpus_size: int, student_
         else:
             name, mae_cfg, pretrain, ratios = _recipe(spec, MAE_CONFIGS[profile.mae], schedule)
         if name == "random":
-            torch.manual_seed(seed)
-            encoder, history = mae.build_mae(mae_cfg).eval(), {}
+            encoder, history = mae.random_encoder(mae_cfg, seed), {}
         elif name != "snapshot":
             encoder, history = mae.pretrained_mae(corpus, mae_cfg, pretrain, corpus.key(), mask_ratios=ratios)
         cfg = replace(profile.distill, epochs=student_epochs, seed=seed)
@@ -224,8 +223,7 @@ def design_encoders(profile, mae_path: str | None = None, seed: int = 0) -> dict
     """``{"mae": the pretrained MAE (a snapshot, else the profile's), "random": the same architecture,
     randomly initialised}``: every student variant is trained on both by the identical recipe."""
     encoder = load_snapshot(mae_path)[0] if mae_path else experiments.mae_for_profile(profile, progress=False)[0]
-    torch.manual_seed(seed)
-    return {"mae": encoder, "random": mae.build_mae(mae.mae_config_of(encoder)).eval()}
+    return {"mae": encoder, "random": mae.random_encoder(encoder, seed)}
 
 
 def design_rows(profile, variants, fold: int, seeds, epochs: int, mae_path: str | None = None):

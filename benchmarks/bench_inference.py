@@ -11,7 +11,7 @@ Both pipelines see the same occluded faces (``--spec``, fixed seed) and must out
 
 Speed does not depend on the weights, so the models are built with the profile's architectures
 (the MAE from the cache when present; the teacher and mapping network freshly initialised) and
-nothing is trained (:func:`occfau_lib.claims.inference_speed`, also used by the claims record). Prints
+nothing is trained (:func:`claims.inference_speed` in ``benchmarks/claims.py``, also used by the claims record). Prints
 images/s per pipeline (median of the timed batches after one warm-up; the pipelines take turns on
 each batch, so the machine's drift does not move their ratio) and the student's speed-up.
 """
@@ -21,7 +21,8 @@ import argparse
 
 import torch
 
-from occfau_lib import claims, experiments
+import claims
+from occfau_lib import experiments
 from occfau_lib.config import get_profile
 from occfau_lib.loaders import load_dataset
 

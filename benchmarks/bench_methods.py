@@ -1,6 +1,6 @@
 """The method against its ablations, baselines and floors, over folds and seeds: the claims record.
 
-Runs :func:`occfau_lib.claims.run_benchmark`: every method of notebook 04 (teacher, teacher +
+Runs :func:`claims.run_benchmark` (``benchmarks/claims.py``): every method of notebook 04 (teacher, teacher +
 occlusion augmentation, reconstruct-then-detect, linear probe on the MAE latent, the four student
 ablations, and the floors "always present" and "pixels + logistic regression") under clean faces,
 random small patches, large blocks, halves and the realistic occluders, for every subject-exclusive
@@ -28,7 +28,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from occfau_lib import claims, experiments, metrics, occlusion
+import claims
+from occfau_lib import experiments, metrics, occlusion
+from occfau_lib import record as ledger
+from occfau_lib.files import write_json
 from occfau_lib.config import get_profile
 from occfau_lib.loaders import load_dataset
 from occfau_lib.synthfacs import world_key
@@ -57,21 +60,21 @@ def main() -> None:
     if record is None:
         print(f"runs done: seeds {args.seeds}, folds {args.folds}, in {runs}; no record written (--runs-only)")
         return
-    path = claims.write_record(record, record_path)
+    path = write_json(record, record_path)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "methods_f1.md").write_text(claims.methods_table(record) + "\n")
-    (out / "methods_auc.md").write_text(claims.methods_table(record, "auc") + "\n")
+    (out / "methods_f1.md").write_text(ledger.methods_table(record) + "\n")
+    (out / "methods_auc.md").write_text(ledger.methods_table(record, "auc") + "\n")
     first = per_seed[args.seeds[0]]
     per_au = {f"{method} / {condition}": r["f1"] for method, rows in first.items() for condition, r in rows.items()}
     (out / "methods_per_au.csv").write_text(metrics.format_csv(per_au, ds.aus))
     print(f"\nprofile {profile.name}, folds {args.folds}, seeds {args.seeds}, every {args.test_stride}. test face; "
-          f"average F1 % (mean ± {claims.spread_name(record)}); {record['seconds']['total']:.0f} s\n")
-    print(claims.methods_table(record))
-    print(f"\nAUC % (mean ± {claims.spread_name(record)})\n")
-    print(claims.methods_table(record, "auc"))
-    print("\n" + claims.ledger(record))
-    print(f"\nREADME block: python -m occfau_lib.claims {path} --readme README.md")
+          f"average F1 % (mean ± {ledger.spread_name(record)}); {record['seconds']['total']:.0f} s\n")
+    print(ledger.methods_table(record))
+    print(f"\nAUC % (mean ± {ledger.spread_name(record)})\n")
+    print(ledger.methods_table(record, "auc"))
+    print("\n" + ledger.ledger(record))
+    print(f"\nREADME block: python benchmarks/claims.py {path} --readme README.md")
     print(f"written: {path}, {out / 'methods_f1.md'}, {out / 'methods_auc.md'}, {out / 'methods_per_au.csv'}")
 
 

@@ -5,9 +5,8 @@ that contains the hash of the config that produced it; the file also stores that
 - a config change gives a new path (nothing stale is ever loaded by accident);
 - a file whose stored config differs from the one asked for, or that cannot be read, is
   rebuilt with a warning;
-- files are written atomically (temporary file + ``os.replace``): an interrupted run never
-  leaves a half-written artefact behind, and the temporary files of runs that were killed are
-  removed by the next write in the same folder;
+- files are written atomically (:func:`files.atomic_write`): an interrupted run never leaves a
+  half-written artefact behind;
 - every checkpoint is read by :func:`read_state` (``weights_only`` torch files, or safetensors): a
   file it cannot read is a :class:`CorruptFile` error naming it, which the cache turns into
   "rebuilt with a warning" and which reaches the user as is when the file was theirs;
@@ -21,13 +20,14 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from .files import atomic_write
 
 DATA_ENV = "OCCFAU_DATA_DIR"
 
@@ -87,45 +87,6 @@ def read_state(path: str | Path) -> dict:
     if not isinstance(state, dict):
         raise CorruptFile(f"{path}: expected a checkpoint dict, found {type(state).__name__}")
     return state
-
-
-_TMP = re.compile(r"^\..+\.(\d+)\.tmp$")  # the temporary name atomic_write uses: .<name>.<pid>.tmp
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def remove_stale_tmp(folder: Path) -> int:
-    """Delete the temporary files that killed writers left in ``folder`` (their process is gone);
-    returns how many. Called by every :func:`atomic_write`, so they never pile up."""
-    removed = 0
-    for tmp in Path(folder).glob(".*.tmp"):
-        match = _TMP.match(tmp.name)
-        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
-            tmp.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` then move the result onto ``path`` in one step."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_tmp(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def load_or_build(

@@ -68,7 +68,7 @@ MAE_CONFIGS = {
 @dataclass(frozen=True)
 class Schedule:
     """What the three training runs (MAE pretraining, teacher, student) share: AdamW with a linear
-    warm-up then cosine decay per step (:func:`train.lr_at`), run by :class:`train.Loop`. Subclasses
+    warm-up then cosine decay per step (:func:`train.lr_at`), run by the plain loops around :class:`train.Run`. Subclasses
     add the learning rate (``lr``) and their own settings. A run with no epochs, an empty batch, a
     negative rate, warm-up or weight decay is refused when the config is made, before any work."""
 
@@ -234,7 +234,7 @@ class Profile:
 
 #: The Profile fields that only choose which folds, frames and study points the notebooks run, never how
 #: a model is trained or a face is scored: the claims benchmark passes its own folds and test stride, so
-#: its runs that differ only here are the same runs (claims.setup_key). Hashing the whole profile made
+#: its runs that differ only here are the same runs (``benchmarks/claims.py``: setup_key). Hashing the whole profile made
 #: the two notebook strides, added after the demo record's nine runs, orphan 3.5 CPU hours of runs
 #: whose every number the current code reproduces (seed 0, fold 1: 150 average F1s equal).
 NOTEBOOK_SETTINGS = ("folds", "distill_folds", "test_stride", "probe_stride", "regime_corpora", "regime_steps")

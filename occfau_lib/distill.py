@@ -27,7 +27,7 @@ from .occlusion import training_occlusion
 from .patches import to_tensor, to_uint8
 from .student import Student
 from .teacher import TeacherOutput, au_weights, augment, edge_loss, wa_loss
-from .train import Engine, Loop, new_history
+from .train import Engine, Run
 
 #: Bump when the student or its training changes in a way the config does not capture.
 DISTILL_VERSION = 3
@@ -61,7 +61,8 @@ def distill_loss(s: TeacherOutput, t: TeacherOutput, labels: torch.Tensor, weigh
 def train_student(ds, mae_model, teacher, cfg: DistillConfig = DistillConfig(), device: str | Engine = "cpu",
                   progress: bool = True, log_every: int = 20, resume_path=None) -> tuple[Student, dict]:
     """Train a student on every row of ``ds`` (one fold's training part) against ``teacher``
-    (trained on the same fold). Returns ``(student in eval mode, history)``; history also logs
+    (trained on the same fold): a plain loop around a :class:`train.Run`. Returns ``(student in eval mode,
+    history)``; history also logs
     the loss parts (``"wa"``, ``"node"``, ``"edge"``, ``"edge_ce"``) and ``images_per_s``.
     ``device``: a device name or a :class:`train.Engine`; ``resume_path``: an epoch checkpoint
     (:class:`train.EpochCheckpoint`) to write and resume from."""
@@ -79,27 +80,28 @@ def train_student(ds, mae_model, teacher, cfg: DistillConfig = DistillConfig(), 
     # the mapping at cfg.lr, fine-tuned encoder blocks (if any) at decaying rates; the frozen encoder is not among them
     opt = engine.adamw(student.parameter_groups(cfg.layer_decay), cfg.lr, cfg.weight_decay)
     config = {"distill": asdict(cfg), "n": len(ds), "aus": list(ds.aus), **engine.key()}
-    loop = Loop("student", model=student, opt=opt, n=len(ds), schedule=cfg, config=config, engine=engine,
-                resume_path=resume_path, progress=progress, log_every=log_every, fetch=ds.batch_images,
-                history={**new_history(), "wa": [], "node": [], "edge": [], "edge_ce": []})
-    for rows, faces in loop:
-        clean = to_tensor(faces)  # (B, 3, S, S) the whole batch: every process draws the same occlusions
-        if cfg.augment:
-            clean = augment(clean, loop.gen)
-        occ = training_occlusion(to_uint8(clean), student.patch_size, loop.rng, cfg.clean_rate)
-        mine = loop.mine
-        with torch.no_grad(), loop.autocast():
-            target = teacher(engine.batch(clean[mine], conv=True))
-        with loop.autocast():
-            out = loop.net(engine.batch(to_tensor(occ.images[mine])), occ.visible[mine])
-        y = torch.from_numpy(ds.labels[rows][mine]).to(engine.device)
-        loss, parts = distill_loss(out, target, y, weights, cfg)
-        if loop.logging:
-            for name, value in parts.items():
-                loop.history[name].append(value)
-        loop.step(loss)
-    history = loop.finish()
-    return student.eval(), history
+    run = Run("student", student, opt, n=len(ds), schedule=cfg, config=config, engine=engine,
+              resume_path=resume_path, progress=progress, log_every=log_every)
+    mine = run.mine  # this process's rows of every batch (all of them without torchrun)
+    for epoch in range(run.epoch, cfg.epochs):
+        for rows, faces in run.batches(ds.batch_images):
+            clean = to_tensor(faces)  # (B, 3, S, S) the whole batch: every process draws the same occlusions
+            if cfg.augment:
+                clean = augment(clean, run.gen)
+            occ = training_occlusion(to_uint8(clean), student.patch_size, run.rng, cfg.clean_rate)
+            with torch.no_grad(), engine.autocast():  # the teacher sees the clean face
+                target = teacher(engine.batch(clean[mine], conv=True))  # nodes (B, N, C), edges (B, N, N, C)
+            with engine.autocast():  # the student sees only the visible patches of the occluded face
+                out = run.net(engine.batch(to_tensor(occ.images[mine])), occ.visible[mine])
+            y = torch.from_numpy(ds.labels[rows][mine]).to(engine.device)  # (B, N) AU labels, -1 = unknown
+            loss, parts = distill_loss(out, target, y, weights, cfg)
+            run.set_lr(opt, loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            run.log(loss, **parts)
+        run.end_epoch()
+    return student.eval(), run.finish()
 
 
 def trained_student(ds, fold: int, data_key: dict, mae_model, teacher, cfg: DistillConfig = DistillConfig(),

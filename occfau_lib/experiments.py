@@ -37,6 +37,7 @@ from .metrics import aggregate_folds, evaluate
 from .occlusion import TEST_SEED, apply
 from .patches import patch_pixels, random_patches, to_tensor
 from .probe import LinearProbe, fit_probe, missing_tokens, pixel_features, probe_probs
+from .record import RANDOM_STUDENT
 from .student import Student
 from .student import predict as student_predict
 from .synthfacs import RENDERER_VERSION, FaceCorpus, load_world, world_key
@@ -301,7 +302,8 @@ def method_models(profile, ds, data_key: dict, mae_model, folds, device: str | E
     augmented teachers, students)`` as ``{fold: teacher}``, ``{fold: teacher}`` and
     ``{ablation: {fold: student}}``. The augmented teacher is fine-tuned from the trained one with
     occlusion augmentation: half its epochs, a third of its learning rate, every face occluded by
-    the training mixture [ours]."""
+    the training mixture [ours]. Besides the KD ablations, ``"student, random encoder"`` is the
+    node + edge student trained by the identical recipe on :func:`mae.random_encoder` (claim (a)'s control)."""
     teachers = {k: trained_teacher(ds, k, data_key, profile.teacher, profile.teacher_train, device, progress)[0]
                 for k in folds}
     base = profile.teacher_train
@@ -311,6 +313,8 @@ def method_models(profile, ds, data_key: dict, mae_model, folds, device: str | E
                  for k in folds}
     students = students_for_profile(profile, ds, data_key, mae_model, teachers, folds=folds, device=device,
                                     progress=progress)
+    students[RANDOM_STUDENT] = students_for_profile(profile, ds, data_key, mae.random_encoder(mae_model), teachers,
+                                                    {"": {}}, folds, device, progress)[""]
     return teachers, augmented, students
 
 
@@ -334,7 +338,7 @@ def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str
     learning rate, every face occluded by the training mixture [ours]; trained from scratch on
     occluded faces instead, the demo teacher stayed near chance: AUC 60), reconstruct-then-detect (the
     MAE paints the hidden patches, the teacher reads the result), a linear probe on the MAE
-    latent, and the four student ablations; with ``floors``, the two rows every method must beat:
+    latent, the four student ablations and the student on a random encoder; with ``floors``, the two rows every method must beat:
     always answering "present" and a logistic regression on raw pixels. Everything trained is
     cached per fold; ``seed`` is the teachers' and students' training seed (:func:`with_seed`);
     ``models``: :func:`method_models`' result, if the caller has it; ``test_stride``: every n-th test
@@ -350,6 +354,9 @@ def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str
     depth = profile.distill.depth
     probes, pixels = method_probes(profile, ds, data_key, mae_model, folds, seed)
     shared = SharedEncoding(mae_model, {depth} | {s.input_depth for per_fold in students.values() for s in per_fold.values()})
+    encodings = {name: shared for name in students}  # the random-encoder student reads its own encoder
+    if RANDOM_STUDENT in students:
+        encodings[RANDOM_STUDENT] = SharedEncoding(next(iter(students[RANDOM_STUDENT].values())).mae, {depth})
     methods = {}
     if floors:
         methods["chance: always present"] = lambda k, occ: np.ones((len(occ.images), len(ds.aus)), np.float32)
@@ -362,8 +369,8 @@ def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str
         "linear probe on MAE latent": lambda k, occ: probes[k](occ, shared(occ, depth)),
     })
     for name, per_fold in students.items():
-        methods[name] = lambda k, occ, per_fold=per_fold: student_predict(
-            per_fold[k], occ.images, occ.visible, encoded=shared(occ, per_fold[k].input_depth))["probs"]
+        methods[name] = lambda k, occ, per_fold=per_fold, enc=encodings[name]: student_predict(
+            per_fold[k], occ.images, occ.visible, encoded=enc(occ, per_fold[k].input_depth))["probs"]
     return evaluate_methods(methods, ds, conditions, p, folds, test_stride=test_stride, progress=progress)
 
 

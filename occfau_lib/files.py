@@ -1,14 +1,86 @@
-"""Folders the command lines write to, checked before any work, and OS errors as one line.
+"""Files and folders: atomic writes, JSON records, folders checked before any work, OS errors as one line.
 
-Used by the method's command line (:mod:`occfau_lib.cli`: the data folder and ``--out``) and the
-notebook runner (``tools/run_notebooks.py``: the output and site folders). Imports no torch, so
+Used by the cache, the method's command line (:mod:`occfau_lib.cli`: the data folder and ``--out``),
+the benchmarks' records and the notebook runner (``tools/run_notebooks.py``). Imports no torch, so
 the notebook runner stays light.
 """
 from __future__ import annotations
 
 import errno
+import json
 import os
+import re
+import subprocess
 from pathlib import Path
+from typing import Callable
+
+_TMP = re.compile(r"^\..+\.(\d+)\.tmp$")  # the temporary name atomic_write uses: .<name>.<pid>.tmp
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_tmp(folder: Path) -> int:
+    """Delete the temporary files that killed writers left in ``folder`` (their process is gone);
+    returns how many. Called by every :func:`atomic_write`, so they never pile up."""
+    removed = 0
+    for tmp in Path(folder).glob(".*.tmp"):
+        match = _TMP.match(tmp.name)
+        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` then move the result onto ``path`` in one step: a killed run never
+    leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_json(record: dict, path: str | Path) -> Path:
+    """A benchmark record (or run) as indented JSON, written atomically."""
+    text = json.dumps(record, indent=1, ensure_ascii=False) + "\n"
+    return atomic_write(Path(path), lambda tmp: tmp.write_text(text))
+
+
+def read_json(path: str | Path) -> dict:
+    """What :func:`write_json` wrote; a file that is not a JSON object is a ValueError naming it."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not JSON ({err})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: expected a JSON object, found {type(record).__name__}")
+    return record
+
+
+def commit() -> str:
+    """The code a record was made with: the checked-out commit, ``+dirty`` if files were changed."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                              check=True, cwd=Path(__file__).parent).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def describe(err: OSError) -> str:

@@ -34,7 +34,7 @@ from .config import INFERENCE_BATCH, MAE_CONFIGS, MAEConfig, PretrainConfig
 from .data import AUDataset
 from .patches import denormalize, normalize, patch_pixels, random_visible, to_tensor, to_uint8
 from .synthfacs import FaceCorpus
-from .train import Engine, Loop
+from .train import Engine, Run
 
 #: The fields of :class:`MAEConfig` that fix the weights' shapes (checked when loading weights).
 ARCHITECTURE_FIELDS = ("img_size", "patch_size", "hidden_size", "num_layers", "num_heads", "decoder_hidden_size",
@@ -63,6 +63,15 @@ def build_mae(cfg: MAEConfig | str = "tiny") -> ViTMAEForPreTraining:
         nn.init.normal_(model.vit.embeddings.cls_token, std=0.02)
         nn.init.normal_(model.decoder.mask_token, std=0.02)
     return model
+
+
+def random_encoder(model_or_cfg: ViTMAEForPreTraining | MAEConfig, seed: int = 0) -> ViTMAEForPreTraining:
+    """The control of every claim about pretraining: an MAE of the same architecture, randomly
+    initialised from ``seed`` (the global random state is left as it was), in eval mode."""
+    cfg = model_or_cfg if isinstance(model_or_cfg, MAEConfig) else mae_config_of(model_or_cfg)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return build_mae(cfg).eval()
 
 
 def _sincos_positions(grid: int, dim: int) -> torch.Tensor:
@@ -294,20 +303,26 @@ def pretrain(images: np.ndarray | AUDataset | FaceCorpus, mae_cfg: MAEConfig, cf
     torch.manual_seed(cfg.seed)
     objective = engine.place(_MaskedObjective(build_mae(mae_cfg)))
     opt = engine.adamw(objective.parameters(), cfg.lr, cfg.weight_decay, betas=(0.9, 0.95))  # MAE's betas
-    loop = Loop("MAE pretraining", model=objective, opt=opt, n=len(images), schedule=cfg, config=config,
-                engine=engine, resume_path=resume_path, progress=progress, log_every=log_every,
-                fetch=images.batch_images if hasattr(images, "batch_images") else images.__getitem__)
-    for _, faces in loop:
-        x = to_tensor(engine.batch(faces))  # (B, 3, S, S): the whole batch, the same masks on every process
-        ratio = mae_cfg.mask_ratio
-        if mask_ratios is not None:
-            low, high = mask_ratios
-            ratio = low + (high - low) * float(torch.rand((), generator=loop.gen))
-        visible = random_visible(len(x), mae_cfg.num_patches, ratio, loop.gen)  # (B, L)
-        with loop.autocast():
-            loss = loop.net(x[loop.mine], visible[loop.mine])
-        loop.step(loss)
-    return objective.mae.eval(), loop.finish()
+    run = Run("MAE pretraining", objective, opt, n=len(images), schedule=cfg, config=config, engine=engine,
+              resume_path=resume_path, progress=progress, log_every=log_every)
+    fetch = images.batch_images if hasattr(images, "batch_images") else images.__getitem__
+    for epoch in range(run.epoch, cfg.epochs):
+        for _, faces in run.batches(fetch):
+            x = to_tensor(engine.batch(faces))  # (B, 3, S, S): the whole batch, the same masks on every process
+            ratio = mae_cfg.mask_ratio
+            if mask_ratios is not None:
+                low, high = mask_ratios
+                ratio = low + (high - low) * float(torch.rand((), generator=run.gen))
+            visible = random_visible(len(x), mae_cfg.num_patches, ratio, run.gen)  # (B, L), True = visible
+            with engine.autocast():
+                loss = run.net(x[run.mine], visible[run.mine])  # MSE on the hidden patches only
+            run.set_lr(opt, loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            run.log(loss)
+        run.end_epoch()
+    return objective.mae.eval(), run.finish()
 
 
 def _ratios_key(mask_ratios: tuple[float, float] | None) -> dict:

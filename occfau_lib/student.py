@@ -123,7 +123,7 @@ class Student(nn.Module):
 
     def parameter_groups(self, decay: float | None = None) -> list[dict]:
         """Optimiser groups: the mapping at the schedule's rate; fine-tuned block k below the top at
-        ``decay ** (k + 1)`` of it (``"scale"``, :func:`train.optimiser_step`; MAE's layer-wise decay;
+        ``decay ** (k + 1)`` of it (``"scale"``, :meth:`train.Run.set_lr`; MAE's layer-wise decay;
         ``decay`` None: :data:`LAYER_DECAY`)."""
         decay = LAYER_DECAY if decay is None else decay
         tuned = {id(p) for p in self.tuned_blocks().parameters()}

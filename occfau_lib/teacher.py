@@ -49,7 +49,7 @@ from .cache import checkpoint_or_train, model_fingerprint, read_state, save_mode
 from .config import INFERENCE_BATCH, TEACHER_CONFIGS, TeacherConfig, TeacherTrainConfig
 from .patches import IMAGENET_MEAN, IMAGENET_STD, to_tensor, to_uint8
 from .occlusion import training_occlusion
-from .train import Engine, Loop
+from .train import Engine, Run
 
 #: Bump when the architecture or training changes in a way the config does not capture.
 TEACHER_VERSION = 1
@@ -375,20 +375,26 @@ def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrain
     opt = engine.adamw(model.parameters(), train_cfg.lr, train_cfg.weight_decay)
     config = {"teacher": asdict(model.cfg), "train": asdict(train_cfg), "n": len(ds), "aus": list(ds.aus),
               **engine.key()}
-    loop = Loop("teacher", model=model, opt=opt, n=len(ds), schedule=train_cfg, config=config, engine=engine,
-                resume_path=resume_path, progress=progress, log_every=log_every, fetch=ds.batch_images)
-    for rows, faces in loop:
-        x = to_tensor(engine.batch(faces))  # (B, 3, S, S) the whole batch: every process draws the same augmentation
-        if train_cfg.augment:
-            x = augment(x, loop.gen)
-        if train_cfg.occlusion_patch:  # the "teacher + occlusion augmentation" baseline
-            x = to_tensor(training_occlusion(to_uint8(x), train_cfg.occlusion_patch, loop.rng).images)
-        y = torch.from_numpy(ds.labels[rows][loop.mine]).to(engine.device)
-        with loop.autocast():
-            loss = teacher_loss(loop.net(engine.batch(x[loop.mine], conv=True)), y, weights, train_cfg.edge_weight)
-        loop.step(loss)
-    history = loop.finish()
-    return model.eval(), history
+    run = Run("teacher", model, opt, n=len(ds), schedule=train_cfg, config=config, engine=engine,
+              resume_path=resume_path, progress=progress, log_every=log_every)
+    mine = run.mine  # this process's rows of every batch (all of them without torchrun)
+    for epoch in range(run.epoch, train_cfg.epochs):
+        for rows, faces in run.batches(ds.batch_images):
+            x = to_tensor(engine.batch(faces))  # (B, 3, S, S) the whole batch: every process draws the same augmentation
+            if train_cfg.augment:
+                x = augment(x, run.gen)
+            if train_cfg.occlusion_patch:  # the "teacher + occlusion augmentation" baseline
+                x = to_tensor(training_occlusion(to_uint8(x), train_cfg.occlusion_patch, run.rng).images)
+            y = torch.from_numpy(ds.labels[rows][mine]).to(engine.device)  # (B, N) AU labels, -1 = unknown
+            with engine.autocast():
+                loss = teacher_loss(run.net(engine.batch(x[mine], conv=True)), y, weights, train_cfg.edge_weight)
+            run.set_lr(opt, loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            run.log(loss)
+        run.end_epoch()
+    return model.eval(), run.finish()
 
 
 @torch.no_grad()

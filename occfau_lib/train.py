@@ -1,10 +1,11 @@
-"""The pieces every training loop here shares: schedule, one optimiser step, the loss log,
-resume, the engine (device, precision, data loading) and the torchrun plumbing.
+"""What every training loop here shares: the schedule, the loss log, resume, the engine (device,
+precision, data loading) and the torchrun plumbing.
 
-Used by MAE pretraining (:mod:`occfau_lib.mae`), the teacher (:mod:`occfau_lib.teacher`) and the
-student (:mod:`occfau_lib.distill`), all three through :class:`Loop`. What must behave
-identically everywhere -- the learning-rate schedule, refusing a NaN loss with a clear error, how
-the loss curve is logged, how an interrupted run resumes, how a GPU is used -- lives here once.
+MAE pretraining (:mod:`occfau_lib.mae`), the teacher (:mod:`occfau_lib.teacher`) and the student
+(:mod:`occfau_lib.distill`) are plain loops (``zero_grad``, ``backward``, ``step``) around a
+:class:`Run`. What must behave identically everywhere -- the learning-rate schedule, refusing a NaN
+loss with a clear error, how the loss curve is logged, how an interrupted run resumes, how a GPU is
+used -- lives here once.
 """
 from __future__ import annotations
 
@@ -48,34 +49,9 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[n
     return [np.sort(rows.numpy()) for rows in order.view(steps, batch_size)]
 
 
-def optimiser_step(opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float, step: int, what: str) -> float:
-    """Set the learning rate, then back-propagate ``loss`` and step -- unless the loss is not
-    finite, which raises FloatingPointError naming ``what`` and the step (a NaN would otherwise
-    silently turn every weight into NaN). Returns the loss value."""
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"{what} loss became {loss.item()} at step {step}; lower the learning rate")
-    for group in opt.param_groups:  # a group's "scale" (e.g. a fine-tuned block's layer decay) scales the schedule
-        group["lr"] = lr * group.get("scale", 1.0)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return loss.item()
-
-
 def new_history() -> dict:
     """An empty loss log: ``{"step": [], "loss": [], "lr": []}``."""
     return {"step": [], "loss": [], "lr": []}
-
-
-def record(history: dict, bar, step: int, total: int, loss: float, lr: float, log_every: int) -> None:
-    """Log ``(step, loss, lr)`` every ``log_every`` steps and at the last one, and show the loss
-    on the progress bar (a tqdm bar, advanced by one step here)."""
-    bar.update(1)
-    if step % log_every == 0 or step == total:
-        history["step"].append(step)
-        history["loss"].append(loss)
-        history["lr"].append(lr)
-        bar.set_postfix(loss=f"{loss:.4f}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,100 +237,107 @@ def shard(batch_size: int) -> slice:
     return slice(rank, None, world)
 
 
-class Loop:
-    """The bookkeeping of one training run, shared by the MAE, the teacher and the student.
+class Run:
+    """What one training run keeps besides its model and optimiser: the random generators, the
+    learning-rate schedule, the loss log and progress bar, the epoch checkpoint, and the
+    DistributedDataParallel wrapper. The MAE, the teacher and the student train in plain loops
+    around it::
 
-    Creates the run's random generators from ``seed`` (a torch Generator for batch order, masking
-    and augmentation, a numpy Generator for occlusion draws), restores an interrupted run from
-    ``resume_path`` (:class:`EpochCheckpoint`), wraps ``model`` for DistributedDataParallel under
-    torchrun (:attr:`net`, with :attr:`mine` this process's share of each batch), loads batches
-    (``fetch(rows)`` -> uint8 faces, in ``engine.cfg.workers`` processes if > 0) and runs the
-    progress bar. Iterate over it for each batch's row indices and uint8 faces (a tensor, pinned
-    when loaded by workers for CUDA); run the forward pass under :meth:`autocast`; call
-    :meth:`step` with the batch's loss; :meth:`finish` returns the history with ``images_per_s``::
+        run = Run("teacher", model, opt, n=len(ds), schedule=cfg, config=config, engine=engine)
+        for epoch in range(run.epoch, cfg.epochs):
+            for rows, faces in run.batches(ds.batch_images):   # this epoch's shuffled full batches
+                loss = loss_fn(run.net(to_tensor(faces)[run.mine]), labels[rows][run.mine])
+                run.set_lr(opt, loss)                          # warm-up + cosine; a NaN loss stops here
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                run.log(loss)
+            run.end_epoch()                                    # the checkpoint an interrupted run resumes from
+        history = run.finish()
 
-        loop = Loop("teacher", model=model, opt=opt, n=len(ds), schedule=cfg, config=config, engine=engine,
-                    resume_path=resume_path, progress=progress, fetch=ds.batch_images)
-        for rows, faces in loop:
-            with loop.autocast():
-                loss = loss_fn(loop.net(to_tensor(faces)[loop.mine]), labels[rows][loop.mine])
-            loop.step(loss)
-        history = loop.finish()
-
-    Each epoch's batch order is drawn when the epoch starts, from the same generator that then
-    draws the epoch's augmentations, so loader workers change nothing in the results.
+    ``run.gen`` (a torch Generator: batch order, masks, augmentation) and ``run.rng`` (a numpy
+    Generator: occlusions) start from ``schedule.seed``; :class:`EpochCheckpoint` restores them, the
+    weights, the optimiser and the log when ``resume_path`` holds this ``config``'s run, so a resumed
+    run ends where an uninterrupted one does. Under torchrun :attr:`net` is the DDP-wrapped model and
+    :attr:`mine` this process's share of each batch (:func:`shard`).
     """
 
-    def __init__(self, name: str, *, model: torch.nn.Module, opt: torch.optim.Optimizer, n: int, schedule: Schedule,
-                 config: dict, fetch: Callable[[np.ndarray], np.ndarray], engine: "str | Engine" = "cpu",
-                 resume_path: str | Path | None = None, progress: bool = True, log_every: int = 20,
-                 history: dict | None = None):
+    def __init__(self, name: str, model: torch.nn.Module, opt: torch.optim.Optimizer, *, n: int, schedule: Schedule,
+                 config: dict, engine: "str | Engine" = "cpu", resume_path: str | Path | None = None,
+                 progress: bool = True, log_every: int = 20, history: dict | None = None):
+        from tqdm.auto import tqdm
+
         self.name, self.model, self.opt, self.peak_lr, self.log_every = name, model, opt, schedule.lr, log_every
         self.engine = Engine.of(engine)
-        self.n, self.batch_size, self.epochs, self.fetch = n, schedule.batch_size, schedule.epochs, fetch
+        self.n, self.batch_size = n, schedule.batch_size
         self.gen = torch.Generator().manual_seed(schedule.seed)
         self.rng = np.random.default_rng(schedule.seed)
         self.per_epoch = steps_per_epoch(n, self.batch_size)
-        self.total, self.warmup = self.epochs * self.per_epoch, int(schedule.warmup_epochs * self.per_epoch)
+        self.total, self.warmup = schedule.epochs * self.per_epoch, int(schedule.warmup_epochs * self.per_epoch)
         self.checkpoint = EpochCheckpoint(resume_path, config)
-        self.done, self.epoch, restored = self.checkpoint.restore(model, opt, self.gen, self.rng)
-        self.history = restored or history or new_history()
-        self.start = self.done
+        self.step, self.epoch, restored = self.checkpoint.restore(model, opt, self.gen, self.rng)
+        self.history, self.start = restored or history or new_history(), self.step
         self.rank, _ = distributed()
         self.mine, self.net = shard(self.batch_size), parallel(model, self.engine.device)
-        self.bar = None
-        self.progress = progress
-
-    def _loader(self) -> torch.utils.data.DataLoader | None:
-        """Worker processes that run ``fetch`` ahead of training (None with 0 workers)."""
-        if not self.engine.cfg.workers:
-            return None
-        return torch.utils.data.DataLoader(_Rows(self.fetch), sampler=_EpochOrder(), batch_size=None,
-                                           num_workers=self.engine.cfg.workers, pin_memory=self.engine.cuda,
-                                           persistent_workers=True)
-
-    def __iter__(self) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        from tqdm.auto import tqdm
-
-        self.model.train()
+        self.lr, self._loader = 0.0, None
+        model.train()
         self.t0 = time.perf_counter()
-        self.bar = tqdm(total=self.total, initial=self.done, desc=self.name, disable=not self.progress or self.rank > 0)
-        loader = self._loader()
-        for _ in range(self.epoch, self.epochs):
-            order = epoch_batches(self.n, self.batch_size, self.gen)
-            if loader is None:
-                faces = (torch.from_numpy(self.fetch(rows)) for rows in order)
-            else:
-                loader.sampler.batches = order
-                faces = iter(loader)
-            yield from zip(order, faces)
+        self.bar = tqdm(total=self.total, initial=self.step, desc=name, disable=not progress or self.rank > 0)
 
-    def autocast(self):
-        """The engine's precision context for this run's forward passes."""
-        return self.engine.autocast()
+    def batches(self, fetch: Callable[[np.ndarray], np.ndarray]) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """This epoch's ``(rows, uint8 faces)``: the order drawn from :attr:`gen` when the epoch starts
+        (before its augmentations), faces from ``fetch(rows)``, in ``engine.cfg.workers`` loader
+        processes when > 0 (which therefore change nothing in the result)."""
+        order = epoch_batches(self.n, self.batch_size, self.gen)
+        if not self.engine.cfg.workers:
+            return zip(order, (torch.from_numpy(fetch(rows)) for rows in order))
+        if self._loader is None:
+            self._loader = torch.utils.data.DataLoader(
+                _Rows(fetch), sampler=_EpochOrder(), batch_size=None, num_workers=self.engine.cfg.workers,
+                pin_memory=self.engine.cuda, persistent_workers=True)
+        self._loader.sampler.batches = order
+        return zip(order, iter(self._loader))
+
+    def set_lr(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> float:
+        """Set this step's scheduled rate (:func:`lr_at`; a group's ``"scale"`` multiplies it, e.g. a
+        fine-tuned block's layer decay) -- unless ``loss`` is not finite, which raises
+        FloatingPointError naming the run and the step (a NaN would silently turn every weight into NaN)."""
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{self.name} loss became {loss.item()} at step {self.step}; "
+                                     "lower the learning rate")
+        self.lr = lr_at(self.step, self.total, self.warmup, self.peak_lr)
+        for group in opt.param_groups:
+            group["lr"] = self.lr * group.get("scale", 1.0)
+        return self.lr
 
     @property
     def logging(self) -> bool:
-        """True when the step about to be completed is one the loss log records."""
-        return (self.done + 1) % self.log_every == 0 or self.done + 1 == self.total
+        """True when the step being taken is one the loss log records."""
+        return (self.step + 1) % self.log_every == 0 or self.step + 1 == self.total
 
-    def step(self, loss: torch.Tensor) -> float:
-        """One optimiser step on ``loss`` at the scheduled learning rate, logged (rank 0's share)
-        and, at the end of an epoch, checkpointed by rank 0. Returns the loss value."""
-        lr = lr_at(self.done, self.total, self.warmup, self.peak_lr)
-        value = optimiser_step(self.opt, loss, lr, self.done, self.name)
-        self.done += 1
-        record(self.history, self.bar, self.done, self.total, value, lr, self.log_every)
-        if self.done % self.per_epoch == 0 and self.rank == 0:
-            self.checkpoint.save(self.model, self.opt, self.gen, self.rng, self.done, self.done // self.per_epoch,
-                                 self.history)
+    def log(self, loss: torch.Tensor, **parts: float) -> float:
+        """Count the step; every ``log_every`` steps and at the last, log its loss, rate and ``parts``
+        (rank 0's share) and show the loss on the progress bar. Returns the loss value."""
+        value = loss.item()
+        if self.logging:
+            for key, v in {"step": self.step + 1, "loss": value, "lr": self.lr, **parts}.items():
+                self.history.setdefault(key, []).append(v)
+            self.bar.set_postfix(loss=f"{value:.4f}")
+        self.step += 1
+        self.bar.update(1)
         return value
+
+    def end_epoch(self) -> None:
+        """Write the epoch checkpoint (rank 0)."""
+        self.epoch += 1
+        if self.rank == 0:
+            self.checkpoint.save(self.model, self.opt, self.gen, self.rng, self.step, self.epoch, self.history)
 
     def finish(self) -> dict:
         """Close the bar; the history with ``images_per_s`` of this session's steps and the
         training's wall-clock ``seconds`` (summed over resumed sessions)."""
         self.bar.close()
         elapsed = max(1e-9, time.perf_counter() - self.t0)
-        self.history["images_per_s"] = (self.done - self.start) * self.batch_size / elapsed
+        self.history["images_per_s"] = (self.step - self.start) * self.batch_size / elapsed
         self.history["seconds"] = self.history.get("seconds", 0.0) + elapsed  # wall time, over resumed sessions
         return self.history

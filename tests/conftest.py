@@ -1,5 +1,5 @@
 """Test-wide settings: offline, headless, a private data directory per session, the repository's
-tools importable, and the cores shared fairly between pytest-xdist's workers.
+tools and benchmarks importable, and the cores shared fairly between pytest-xdist's workers.
 
 ``make test`` runs the tests in as many worker processes as there are cores (``pytest -n auto``,
 at most 4), each with ``cores // workers`` threads: ``OMP_NUM_THREADS`` is set here, before torch
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import occfau_lib  # imports nothing heavy: the thread count below is still set before torch loads
 
-sys.path.insert(0, str(Path(occfau_lib.__file__).resolve().parent.parent / "tools"))  # run_notebooks, book, ...
+REPO = Path(occfau_lib.__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO / "tools"), str(REPO / "benchmarks")]  # run_notebooks, book, claims, ...
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OCCFAU_PROFILE", "smoke")
@@ -65,18 +66,19 @@ def one_thread():
 
 @pytest.fixture
 def interrupt(monkeypatch):
-    """``interrupt(module, k)``: the module's next training run raises KeyboardInterrupt at
-    optimiser step ``k`` (a kill in the middle of training); later runs train normally."""
+    """``interrupt(module, k)``: the module's (:mod:`occfau_lib.train`'s) next training run raises
+    KeyboardInterrupt when it schedules step ``k`` (a kill in the middle of training); later runs
+    train normally."""
 
     def arm(module, k: int) -> None:
-        real = module.optimiser_step
+        real = module.Run.set_lr
 
-        def step(opt, loss, lr, i, what):
-            if i == k:
-                monkeypatch.setattr(module, "optimiser_step", real)  # disarmed for the resumed run
+        def set_lr(run, opt, loss):
+            if run.step == k:
+                monkeypatch.setattr(module.Run, "set_lr", real)  # disarmed for the resumed run
                 raise KeyboardInterrupt
-            return real(opt, loss, lr, i, what)
+            return real(run, opt, loss)
 
-        monkeypatch.setattr(module, "optimiser_step", step)
+        monkeypatch.setattr(module.Run, "set_lr", set_lr)
 
     return arm

@@ -35,7 +35,8 @@ def test_bench_methods_writes_the_claims_record(tmp_path):
     out = run("bench_methods.py", "--out", str(tmp_path), "--folds", "1", "--seeds", "0", "1", "--record",
               str(record_path))
     for row in ("chance: always present", "pixels + logistic regression", "teacher", "teacher + occlusion augmentation",
-                "reconstruct-then-detect", "linear probe on MAE latent", "student, no KD", "student, node + edge KD"):
+                "reconstruct-then-detect", "linear probe on MAE latent", "student, no KD", "student, node + edge KD",
+                "student, random encoder"):
         assert f"| {row} |" in out
     header = next(line for line in out.splitlines() if line.startswith("| Method |"))
     assert header.startswith("| Method | clean | patches 25% |") and "| sunglasses |" in header  # conditions = columns
@@ -44,16 +45,16 @@ def test_bench_methods_writes_the_claims_record(tmp_path):
     assert record["commit"] and 0 <= record["chance_f1"] <= 100 and 0 <= record["teacher_clean_f1"] <= 100
     cell = record["methods"]["student, node + edge KD"]["block 50%"]
     assert set(cell) == {"f1_mean", "f1_std", "auc_mean", "auc_std", "fold_std"} and cell["f1_std"] >= 0
-    assert len(record["methods"]) == 10 and len(record["claims"]) == 5
+    assert len(record["methods"]) == 11 and len(record["claims"]) == 6
     assert all(set(c) == {"name", "holds", "numbers"} and isinstance(c["holds"], bool) for c in record["claims"])
-    assert sum(line.startswith(("- ✓", "- ✗")) for line in out.splitlines()) == 5  # the printed ledger
+    assert sum(line.startswith(("- ✓", "- ✗")) for line in out.splitlines()) == 6  # the printed ledger
     assert (tmp_path / "methods_auc.md").read_text().startswith("| Method | clean |")
     per_au = (tmp_path / "methods_per_au.csv").read_text().splitlines()
-    assert per_au[0].startswith("method,AU1,") and len(per_au) == 1 + 10 * 15
+    assert per_au[0].startswith("method,AU1,") and len(per_au) == 1 + 11 * 15
     # the README's block is generated from the record
     readme = tmp_path / "README.md"
     readme.write_text("# title\n\n<!-- claims-record:start -->\nSTALE-BLOCK\n<!-- claims-record:end -->\n\nafter\n")
-    done = subprocess.run([sys.executable, "-m", "occfau_lib.claims", str(record_path), "--readme", str(readme)],
+    done = subprocess.run([sys.executable, str(BENCH / "claims.py"), str(record_path), "--readme", str(readme)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "updated" in done.stdout, done.stderr[-2000:]
     text = readme.read_text()
@@ -77,14 +78,16 @@ def _record(seeds: list[int], holds_d) -> dict:
 
 
 def test_one_seed_tables_show_the_fold_spread_and_an_undecided_claim(tmp_path):
-    from occfau_lib import claims
+    import claims
+
+    from occfau_lib import record as ledger
 
     one, three = _record([0], None), _record([0, 1, 2], False)
-    assert claims.spread_name(one) == "fold std, one seed" and claims.spread_name(three) == "seed std"
-    assert "| teacher | 60.0 ± 3.2 | 60.0 ± 3.2 |" in claims.methods_table(one)  # fold std with one seed
-    assert "| teacher | 60.0 ± 1.5 | 60.0 ± 1.5 |" in claims.methods_table(three)
-    assert "| teacher | 90.0 |" in claims.methods_table(one, "auc", ["clean"])  # no AUC spread with one seed
-    assert "- ? (d)" in claims.ledger(one) and "- ✗ (d)" in claims.ledger(three)
+    assert ledger.spread_name(one) == "fold std, one seed" and ledger.spread_name(three) == "seed std"
+    assert "| teacher | 60.0 ± 3.2 | 60.0 ± 3.2 |" in ledger.methods_table(one)  # fold std with one seed
+    assert "| teacher | 60.0 ± 1.5 | 60.0 ± 1.5 |" in ledger.methods_table(three)
+    assert "| teacher | 90.0 |" in ledger.methods_table(one, "auc", ["clean"])  # no AUC spread with one seed
+    assert "- ? (d)" in ledger.ledger(one) and "- ✗ (d)" in ledger.ledger(three)
     (tmp_path / "README.md").write_text("no markers")
     with pytest.raises(ValueError, match="README.md: needs exactly one"):
         claims.update_readme(one, tmp_path / "README.md")
@@ -92,8 +95,8 @@ def test_one_seed_tables_show_the_fold_spread_and_an_undecided_claim(tmp_path):
 
 def test_the_readme_block_is_the_committed_records():
     """The README's claims block is generated from benchmarks/results/methods_demo.json: a new
-    record without `python -m occfau_lib.claims <record> --readme README.md` fails here."""
-    from occfau_lib import claims
+    record without `python benchmarks/claims.py <record> --readme README.md` fails here."""
+    import claims
 
     record_path = BENCH / "results" / "methods_demo.json"
     if not record_path.exists():
@@ -208,7 +211,8 @@ def _run(seed: int, fold: int, f1: dict, setup: str = "S") -> dict:
 
 def test_single_fold_runs_merge_into_what_the_folds_give_together(tmp_path):
     """merge_runs is aggregate_folds over the runs' folds, per seed, whatever order they come in."""
-    from occfau_lib import claims
+    import claims
+
     from occfau_lib.metrics import aggregate_folds
 
     runs = [_run(0, 2, {1: 0.2, 2: 0.4}), _run(0, 1, {1: 0.6, 2: 1.0}), _run(1, 1, {1: 0.0, 2: 0.5})]
@@ -223,11 +227,13 @@ def test_single_fold_runs_merge_into_what_the_folds_give_together(tmp_path):
 def test_a_run_from_another_setup_or_a_broken_file_is_redone_with_a_warning(tmp_path):
     import json
 
-    from occfau_lib import claims
+    import claims
+
+    from occfau_lib.files import write_json
 
     path = claims.run_path(tmp_path, 1, 2)
     assert path.name == "seed1-fold2.json" and claims.read_run(path, "S") is None  # missing: no warning
-    claims.write_record(_run(1, 2, {1: 0.5}), path)
+    write_json(_run(1, 2, {1: 0.5}), path)
     assert claims.read_run(path, "S")["fold"] == 2
     with pytest.warns(UserWarning, match="another setup"):
         assert claims.read_run(path, "T") is None
@@ -244,7 +250,9 @@ def test_a_runs_setup_ignores_what_only_the_notebooks_choose():
     points the notebooks run); any recipe, the data, the MAE, the conditions or the stride renews them."""
     from dataclasses import replace
 
-    from occfau_lib import claims, mae
+    import claims
+
+    from occfau_lib import mae
     from occfau_lib.config import NOTEBOOK_SETTINGS, get_profile
 
     profile, model, data = get_profile("smoke"), mae.build_mae("tiny"), {"world": "w"}
@@ -269,7 +277,7 @@ def test_speed_pipelines_take_turns_on_every_batch():
     import time
     from types import SimpleNamespace
 
-    from occfau_lib import claims
+    import claims
 
     calls = []
 
@@ -283,3 +291,34 @@ def test_speed_pipelines_take_turns_on_every_batch():
     rates = claims.rates_in_turns({"fast": pipeline("fast", 0.001), "slow": pipeline("slow", 0.02)}, batches)
     assert calls == [("fast", 0), ("slow", 0)] + [(name, i) for i in range(3) for name in ("fast", "slow")]
     assert list(rates) == ["fast", "slow"] and 0 < rates["slow"] < rates["fast"] <= 8 / 0.001
+
+
+def _scores(blocks: float) -> dict:
+    return {c: {"avg_f1": blocks / 100} for c in ("clean", "block 29%", "block 57%")}
+
+
+def test_claim_a_compares_the_student_on_the_mae_with_it_on_a_random_encoder_paired_by_seed():
+    """(a) holds when the paired gain is >= 5 F1 and above 2 paired seed std; (f) compares the student
+    with the occlusion-augmented teacher; one seed leaves (a) undecided."""
+    import claims
+
+    from occfau_lib import record as ledger
+
+    def per_seed(gains):
+        return {s: {ledger.STUDENT: _scores(60 + g), ledger.RANDOM_STUDENT: _scores(60), ledger.NO_KD: _scores(60),
+                    ledger.NODE_KD: _scores(55), ledger.EDGE_KD: _scores(55), ledger.TEACHER: _scores(50),
+                    ledger.RECONSTRUCT: _scores(50), ledger.AUGMENTED: _scores(70)} for s, g in enumerate(gains)}
+
+    def claims_for(gains):
+        runs = per_seed(gains)
+        summary = claims.summarise({s: {m: {c: {**r, "avg_auc": 0.5, "folds": [r]} for c, r in rows.items()}
+                                        for m, rows in res.items()} for s, res in runs.items()})
+        checked = claims.check_claims(runs, summary, {"gain": 1.0}, {"student": 10, "reconstruct-then-detect": 1})
+        return {c["name"][:3]: c for c in checked}
+
+    steady, noisy, one = claims_for([6, 6.5, 7]), claims_for([1, 7, 13]), claims_for([8])
+    assert steady["(a)"]["holds"] is True and steady["(a)"]["numbers"]["gain_over_random_encoder"] == 6.5
+    assert steady["(a)"]["numbers"]["probe_gain"] == 1.0  # the probe gain stays in the record as a number
+    assert noisy["(a)"]["holds"] is False  # mean 7 but paired std 6: not a finding
+    assert one["(a)"]["holds"] is None
+    assert steady["(f)"]["holds"] is False and claims_for([11, 11, 11])["(f)"]["holds"] is True

@@ -279,7 +279,9 @@ def test_fine_tuned_blocks_learn_at_layer_decayed_rates():
     assert [g["scale"] for g in groups] == [1.0, 0.5, 0.25]  # mapping, block 2, block 1
     assert sum(len(g["params"]) for g in groups) == sum(p.requires_grad for p in model.parameters())
     opt = torch.optim.AdamW(groups, lr=1.0)
-    train.optimiser_step(opt, model(torch.rand(2, 3, 32, 32), None).probs.sum(), 0.2, 0, "test")
+    schedule = DistillConfig(epochs=1, batch_size=2, lr=0.2)
+    run = train.Run("test", model, opt, n=2, schedule=schedule, config={}, progress=False)
+    run.set_lr(opt, model(torch.rand(2, 3, 32, 32), None).probs.sum())
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.2, 0.1, 0.05])
     with pytest.raises(ValueError, match="finetune_blocks must be in 0..2"):
         student.Student(make_mae(), make_teacher(), depth=2, finetune_blocks=3)

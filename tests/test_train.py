@@ -27,41 +27,54 @@ def test_lr_schedule():
     assert train.lr_at(500, 100, 10, 1.0) == pytest.approx(0, abs=1e-12)  # clamped after the end
 
 
-def test_optimiser_step_sets_lr_and_steps():
+def _run(n=12, batch=3, epochs=2, lr=0.25, log_every=3, resume_path=None):
+    from occfau_lib.config import TeacherTrainConfig
+
     w = torch.nn.Parameter(torch.tensor([1.0]))
     opt = torch.optim.SGD([w], lr=123.0)
-    value = train.optimiser_step(opt, (2 * w).sum(), lr=0.25, step=0, what="toy")
-    assert value == pytest.approx(2.0)
-    assert opt.param_groups[0]["lr"] == 0.25
-    assert w.item() == pytest.approx(1.0 - 0.25 * 2)  # one SGD step with the new rate
+    schedule = TeacherTrainConfig(epochs=epochs, batch_size=batch, lr=lr, warmup_epochs=0, weight_decay=0.0)
+    run = train.Run("toy", torch.nn.ParameterList([w]), opt, n=n, schedule=schedule, config={"run": "toy"},
+                    progress=False, log_every=log_every, resume_path=resume_path)
+    return w, opt, run
+
+
+def test_a_run_sets_the_scheduled_rate_logs_and_counts_steps():
+    w, opt, run = _run()
+    loss = (2 * w).sum()
+    assert run.set_lr(opt, loss) == pytest.approx(0.25) and opt.param_groups[0]["lr"] == pytest.approx(0.25)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    assert run.log(loss, part=1.0) == pytest.approx(2.0) and run.step == 1
+    assert w.item() == pytest.approx(1.0 - 0.25 * 2)  # one SGD step at the scheduled rate
+    for _ in range(7):
+        run.set_lr(opt, loss)
+        run.log(loss, part=1.0)
+    assert run.history["step"] == [3, 6, 8] and run.history["part"] == [1.0, 1.0, 1.0]  # every 3rd and the last
+    assert run.history["lr"][-1] == pytest.approx(train.lr_at(7, 8, 0, 0.25))
+    assert run.finish()["images_per_s"] > 0
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
-def test_optimiser_step_refuses_a_non_finite_loss(bad):
-    w = torch.nn.Parameter(torch.tensor([1.0]))
-    opt = torch.optim.SGD([w], lr=0.1)
-    with pytest.raises(FloatingPointError, match=f"student loss became {bad} at step 7"):
-        train.optimiser_step(opt, w.sum() * bad, lr=0.1, step=7, what="student")
+def test_a_run_refuses_a_non_finite_loss(bad):
+    w, opt, run = _run()
+    with pytest.raises(FloatingPointError, match=f"toy loss became {bad} at step 0"):
+        run.set_lr(opt, w.sum() * bad)
     assert w.item() == 1.0 and w.grad is None  # nothing was applied
 
 
-def test_record_logs_every_n_steps_and_the_last():
-    class Bar:
-        def __init__(self):
-            self.n, self.postfix = 0, None
-
-        def update(self, k):
-            self.n += k
-
-        def set_postfix(self, **kw):
-            self.postfix = kw
-
-    history, bar = train.new_history(), Bar()
-    for step in range(1, 8):
-        train.record(history, bar, step, total=7, loss=float(step), lr=0.1 * step, log_every=3)
-    assert history["step"] == [3, 6, 7] and history["loss"] == [3.0, 6.0, 7.0]
-    assert history["lr"] == pytest.approx([0.3, 0.6, 0.7])
-    assert bar.n == 7 and bar.postfix == {"loss": "7.0000"}
+def test_a_run_resumes_from_its_epoch_checkpoint(tmp_path):
+    """The generators, weights, step and log come back: the next epoch draws what it would have."""
+    path = tmp_path / "toy.partial.pt"
+    w, opt, run = _run(resume_path=path)
+    for rows, faces in run.batches(lambda rows: np.zeros((len(rows), 1), np.uint8)):
+        run.set_lr(opt, w.sum())
+        run.log(w.sum())
+    run.end_epoch()
+    following = [r.tolist() for r in train.epoch_batches(12, 3, run.gen)]
+    _, _, again = _run(resume_path=path)
+    assert (again.step, again.epoch) == (4, 1) and again.history["step"] == run.history["step"]
+    assert [r.tolist() for r in train.epoch_batches(12, 3, again.gen)] == following
 
 
 def test_epoch_batches_cover_each_epoch_once_sorted_and_reshuffled():

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from occfau_lib import cache, experiments
-from occfau_lib.claims import commit
+from occfau_lib.files import commit
 from occfau_lib.config import get_profile
 from occfau_lib.loaders import load_dataset
 from occfau_lib.synthfacs import world_key

@@ -20,13 +20,13 @@ importable from the package itself (``viz.show_faces``):
 - ``pretraining``   loss curves, masked and reconstructed views, region errors          (01)
 - ``probing``       probe curves, per-AU bars, survival heat maps, UMAP views           (02)
 - ``occlusions``    occlusion galleries, level curves, sensitivity maps, drift         (03)
-- ``distillation``  the student's data flow, method dot plot, feature spaces, pair maps (04)
+- ``distillation``  the student's data flow, method and record dot plots, feature spaces, pair maps (04)
 - ``latent_explorer`` the linked, offline latent explorer page (Bokeh; imported on use)  (02, 04)
 - ``_base``         what they share: figure and panel grids, image panels, heat maps
 """
 from __future__ import annotations
 
-from .distillation import feature_spaces, method_dots, pair_heatmaps, student_flow  # noqa: F401
+from .distillation import feature_spaces, method_dots, pair_heatmaps, record_dots, student_flow  # noqa: F401
 from .faces import LOOKS_LIKE, au_gallery, face_explorer, identity_gallery, region_maps, show_faces  # noqa: F401
 from .labels import cooccurrence_heatmap, label_stats, sequence_plot  # noqa: F401
 from .occlusions import drift_bars, level_curves, occluder_explorer, occlusion_gallery, sensitivity_maps  # noqa: F401

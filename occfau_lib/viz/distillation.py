@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import record as ledger
 from ..aus import au_labels
 from ._base import _figure
 
@@ -54,7 +55,7 @@ def method_dots(results: dict[str, dict[str, dict]], conditions=None, metric: st
                 chance: float | None = None, errors: dict[str, dict[str, float]] | None = None):
     """The method comparison in one look: one row per test condition, ``metric`` in percent along x,
     from ``{method: evaluate_conditions(...)}`` (:func:`occfau_lib.experiments.compare_methods`, or
-    a claims record via :func:`occfau_lib.claims.plot_record`). The method (``"student, node + edge
+    a claims record via :func:`record_dots`). The method (``"student, node + edge
     KD"``) is a large dark dot, its controls (the other students: no KD, node only, edge only) small
     light markers, the strongest other baseline of each condition an orange diamond named at the
     right edge, the remaining baselines grey dots, and the floors (pixels + logistic regression,
@@ -152,4 +153,19 @@ def pair_heatmaps(matrices: dict[str, np.ndarray], aus, vmax: float | None = Non
         ax.set_yticks(range(len(aus)), au_labels(aus), fontsize=6)
         ax.set_title(name, fontsize=9)
     fig.colorbar(im, ax=list(axes), shrink=0.8)
+    return fig
+
+
+def record_dots(record: dict, conditions=None, metric: str = "f1", ax=None):
+    """A claims record's methods x conditions as :func:`method_dots` with ± :func:`record.cell_std`
+    whiskers and the always-present line: notebook 04's ledger and the README figure."""
+    key = f"avg_{metric}"
+    means = {m: {c: {key: cell[metric + "_mean"] / 100} for c, cell in rows.items()}
+             for m, rows in record["methods"].items()}
+    errors = {m: {c: np.nan_to_num(ledger.cell_std(record, cell, metric)) / 100 for c, cell in rows.items()}
+              for m, rows in record["methods"].items()}
+    chance = record["chance_f1"] / 100 if metric == "f1" else None
+    fig = method_dots(means, conditions, key, ax, chance, errors)
+    (ax or fig.axes[0]).set_title(f"{record['profile']} profile, folds {record['folds']}, seeds {record['seeds']}: "
+                                  f"mean ± {ledger.spread_name(record)}", fontsize=9)
     return fig

@@ -1,0 +1,70 @@
+"""The claims record, read and shown: notebook 04's ledger and tables, the README's block.
+
+``benchmarks/claims.py`` writes the record (every method x condition over folds and seeds, and the
+paper's claims checked against it); this module reads it back and formats it. Every number is a
+percentage; ``mean`` is over seeds of the k-fold average, ``std`` the seed-to-seed spread of that
+average (``fold_std``: the spread over folds). A difference smaller than the seed spread is not a
+finding.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+#: The rows the claims compare.
+TEACHER, STUDENT, NO_KD = "teacher", "student, node + edge KD", "student, no KD"
+NODE_KD, EDGE_KD, RECONSTRUCT = "student, node KD", "student, edge KD", "reconstruct-then-detect"
+AUGMENTED, RANDOM_STUDENT = "teacher + occlusion augmentation", "student, random encoder"
+CHANCE, PIXELS = "chance: always present", "pixels + logistic regression"
+
+
+def spread_name(record: dict) -> str:
+    """What the ``±`` of a record's tables is: the seed-to-seed std of the k-fold average when the
+    record has several seeds, else (one seed) the std over folds, which also holds subject variation."""
+    return "seed std" if len(record["seeds"]) > 1 else "fold std, one seed"
+
+
+def cell_std(record: dict, cell: dict, metric: str = "f1") -> float:
+    """The ``±`` of one methods x condition cell (:func:`spread_name`): the seed std of ``metric``
+    with several seeds, else F1's fold std (nan for AUC, which has no spread with one seed)."""
+    if len(record["seeds"]) > 1:
+        return cell[metric + "_std"]
+    return cell["fold_std"] if metric == "f1" else float("nan")
+
+
+def methods_table(record: dict, metric: str = "f1", conditions=None) -> str:
+    """Markdown: methods x conditions, ``mean ± std`` of ``metric`` ("f1" or "auc") in percent; the
+    std is :func:`spread_name`'s (F1's fold std stands in for AUC's with one seed)."""
+    methods = record["methods"]
+    conditions = conditions or list(next(iter(methods.values())))
+    lines = ["| Method | " + " | ".join(conditions) + " |", "|:---|" + "---:|" * len(conditions)]
+    std = lambda cell: cell_std(record, cell, metric)  # noqa: E731
+    for method, rows in methods.items():
+        cells = [f"{rows[c][metric + '_mean']:.1f} ± {std(rows[c]):.1f}" if not np.isnan(std(rows[c]))
+                 else f"{rows[c][metric + '_mean']:.1f}" for c in conditions]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ledger(record: dict) -> str:
+    """Markdown: one line per claim, ✓ (holds), ✗ (fails) or ? (undecided: needs more seeds), with its numbers."""
+    lines = [f"Record of commit `{record['commit']}`, profile {record['profile']}, folds {record['folds']}, "
+             f"seeds {record['seeds']}: teacher clean F1 {record['teacher_clean_f1']:.1f}, pixels + logistic "
+             f"regression {record['pixel_lr_f1']:.1f}, always present {record['chance_f1']:.1f}.", ""]
+    for claim in record["claims"]:
+        numbers = ", ".join(f"{k} {v}" for k, v in claim["numbers"].items())
+        mark = "?" if claim["holds"] is None else "✓" if claim["holds"] else "✗"
+        lines.append(f"- {mark} {claim['name']} — {numbers}")
+    return "\n".join(lines)
+
+
+def read_record(path: str | Path) -> dict:
+    """A record written by :func:`write_record`; a missing key is a ValueError naming it."""
+    record = json.loads(Path(path).read_text())
+    missing = [k for k in ("commit", "profile", "folds", "seeds", "teacher_clean_f1", "pixel_lr_f1", "chance_f1",
+                           "methods", "claims") if k not in record]
+    if missing:
+        raise ValueError(f"{path}: not a benchmark record, missing {missing}")
+    return record
