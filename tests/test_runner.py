@@ -139,7 +139,7 @@ def executed(markdown, *outputs):
 
 def test_prose_numbers_are_the_decimals_of_the_prose_only():
     markdown = ("F1 71.6 against 0.83 (and 71.6 again), 88 points, 7,680 faces, 1,274.5 faces/s; torch 2.14.1, "
-                "v2.1, arXiv 2212.04029, `lr 0.05`, $\\lambda = 0.01$, [table 3.2](https://x.org/1.5), "
+                "v2.1, arXiv 2212.04029, arXiv\n2301.00001, `lr 0.05`, $\\lambda = 0.01$, [table 3.2](https://x.org/1.5), "
                 "https://example.org/a/0.7, ±0.08 and −2.4, AU1/AU2, 2.5e-4.\n"
                 "```python\nratio = 0.75\n```\nEnds with 9.5.")
     assert notebooks.prose_numbers(markdown) == ["71.6", "0.83", "1,274.5", "0.08", "2.4", "2.5e-4", "9.5"]

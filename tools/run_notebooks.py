@@ -154,7 +154,7 @@ _NOT_PROSE = re.compile(r"```.*?```|~~~.*?~~~|`[^`\n]*`|\$\$.*?\$\$|\$[^$\n]+\$|
 #: a digit or a dot (v2.1, x1.5, the 14.1 of 2.14.1) is part of a name and not matched.
 _NUMBER = re.compile(r"(?<![\w.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)*(?:[eE][-+]?\d+)?")
 #: arXiv identifiers (arXiv 2212.04029, arXiv:2212.04029) are names, not measurements.
-_ARXIV = re.compile(r"arxiv[: ]*\d{4}\.\d{4,5}", re.I)
+_ARXIV = re.compile(r"arxiv[:\s]*\d{4}\.\d{4,5}", re.I)
 #: The outputs read for printed numbers: streams on stdout and these representations of results.
 _PRINTED_MIMES = ("text/plain", "text/html", "text/markdown")
 
