@@ -138,9 +138,9 @@ def executed(markdown, *outputs):
 
 
 def test_prose_numbers_are_the_decimals_of_the_prose_only():
-    markdown = ("F1 71.6 against 0.83 (and 71.6 again), 88 points, 7,680 faces, 1,274.5 faces/s; torch 2.14.1, "
-                "v2.1, arXiv 2212.04029, arXiv\n2301.00001, `lr 0.05`, $\\lambda = 0.01$, [table 3.2](https://x.org/1.5), "
-                "https://example.org/a/0.7, ±0.08 and −2.4, AU1/AU2, 2.5e-4.\n"
+    markdown = ("F1 71.6 against 0.83 (and 71.6 again), 88 points, 7,680 faces, 1,274.5 faces/s; "
+                "torch 2.14.1, v2.1, arXiv 2212.04029, arXiv\n2301.00001, `lr 0.05`, $\\lambda = 0.01$, "
+                "[table 3.2](https://x.org/1.5), https://example.org/a/0.7, ±0.08 and −2.4, AU1/AU2, 2.5e-4.\n"
                 "```python\nratio = 0.75\n```\nEnds with 9.5.")
     assert notebooks.prose_numbers(markdown) == ["71.6", "0.83", "1,274.5", "0.08", "2.4", "2.5e-4", "9.5"]
 
@@ -152,7 +152,8 @@ def test_unprinted_numbers_reads_stdout_results_and_html_tables():
     html = nbformat.v4.new_output("display_data", data={"text/html": "<table><td>65.9</td></table>",
                                                          "image/png": "iVBOR"})
     nb = executed("71.6 (printed 71.62), 0.80, 1.0 and −0.12 printed; 65.9 from the table; "
-                  "60.6 and 12.5 (stderr only) and 71.5 not; the 2.14.1 version is no number", stdout, stderr, plain, html)
+                  "60.6 and 12.5 (stderr only) and 71.5 not; the 2.14.1 version is no number",
+                  stdout, stderr, plain, html)
     assert notebooks.unprinted_numbers(nb) == ["60.6", "12.5", "71.5"]
     assert notebooks.unprinted_numbers(executed("no decimals here, 88 points", stdout)) == []
     assert notebooks.unprinted_numbers(executed("71.6 before any run")) == ["71.6"]
@@ -161,7 +162,8 @@ def test_unprinted_numbers_reads_stdout_results_and_html_tables():
 def test_drift_line_names_the_notebook_and_its_unprinted_numbers():
     assert notebooks.drift_line("02_latent_probing", ["65.9", "60.6"]) == \
         "drift: 02_latent_probing: 65.9, 60.6 not printed by any cell"
-    assert notebooks.drift_line("00_facs", []) == "drift: 00_facs: every decimal number in the prose is printed by a cell"
+    assert notebooks.drift_line("00_facs", []) == \
+        "drift: 00_facs: every decimal number in the prose is printed by a cell"
 
 
 def test_the_run_reports_drift_after_each_notebook_and_does_not_fail(tmp_path, monkeypatch, capsys):
