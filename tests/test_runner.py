@@ -125,3 +125,63 @@ def test_unreadable_notebook_or_unusable_output_folder_is_one_line(tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{src / '01_broken.ipynb'}: not a readable notebook" in err
     assert not (tmp_path / "out").exists()
+
+
+def executed(markdown, *outputs):
+    """A tiny executed notebook: one markdown cell, then one code cell per output."""
+    cells = [new_markdown_cell(markdown)]
+    for output in outputs:
+        cell = new_code_cell("x")
+        cell.outputs = [output]
+        cells.append(cell)
+    return new_notebook(cells=cells)
+
+
+def test_prose_numbers_are_the_decimals_of_the_prose_only():
+    markdown = ("F1 71.6 against 0.83 (and 71.6 again), 88 points, 7,680 faces, 1,274.5 faces/s; "
+                "torch 2.14.1, v2.1, arXiv 2212.04029, arXiv\n2301.00001, `lr 0.05`, $\\lambda = 0.01$, "
+                "[table 3.2](https://x.org/1.5), https://example.org/a/0.7, ±0.08 and −2.4, AU1/AU2, 2.5e-4.\n"
+                "```python\nratio = 0.75\n```\nEnds with 9.5.")
+    assert notebooks.prose_numbers(markdown) == ["71.6", "0.83", "1,274.5", "0.08", "2.4", "2.5e-4", "9.5"]
+
+
+def test_unprinted_numbers_reads_stdout_results_and_html_tables():
+    stdout = nbformat.v4.new_output("stream", name="stdout", text="teacher 71.62 F1, AUC 0.8\n")
+    stderr = nbformat.v4.new_output("stream", name="stderr", text="warning: 12.5 s\n")
+    plain = nbformat.v4.new_output("execute_result", data={"text/plain": "array([-0.12, 1.00])"}, execution_count=1)
+    html = nbformat.v4.new_output("display_data", data={"text/html": "<table><td>65.9</td></table>",
+                                                         "image/png": "iVBOR"})
+    nb = executed("71.6 (printed 71.62), 0.80, 1.0 and −0.12 printed; 65.9 from the table; "
+                  "60.6 and 12.5 (stderr only) and 71.5 not; the 2.14.1 version is no number",
+                  stdout, stderr, plain, html)
+    assert notebooks.unprinted_numbers(nb) == ["60.6", "12.5", "71.5"]
+    assert notebooks.unprinted_numbers(executed("no decimals here, 88 points", stdout)) == []
+    assert notebooks.unprinted_numbers(executed("71.6 before any run")) == ["71.6"]
+
+
+def test_drift_line_names_the_notebook_and_its_unprinted_numbers():
+    assert notebooks.drift_line("02_latent_probing", ["65.9", "60.6"]) == \
+        "drift: 02_latent_probing: 65.9, 60.6 not printed by any cell"
+    assert notebooks.drift_line("00_facs", []) == \
+        "drift: 00_facs: every decimal number in the prose is printed by a cell"
+
+
+def test_the_run_reports_drift_after_each_notebook_and_does_not_fail(tmp_path, monkeypatch, capsys):
+    """``main`` prints one drift line per notebook (no kernel here: the executed copy is made up)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, markdown in [("00_drifts", "F1 65.9 and 60.6, AUC 0.83"), ("01_clean", "F1 66.0, 7 folds")]:
+        nbformat.write(new_notebook(cells=[new_markdown_cell(markdown), new_code_cell("print(...)")]),
+                       src / f"{name}.ipynb")
+
+    def fake_run(path, out, threads=None, kernels=None):
+        nb = nbformat.read(path, 4)
+        nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="F1 66.0, AUC 0.832\n")]
+        nbformat.write(nb, out)
+        return nb
+
+    monkeypatch.setattr(notebooks, "run_notebook", fake_run)
+    assert notebooks.main([str(src), str(tmp_path / "out")]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("drift:")]
+    assert lines == ["drift: 00_drifts: 65.9, 60.6 not printed by any cell",
+                     "drift: 01_clean: every decimal number in the prose is printed by a cell"]

@@ -16,6 +16,10 @@ side by side fill them (timings: docs/timings.md). The two kernels share the dat
 build lock (:func:`occfau_lib.cache.build_lock`) makes a dataset or model both ask for be built
 once. Printed numbers are those of a one-thread kernel (float sums in another order can move a
 per-AU cell by 0.1; averages do not move).
+
+After each notebook a **drift check** (:func:`unprinted_numbers`) prints one line naming every decimal
+number its markdown quotes that none of its executed outputs prints: prose that has drifted from what
+the cells compute. It is a report; it never fails the run.
 """
 from __future__ import annotations
 
@@ -23,11 +27,13 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from decimal import Decimal
 from pathlib import Path
 
 import nbformat
@@ -139,6 +145,78 @@ def parse_jobs(value: str, cores: int | None = None) -> int:
     return jobs
 
 
+# The drift check: decimal numbers quoted in the markdown that no output of the executed notebook prints.
+#: What in markdown is not prose: fenced code, code spans, LaTeX, links and images (text and target),
+#: bare URLs, HTML code elements.
+_NOT_PROSE = re.compile(r"```.*?```|~~~.*?~~~|`[^`\n]*`|\$\$.*?\$\$|\$[^$\n]+\$|!?\[[^\]]*\]\([^)]*\)"
+                        r"|<code>.*?</code>|<https?://[^>]*>|https?://\S+", re.S)
+#: A number: digits with optional thousands commas and decimals; one standing right after a letter,
+#: a digit or a dot (v2.1, x1.5, the 14.1 of 2.14.1) is part of a name and not matched.
+_NUMBER = re.compile(r"(?<![\w.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)*(?:[eE][-+]?\d+)?")
+#: arXiv identifiers (arXiv 2212.04029, arXiv:2212.04029) are names, not measurements.
+_ARXIV = re.compile(r"arxiv[:\s]*\d{4}\.\d{4,5}", re.I)
+#: The outputs read for printed numbers: streams on stdout and these representations of results.
+_PRINTED_MIMES = ("text/plain", "text/html", "text/markdown")
+
+
+def prose_numbers(markdown: str) -> list[str]:
+    """The decimal numbers quoted in the prose of ``markdown``, as written, in order, each once:
+    ``71.6`` and ``0.83`` yes; integers (``88``, ``7,680``), version numbers (``2.14.1``), arXiv
+    identifiers and anything inside code, LaTeX, links or URLs no."""
+    text = _ARXIV.sub(" ", _NOT_PROSE.sub(" ", markdown))
+    found = []
+    for token in _NUMBER.findall(text):
+        mantissa = re.split(r"[eE]", token)[0]
+        if mantissa.count(".") == 1 and token not in found:  # a decimal; two dots: a version
+            found.append(token)
+    return found
+
+
+def _value(token: str) -> float:
+    return float(token.replace(",", ""))
+
+
+def printed_text(nb: dict) -> str:
+    """Everything the executed notebook ``nb`` shows as text: its code cells' stdout and their
+    results' plain, HTML and markdown representations (printed tables included)."""
+    parts = []
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            if out.get("output_type") == "stream" and out.get("name") == "stdout":
+                parts.append(_joined(out.get("text", "")))
+            for mime in _PRINTED_MIMES:
+                if mime in out.get("data", {}):
+                    parts.append(_joined(out["data"][mime]))
+    return "\n".join(parts)
+
+
+def _joined(text: str | list[str]) -> str:
+    return "".join(text) if isinstance(text, list) else text
+
+
+def unprinted_numbers(nb: dict) -> list[str]:
+    """The decimal numbers of ``nb``'s markdown cells (:func:`prose_numbers`) that none of its outputs
+    prints. A quoted number counts as printed when a printed number rounds to it at the quoted
+    precision (prose ``71.6`` for a printed ``71.62``; ``1.0`` for ``1.00``); signs are ignored
+    (a printed ``-0.12`` is the prose's ``−0.12``)."""
+    markdown = "\n".join(_joined(c.get("source", "")) for c in nb.get("cells", []) if c.get("cell_type") == "markdown")
+    printed = {_value(t) for t in _NUMBER.findall(printed_text(nb)) if re.split(r"[eE]", t)[0].count(".") <= 1}
+    missing = []
+    for token in prose_numbers(markdown):
+        value = _value(token)
+        half = 0.5 * 10.0 ** Decimal(token.replace(",", "")).as_tuple().exponent + 1e-9 * max(1.0, value)
+        if not any(abs(value - shown) <= half for shown in printed):
+            missing.append(token)
+    return missing
+
+
+def drift_line(name: str, missing: list[str]) -> str:
+    """The drift check's report for one notebook (``name`` without ``.ipynb``)."""
+    if not missing:
+        return f"drift: {name}: every decimal number in the prose is printed by a cell"
+    return f"drift: {name}: {', '.join(missing)} not printed by any cell"
+
+
 def write_site(executed_dir: Path, site_dir: Path, runtimes: dict[str, float] | None = None,
                note: str = "", solutions: Path | None = None) -> Path:
     """The book site of the executed notebooks in ``executed_dir``, written to ``site_dir``
@@ -194,11 +272,15 @@ def main(argv: list[str] | None = None) -> int:
     def run(path: Path) -> None:
         start = time.perf_counter()
         say(f"[{profile}] {path.name} ...")
-        run_notebook(path, args.dst / path.name, threads=threads, kernels=kernels)
+        executed = run_notebook(path, args.dst / path.name, threads=threads, kernels=kernels)
         with record:  # two lanes may finish at once
             runtimes[path.name] = round(time.perf_counter() - start, 1)
             stored.write_text(json.dumps(runtimes, indent=1, sort_keys=True) + "\n")
         say(f"[{profile}] {path.name} done in {runtimes[path.name]:.0f} s -> {args.dst / path.name}")
+        try:  # a report: whatever it finds (or a bug in it) never fails the run
+            say(drift_line(path.stem, unprinted_numbers(executed)))
+        except Exception as err:  # noqa: BLE001
+            say(f"drift: {path.stem}: not checked ({type(err).__name__}: {err})")
 
     start = time.perf_counter()
     pending, running, done = list(notebooks), {}, set()
