@@ -124,7 +124,7 @@ class _Rows(torch.utils.data.Dataset):
 
 
 class _EpochOrder(torch.utils.data.Sampler):
-    """The loader's sampler: the current epoch's batches, set by :class:`Loop` before each epoch."""
+    """The loader's sampler: the current epoch's batches, set by :meth:`Run.batches` before each epoch."""
 
     def __init__(self):
         self.batches: list[np.ndarray] = []
