@@ -113,3 +113,9 @@ def test_runner_records_runtimes_and_writes_the_site(tmp_path, monkeypatch):
     assert notebooks.main([str(src), str(tmp_path / "out"), "--site", str(tmp_path / "site")]) == 0
     assert set(json.loads((tmp_path / "out" / notebooks.RUNTIMES).read_text())) == {"07_tiny.ipynb"}
     assert 'href="07_tiny.html"' in (tmp_path / "site" / "index.html").read_text()
+
+
+def test_an_index_card_shows_the_what_you_saw_box_before_the_first_bullet():
+    summary = site.markdown("> **What you saw.** The box line.\n\n- a bullet")
+    assert "The box line." in site._first_item(summary) and "a bullet" not in site._first_item(summary)
+    assert "a bullet" in site._first_item(site.markdown("- a bullet\n- another"))

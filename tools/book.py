@@ -276,6 +276,10 @@ def index_page(pages: list[Page], note: str, profile: str) -> Page:
 
 
 def _first_item(verdict_html: str) -> str:
+    """The index card's line: the summary's "What you saw" box when it has one, else its first bullet."""
+    box = re.search(r"<blockquote>\s*(.*?)\s*</blockquote>", verdict_html, re.S)
+    if box:
+        return box.group(1) if box.group(1).startswith("<p>") else f"<p>{box.group(1)}</p>"
     m = re.search(r"<li>(.*?)</li>", verdict_html, re.S)
     return f"<p>{m.group(1)}</p>" if m else ""
 
