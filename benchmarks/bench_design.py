@@ -14,8 +14,10 @@ one JSON line per variant to ``--out``/``design_<kind>.jsonl``.
   with the teacher's row on the same faces.
 - ``design``: for each student variant ``NAME[:FIELD=VALUE,...]`` (fields of ``DistillConfig``), the student
   with node + edge KD and without, on the pretrained MAE (``--mae`` snapshot or the profile's) and on a randomly
-  initialised encoder of the same shape, over ``--seeds``: mean and std of clean F1 / AUC and of the mean F1
-  under the four large blocks; also written to ``--record`` (``student_design_<profile>.json``).
+  initialised encoder of the same shape, over ``--seeds`` (one row per seed in ``--out``/``design_design.jsonl``;
+  seeds may run in separate processes): every row so far summarised in ``--record`` (``student_design_<profile>.json``):
+  mean and std over seeds of clean F1 / AUC and of the mean F1 under the four large blocks, and the MAE's gain
+  over the random encoder paired by seed.
 - ``mae``: for each pretraining recipe ``NAME[:FIELD=VALUE,...]`` (fields of ``MAEConfig`` or
   ``PretrainConfig``, or ``mask_ratios=LOW-HIGH``), an MAE pretrained for ``--steps`` steps on a corpus of
   ``--corpus`` fresh faces, read by the profile's student (frozen linear map, node + edge KD, ``--student-epochs``);
@@ -227,8 +229,9 @@ def design_encoders(profile, mae_path: str | None = None, seed: int = 0) -> dict
 
 
 def design_rows(profile, variants, fold: int, seeds, epochs: int, mae_path: str | None = None):
-    """One row per (variant ``NAME[:FIELD=VALUE,...]`` of ``DistillConfig``, encoder, KD on / off):
-    the fold's test scores as mean and std over ``seeds``, and the seconds its students took."""
+    """One row per (variant ``NAME[:FIELD=VALUE,...]`` of ``DistillConfig``, encoder, KD on / off, seed):
+    the fold's test scores and the seconds the student took. :func:`design_record` summarises them over
+    seeds, so seeds may run in separate processes (one lane each) into one ``--out`` folder."""
     from occfau_lib.config import DistillConfig
 
     ds = load_dataset("synthfacs", profile=profile, aus="bp4d")
@@ -239,22 +242,47 @@ def design_rows(profile, variants, fold: int, seeds, epochs: int, mae_path: str 
         name, changes = _settings(spec, (DistillConfig,))
         for encoder_name, encoder in encoders.items():
             for kd, off in KD.items():
-                runs = []
                 for seed in seeds:
                     start = time.perf_counter()
                     cfg = replace(profile.distill, epochs=epochs, seed=seed, **{**changes, **off})
                     model, _ = distill.trained_student(ds, fold, key, encoder, tch, cfg, progress=False)
                     scores = _scores(ds, lambda k, occ: student.predict(model, occ.images, occ.visible)["probs"],
                                      encoder.config.patch_size, fold)
-                    runs.append({**scores, "seconds": time.perf_counter() - start})
-                row = {"variant": name, "settings": spec, "encoder": encoder_name, "kd": kd, "seeds": list(seeds),
-                       "epochs": epochs}
-                for field, out in (("clean", "clean_f1"), ("blocks", "blocks_f1"), ("clean_auc", "clean_auc")):
-                    values = [r[field] for r in runs]
-                    row[out], row[out + "_std"] = round(float(np.mean(values)), 2), round(float(np.std(values)), 2)
-                row["per_seed"] = {f: [r[f] for r in runs] for f in ("clean", "blocks", "clean_auc")}
-                row["seconds"] = round(sum(r["seconds"] for r in runs))
-                yield row
+                    yield {"variant": name, "settings": spec, "encoder": encoder_name, "kd": kd, "seed": seed,
+                           "epochs": epochs, **scores, "seconds": round(time.perf_counter() - start)}
+
+
+def design_record(rows: list[dict]) -> dict:
+    """``{"variants": {"NAME, KD, ENCODER encoder": {encoder, kd, seeds, clean_f1, blocks_f1, clean_auc (mean
+    and std over seeds), seconds, per_seed}}}`` and, per variant and KD setting, the gain of the MAE over the
+    random encoder paired by seed (``mae_gain``: clean and blocks, mean and std)."""
+    groups: dict[str, dict[int, dict]] = {}
+    for r in rows:
+        label = f"{r['variant']}, {'node + edge KD' if r['kd'] else 'no KD'}, {r['encoder']} encoder"
+        groups.setdefault(label, {})[r["seed"]] = r
+    variants = {}
+    for label, by_seed in groups.items():
+        runs = [by_seed[s] for s in sorted(by_seed)]
+        row = {k: runs[0][k] for k in ("variant", "settings", "encoder", "kd", "epochs")}
+        row["seeds"] = sorted(by_seed)
+        for field, out in (("clean", "clean_f1"), ("blocks", "blocks_f1"), ("clean_auc", "clean_auc")):
+            values = [r[field] for r in runs]
+            row[out], row[out + "_std"] = round(float(np.mean(values)), 2), round(float(np.std(values)), 2)
+        row["per_seed"] = {f: [r[f] for r in runs] for f in ("clean", "blocks", "clean_auc")}
+        row["seconds"] = sum(r["seconds"] for r in runs)
+        variants[label] = row
+    gains = {}
+    for label, row in variants.items():
+        if row["encoder"] != "mae":
+            continue
+        random = groups.get(label.replace("mae encoder", "random encoder"), {})
+        paired = [s for s in row["seeds"] if s in random]
+        if paired:
+            mae_runs = groups[label]
+            gains[label.removesuffix(", mae encoder")] = {
+                f"{field}_gain{suffix}": round(float(fn([mae_runs[s][field] - random[s][field] for s in paired])), 2)
+                for field in ("clean", "blocks") for suffix, fn in (("", np.mean), ("_std", np.std))}
+    return {"variants": variants, "mae_gain": gains}
 
 
 def student_rows(profile, variants, fold: int):
@@ -316,7 +344,7 @@ def main() -> None:
     printed, done = False, []
     with (out / f"design_{args.kind}.jsonl").open("a") as log:
         for r in rows:
-            shown = {k: v for k, v in r.items() if k != "per_seed"}
+            shown = r
             if not printed:
                 print(f"profile {profile.name}, fold {args.fold}: {args.kind} design, F1 / AUC in %\n")
                 print("| " + " | ".join(shown) + " |\n|" + "---|" * len(shown))
@@ -331,10 +359,10 @@ def main() -> None:
                       **recipe_record([r for r in rows if r.get("profile") == profile.name])},
                      args.record, f"mae_recipes_{profile.name}.json")
     if args.kind == "design":
-        variants = {f"{r['variant']}, {'node + edge KD' if r['kd'] else 'no KD'}, {r['encoder']} encoder": r
-                    for r in done}
-        write_record({"profile": profile.name, "fold": args.fold, "mae": args.mae or "profile",
-                      "epochs": args.student_epochs, "variants": variants},
+        rows = [json.loads(line) for line in (out / "design_design.jsonl").read_text().splitlines()]
+        write_record({"profile": profile.name, "fold": args.fold,
+                      "mae": Path(args.mae).name if args.mae else "profile", "epochs": args.student_epochs,
+                      **design_record([r for r in rows if r.get("profile") == profile.name])},
                      args.record, f"student_design_{profile.name}.json")
 
 

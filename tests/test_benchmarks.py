@@ -167,6 +167,14 @@ def test_design_and_scarcity_records_cover_every_variant_encoder_and_count(tmp_p
     row = design["variants"]["att, no KD, random encoder"]
     assert {"encoder", "kd", "seeds", "clean_f1", "blocks_f1", "clean_auc", "seconds"} <= set(row)
     assert row["encoder"] == "random" and row["kd"] is False and row["seeds"] == [0]
+    run("bench_design.py", "design", "--variants", "linear", "--seeds", "1", "--student-epochs", "1",
+        "--out", str(tmp_path), "--record", str(tmp_path / "design.json"))  # another lane's seed, same folder
+    design = json.loads((tmp_path / "design.json").read_text())
+    linear = design["variants"]["linear, node + edge KD, mae encoder"]
+    assert linear["seeds"] == [0, 1] and len(linear["per_seed"]["blocks"]) == 2
+    gain = design["mae_gain"]["linear, node + edge KD"]
+    random = design["variants"]["linear, node + edge KD, random encoder"]
+    assert gain["blocks_gain"] == pytest.approx(linear["blocks_f1"] - random["blocks_f1"], abs=0.02)
     run("bench_scarcity.py", "--subjects", "2", "0", "--folds", "1", "--record", str(tmp_path / "scarce.json"))
     scarce = json.loads((tmp_path / "scarce.json").read_text())
     assert scarce["subjects"] == [2, 0] and set(scarce["methods"]) == {
