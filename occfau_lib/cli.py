@@ -36,7 +36,7 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from . import experiments, mae, metrics, occlusion, student, teacher
+from . import experiments, mae, mae_weights, metrics, occlusion, student, teacher
 from .cache import DATA_ENV, atomic_write, config_hash, data_root
 from .cli_settings import config_name, run_config
 from .config import PROFILE_ENV
@@ -115,7 +115,7 @@ class Run:
         self.args = args
         self.config = config_name(args.config)
         self.profile = run_config(self.config, args.overrides)
-        self.weights = args.mae_weights or os.environ.get(mae.WEIGHTS_ENV)
+        self.weights = args.mae_weights or os.environ.get(mae_weights.WEIGHTS_ENV)
         if self.profile.mae != "tiny" and not self.weights:  # checked before any data is read
             raise ValueError(f"config {self.profile.name!r} uses the {self.profile.mae!r} MAE (ViT-B/16): give the "
                              "official weights with --mae-weights PATH (a Hugging Face ViTMAEForPreTraining folder "
@@ -217,7 +217,7 @@ class Run:
 
     def mae(self):
         if self.weights:
-            return mae.load_mae(self.weights, self.profile.mae).to(self.engine.device), {}
+            return mae_weights.load_mae(self.weights, self.profile.mae).to(self.engine.device), {}
         if self.args.dataset == "synthfacs":
             return experiments.mae_for_profile(self.profile, self.engine, resume=self.args.resume)
         return mae.pretrained_mae(self.ds, mae.MAE_CONFIGS[self.profile.mae], self.profile.pretrain,
