@@ -12,6 +12,7 @@ Ground floor: what every stage shares
 
 Data
 - ``data``          the AUDataset interface: labels, subjects, subject-exclusive folds (notebook 00)
+- ``face_params``   the vectors that describe a face: identity, AUs, nuisances      (notebook 00)
 - ``render``        the SynthFACS renderer: one painter per face part              (notebook 00)
 - ``synthfacs``     the procedural face world: identities, expressions, sessions   (notebook 00)
 - ``loaders``       BP4D, DISFA and CSV files: layouts, frame rules, validation     (notebook 05)

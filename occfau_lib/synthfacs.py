@@ -15,16 +15,16 @@ true of real faces:
   (low close brows ~ AU4, upturned mouth ~ AU12, narrow eyes ~ AU7, an aged forehead ~ AU1/2
   lines), so subject-exclusive evaluation matters.
 - **One studio, aligned crops.** Every subject is filmed against the same plain backdrop
-  (``render.STUDIO_BACKGROUND``) and the image is an aligned face crop (``patches.ALIGNED_CROP``).
+  (``face_params.STUDIO_BACKGROUND``) and the image is an aligned face crop (``patches.ALIGNED_CROP``).
   Residual alignment error (scale, translation), lighting, exposure, sensor noise, blur and the
   backdrop's small tone shift belong to the subject's recording session (:func:`sample_session`), as
   in BP4D/DISFA; per frame the head moves (roll/yaw/pitch) and framing and light jitter slightly.
 
 This module samples what is drawn (identities, expressions in onset-apex-offset sequences,
 recording sessions), caches whole worlds and serves them as a dataset; the faces themselves are
-drawn by :mod:`occfau_lib.render`, whose one-face helpers (``render_face``, ``make_identity``,
-``au_vector``, ``make_nuisance``, ``neutral_identity``) are importable from here too, as the
-notebooks do.
+drawn by :mod:`occfau_lib.render` from the vectors of :mod:`occfau_lib.face_params`; the one-face
+helpers (``render_face``, ``make_identity``, ``au_vector``, ``make_nuisance``, ``neutral_identity``)
+are importable from here too, as the notebooks do.
 """
 from __future__ import annotations
 
@@ -40,9 +40,9 @@ from .cache import config_hash, data_root, load_or_build
 from .config import DataConfig, Profile, get_profile
 from .data import ArrayDataset
 from .patches import box_mask
-from .render import (AU_INDEX, ID_INDEX, IDENTITY_PARAMS, NU_INDEX, NUISANCE_PARAMS, STUDIO_BACKGROUND,  # noqa: F401
-                     make_nuisance,
-                     au_vector, make_identity, neutral_identity, render_face, render_faces)  # (one-face helpers)
+from .face_params import (AU_INDEX, ID_INDEX, IDENTITY_PARAMS, NU_INDEX, NUISANCE_PARAMS,  # noqa: F401
+                          STUDIO_BACKGROUND, au_vector, make_identity, make_nuisance, neutral_identity)
+from .render import render_face, render_faces  # noqa: F401
 
 #: Bump when the renderer or the samplers change what they produce: cached datasets re-render.
 RENDERER_VERSION = 3
