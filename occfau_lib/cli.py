@@ -93,9 +93,8 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-#: The paper presets train in bf16 autocast, made for GPUs. On a CPU without bfloat16 units it is
-#: emulated: measured on 2 cores (one thread, paper-bp4d on 224-px faces, batch 8), a ResNet-50 teacher
-#: step took 62 s instead of 6.4 s in fp32 and a ViT-B student step 48 s instead of 7.1 s.
+#: The paper presets train in bf16 autocast, made for GPUs; a CPU without bfloat16 units emulates it,
+#: several times slower than fp32 (docs/decisions.md, "Smaller choices").
 CPU_BF16_WARNING = ("[occfau] engine.precision=bf16 on the CPU: bfloat16 autocast is emulated on CPUs without bf16 "
                     "units (measured 7-10x slower than fp32 per training step); add engine.precision=fp32 for a "
                     "CPU run")

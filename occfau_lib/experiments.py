@@ -178,8 +178,8 @@ class SharedEncoding:
     """One pass of the frozen MAE encoder per occluded batch, read by every method of the table
     that needs it: the students and the latent probe at their block, reconstruct-then-detect at the
     last. :func:`evaluate_methods` hands the same :class:`occlusion.Occluded` to each method in
-    turn, so the pass is made for the first reader and reused by the others (six encoder passes
-    per batch became one). The batches are those of the readers' own loops (``batch_size`` rows),
+    turn, so the pass is made for the first reader and reused by the others. The batches are those
+    of the readers' own loops (``batch_size`` rows),
     so every number is the same as without it (tested); only the depths asked for are kept.
     ``shared(occ, depth)`` -> ``[Encoded]`` per batch, as ``mae.encode(..., depth=depth)`` gives."""
 
@@ -333,8 +333,8 @@ def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str
 
     Methods: the teacher (its "clean" column is the upper reference), the teacher fine-tuned
     with occlusion augmentation (from the trained teacher, half its epochs at a third of its
-    learning rate, every face occluded by the training mixture [ours]; trained from scratch on
-    occluded faces instead, the demo teacher stayed near chance: AUC 60), reconstruct-then-detect (the
+    learning rate, every face occluded by the training mixture [ours]; docs/decisions.md says why
+    not from scratch), reconstruct-then-detect (the
     MAE paints the hidden patches, the teacher reads the result), a linear probe on the MAE
     latent, the four student ablations and the student on a random encoder; with ``floors``, the two rows every method must beat:
     always answering "present" and a logistic regression on raw pixels. Everything trained is

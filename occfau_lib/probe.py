@@ -149,10 +149,9 @@ def fit_probes(train_x: np.ndarray, train_y: np.ndarray, epochs: int, **fit_kwar
     """:func:`fit_probe` for K feature sets of one shape at once, ``train_x`` (K, N, D) with the same
     labels (N, n_au): the K probes of a layer sweep. Returns K :class:`LinearProbe` that equal K
     separate :func:`fit_probe` calls up to float rounding (same initialisation, same batches, each
-    probe its own loss; :class:`StackedProbe`), in one training loop instead of K: on 2 cores the
-    narrow probes of notebook 02's sweep are dominated by per-step overhead, and stacking the 7
-    layers of one pooling trains them 3x faster (measured: 1.1 s instead of 3.3 s for 7 x 128-d
-    features, 5,120 rows, 30 epochs; weights equal to 1e-8). ``fit_kwargs``: those of
+    probe its own loss; :class:`StackedProbe`), in one training loop instead of K: on a few cores
+    the narrow probes of notebook 02's sweep are dominated by per-step overhead, which stacking the
+    layers of one pooling shares (docs/decisions.md, "Smaller choices"). ``fit_kwargs``: those of
     :func:`fit_probe`, linear probes only.
     """
     train_x = np.asarray(train_x, dtype=np.float32)
@@ -339,7 +338,7 @@ def frame_subset(ds, data_key: dict, stride: int = 1):
     """The faces notebook 02 encodes and probes: every ``stride``-th row of ``ds`` -- rows are the
     consecutive frames of each video in every loader, so ``stride`` 2 keeps every 2nd frame of each
     sequence (every subject and sequence, at a fraction of the cost; the probes then learn from fewer
-    faces, measured in ``config.py``) -- and ``data_key`` extended to name that
+    faces: docs/decisions.md, "The demo profile") -- and ``data_key`` extended to name that
     selection, so features cached for the subset are never served for the whole dataset.
     Returns ``(subset, key)``; ``stride`` 1 returns ``ds`` and ``data_key`` unchanged. The subset
     keeps the dataset's subject-exclusive parts, so its folds are the same people's."""

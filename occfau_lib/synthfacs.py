@@ -398,8 +398,8 @@ def au_visibility(size: int = 64, n_identities: int = 32, intensities=(1, 2, 3, 
     over ``n_identities`` frontal faces, then averaged over the region). Above 1, the AU moves
     its region's pixels more than changing the person does; far below 1, a model must find it
     under the identity's variation. Faces: random identities without look-alike quirks, the
-    default frontal studio shot, no sensor noise. Renderer v2 gave 0.07-0.36 at intensity 5 (AU26
-    0.82); v3 gives 1.0-1.8 at 5 and 0.2-0.45 at 1 (tested: >= 1.0 and <= 0.5).
+    default frontal studio shot, no sensor noise. The tests require >= 1.0 at intensity 5 and
+    <= 0.5 at 1.
     """
     rng = np.random.default_rng(seed)
     ids, _ = sample_identities(n_identities, rng, lookalike_rate=0.0)
