@@ -14,7 +14,7 @@ setup: $(STAMP)
 # recompile the deep-learning stack from source and start in ~16 s instead of ~6 s (measured on 2 cores).
 # Two imports side by side, one per core (compiling is single-threaded): the library with its deep-learning
 # stack, and the tools (Jupyter, nbconvert, UMAP's numba code, pytest, Selenium): 45-54 s instead of 59-72 s.
-WARM_LIB := import occfau_lib.viz, occfau_lib.widgets, occfau_lib.experiments, occfau_lib.explorer, occfau_lib.record, \
+WARM_LIB := import occfau_lib.viz, occfau_lib.widgets, occfau_lib.experiments, occfau_lib.latent_space, occfau_lib.explorer, occfau_lib.record, \
 	occfau_lib.cli
 WARM_TOOLS := import matplotlib.pyplot, ipywidgets, bokeh.plotting, sklearn.metrics, sklearn.neighbors, ipykernel.kernelapp, nbclient, \
 	nbconvert, umap, pytest, xdist.plugin, jupyterlab.labapp, selenium.webdriver

@@ -12,6 +12,7 @@ Ground floor: what every stage shares
 
 Data
 - ``data``          the AUDataset interface: labels, subjects, subject-exclusive folds (notebook 00)
+- ``face_params``   the vectors that describe a face: identity, AUs, nuisances      (notebook 00)
 - ``render``        the SynthFACS renderer: one painter per face part              (notebook 00)
 - ``synthfacs``     the procedural face world: identities, expressions, sessions   (notebook 00)
 - ``loaders``       BP4D, DISFA and CSV files: layouts, frame rules, validation     (notebook 05)
@@ -22,19 +23,22 @@ Data
 
 Methods: models, losses and training
 - ``train``         the training loop every model shares: schedule, resume, DDP, engine
-- ``mae``           ViT-MAE: visible-only encoding, reconstruction, pretraining, weights (01, 02)
-- ``probe``         linear probes and hiding conditions                              (notebook 02)
+- ``mae``           ViT-MAE: visible-only encoding, reconstruction, pretraining       (01, 02)
+- ``mae_weights``   official MAE weights from a local path (``$OCCFAU_MAE_WEIGHTS``)  (notebook 05)
+- ``probe``         linear probes, the 3-fold protocol, the floors                    (notebook 02)
 - ``teacher``       the ME-GraphAU-style AU-relation-graph teacher                   (notebook 03)
 - ``student``       the mapping network on MAE latents (linear or attention)         (notebook 04)
 - ``distill``       node- and edge-level knowledge distillation, the ablations       (notebook 04)
 
 Top floor: experiments, figures and entry points
-- ``experiments``   the harnesses the notebooks and benchmarks run: models per profile, the one
-                    evaluation over occlusion conditions, the methods table, latent geometry
+- ``experiments``   the models a profile uses, the one evaluation over occlusion conditions, the
+                    table of methods, the data-regime study
+- ``latent_space``  what the MAE's latent holds and shows: hiding conditions, reconstruction error
+                    by region, token drift, feature-space geometry (UMAP, neighbours)  (01-04)
 - ``viz``           the plotting functions every figure uses
 - ``widgets``       the notebooks' interactive explorers (ipywidgets)
 - ``explorer``      the latent explorer's data: spaces, projections, neighbours, Projector export (02, 04)
-- ``claims``        the claims record: merging runs, checking the claims, the README block
+- ``record``        the claims record: reading it, its tables
 - ``cli``           ``python -m occfau_lib``: the four stages outside the notebooks (notebook 05)
 - ``cli_settings``  the command line's presets, YAML files and ``key=value`` overrides
 

@@ -36,7 +36,7 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from . import experiments, mae, metrics, occlusion, student, teacher
+from . import experiments, mae, mae_weights, metrics, occlusion, student, teacher
 from .cache import DATA_ENV, atomic_write, config_hash, data_root
 from .cli_settings import config_name, run_config
 from .config import PROFILE_ENV
@@ -93,9 +93,8 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-#: The paper presets train in bf16 autocast, made for GPUs. On a CPU without bfloat16 units it is
-#: emulated: measured on 2 cores (one thread, paper-bp4d on 224-px faces, batch 8), a ResNet-50 teacher
-#: step took 62 s instead of 6.4 s in fp32 and a ViT-B student step 48 s instead of 7.1 s.
+#: The paper presets train in bf16 autocast, made for GPUs; a CPU without bfloat16 units emulates it,
+#: several times slower than fp32 (docs/decisions.md, "Smaller choices").
 CPU_BF16_WARNING = ("[occfau] engine.precision=bf16 on the CPU: bfloat16 autocast is emulated on CPUs without bf16 "
                     "units (measured 7-10x slower than fp32 per training step); add engine.precision=fp32 for a "
                     "CPU run")
@@ -115,7 +114,7 @@ class Run:
         self.args = args
         self.config = config_name(args.config)
         self.profile = run_config(self.config, args.overrides)
-        self.weights = args.mae_weights or os.environ.get(mae.WEIGHTS_ENV)
+        self.weights = args.mae_weights or os.environ.get(mae_weights.WEIGHTS_ENV)
         if self.profile.mae != "tiny" and not self.weights:  # checked before any data is read
             raise ValueError(f"config {self.profile.name!r} uses the {self.profile.mae!r} MAE (ViT-B/16): give the "
                              "official weights with --mae-weights PATH (a Hugging Face ViTMAEForPreTraining folder "
@@ -217,7 +216,7 @@ class Run:
 
     def mae(self):
         if self.weights:
-            return mae.load_mae(self.weights, self.profile.mae).to(self.engine.device), {}
+            return mae_weights.load_mae(self.weights, self.profile.mae).to(self.engine.device), {}
         if self.args.dataset == "synthfacs":
             return experiments.mae_for_profile(self.profile, self.engine, resume=self.args.resume)
         return mae.pretrained_mae(self.ds, mae.MAE_CONFIGS[self.profile.mae], self.profile.pretrain,

@@ -155,11 +155,11 @@ class DistillConfig(Schedule):
     node_weight: float = 1.0  # alpha: node-level KD; 0 switches it off (ablation)
     edge_weight: float = 1.0  # beta: edge-level KD; 0 switches it off (ablation)
     edge_ce_weight: float = 0.05  # lambda: ME-GraphAU's edge loss on the student's own edges (BP4D value)
-    normalize: bool = False  # L2-normalise features before the MSE (False: plain MSE, measured better, student.py)
+    normalize: bool = False  # L2-normalise features before the MSE (False: plain MSE; docs/decisions.md)
     clean_rate: float = 0.25  # share of clean faces in the training occlusion mixture [ours]
     lr: float = 1e-4  # the teacher's schedule (ME-GraphAU, the Schedule defaults): 20 epochs, batch 64
     augment: bool = False  # shift + flip before occluding; off: the position-specific linear mapping
-    #                        generalised worse with it (demo fold 1 clean F1 17.0 vs 34.0) [ours]
+    #                        generalises worse with it (docs/decisions.md) [ours]
 
     def __post_init__(self):
         super().__post_init__()
@@ -206,7 +206,7 @@ class Profile:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     # Faces of the unlabelled SynthFACS corpus the MAE pretrains on (synthfacs.FaceCorpus: fresh people,
     # disjoint from the labelled world's), the analogue of a real MAE's large separate corpus; 0 =
-    # pretrain on the labelled world's own images (renderer v2's demo did; real data always does)
+    # pretrain on the labelled world's own images (as a run on real data does)
     pretrain_corpus: int = 0
     # Notebook 02's data-regime study (experiments.data_regime): corpus sizes x pretraining step budgets
     regime_corpora: tuple[int, ...] = (1024, 4096, 16384)
@@ -234,9 +234,8 @@ class Profile:
 
 #: The Profile fields that only choose which folds, frames and study points the notebooks run, never how
 #: a model is trained or a face is scored: the claims benchmark passes its own folds and test stride, so
-#: its runs that differ only here are the same runs (``benchmarks/claims.py``: setup_key). Hashing the whole profile made
-#: the two notebook strides, added after the demo record's nine runs, orphan 3.5 CPU hours of runs
-#: whose every number the current code reproduces (seed 0, fold 1: 150 average F1s equal).
+#: its runs that differ only here are the same runs (``benchmarks/claims.py``: setup_key), and a new
+#: notebook setting never orphans the recorded runs.
 NOTEBOOK_SETTINGS = ("folds", "distill_folds", "test_stride", "probe_stride", "regime_corpora", "regime_steps")
 
 

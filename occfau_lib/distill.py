@@ -8,8 +8,8 @@ student sees the same face (same shift and flip, if ``augment``) **occluded** by
     L = L_WA(student probs, labels) + alpha * KD(node) + beta * KD(edge) + lambda * CE(student edges)
 
 where KD is the mean squared error between the features (``normalize=True`` compares
-L2-normalised features instead: on SynthFACS that matched the direction every node feature
-shares and not the small part that separates AUs -- node cosine 0.92 to the teacher, yet AUC 56).
+L2-normalised features instead, which matches the direction every node feature shares rather than
+the small part that separates AUs; docs/decisions.md, "The student").
 The student's probabilities come from the teacher's own prototypes (:mod:`occfau_lib.student`), so
 L_WA also pulls the features into the teacher's space. alpha = 0, beta = 0 and both give the
 ablations "no KD", "edge only", "node only" (:data:`ABLATIONS`).

@@ -1,4 +1,4 @@
-"""Experiment harnesses: the measurements the notebooks and benchmarks make with the methods.
+"""The models a profile uses and the table of methods: the measurements notebooks 02-05 and the benchmarks make.
 
 The top floor of the library. The method modules (:mod:`mae`, :mod:`teacher`, :mod:`student`,
 :mod:`distill`) hold models, losses and training; this module runs them the way the notebooks'
@@ -8,22 +8,19 @@ experiments do, and nothing in the library below imports it (the command line do
   :func:`mae_for_profile`, :func:`teachers_for_profile`, :func:`students_for_profile`;
 - the one evaluation harness, :func:`evaluate_conditions` (every method, every occlusion, the
   same subject-exclusive test faces and fixed occlusions), and notebook 04's table of methods,
-  :func:`compare_methods` (with the :func:`latent_probe` baseline);
-- what reconstructions and tokens show (notebooks 01, 03): :func:`region_errors`,
-  :func:`token_drift`;
-- the geometry of feature spaces (notebooks 02, 04): :func:`feature_views`,
-  :func:`umap_embedding`, :func:`neighbour_agreement`.
+  :func:`compare_methods` (with the :func:`latent_probe` and :func:`pixel_probe` baselines);
+- notebook 02's data-regime study, :func:`data_regime`: when an MAE's latent beats a random
+  encoder's.
+What the latent itself shows (hiding, reconstructions, tokens, feature spaces) is :mod:`latent_space`.
 """
 from __future__ import annotations
 
 import os
 import time
-import warnings
 from dataclasses import replace
 
 import numpy as np
 import torch
-from sklearn.neighbors import NearestNeighbors
 from tqdm.auto import tqdm
 from transformers import ViTMAEForPreTraining
 
@@ -32,10 +29,11 @@ from .cache import (array_fingerprint, checkpoint_or_train, config_dict as cache
                     load_npz, load_or_build, model_fingerprint, not_recorded, read_state, save_model, save_npz)
 from .config import INFERENCE_BATCH, MAE_CONFIGS
 from .distill import ABLATIONS, trained_student
-from .mae import WEIGHTS_ENV, encode, load_mae, pretrained_mae
+from .mae import encode, pretrained_mae
+from .mae_weights import WEIGHTS_ENV, load_mae
 from .metrics import aggregate_folds, evaluate
 from .occlusion import TEST_SEED, apply
-from .patches import patch_pixels, random_patches, to_tensor
+from .patches import to_tensor
 from .probe import LinearProbe, fit_probe, missing_tokens, pixel_features, probe_probs
 from .record import RANDOM_STUDENT
 from .student import Student
@@ -180,8 +178,8 @@ class SharedEncoding:
     """One pass of the frozen MAE encoder per occluded batch, read by every method of the table
     that needs it: the students and the latent probe at their block, reconstruct-then-detect at the
     last. :func:`evaluate_methods` hands the same :class:`occlusion.Occluded` to each method in
-    turn, so the pass is made for the first reader and reused by the others (six encoder passes
-    per batch became one). The batches are those of the readers' own loops (``batch_size`` rows),
+    turn, so the pass is made for the first reader and reused by the others. The batches are those
+    of the readers' own loops (``batch_size`` rows),
     so every number is the same as without it (tested); only the depths asked for are kept.
     ``shared(occ, depth)`` -> ``[Encoded]`` per batch, as ``mae.encode(..., depth=depth)`` gives."""
 
@@ -335,8 +333,8 @@ def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str
 
     Methods: the teacher (its "clean" column is the upper reference), the teacher fine-tuned
     with occlusion augmentation (from the trained teacher, half its epochs at a third of its
-    learning rate, every face occluded by the training mixture [ours]; trained from scratch on
-    occluded faces instead, the demo teacher stayed near chance: AUC 60), reconstruct-then-detect (the
+    learning rate, every face occluded by the training mixture [ours]; docs/decisions.md says why
+    not from scratch), reconstruct-then-detect (the
     MAE paints the hidden patches, the teacher reads the result), a linear probe on the MAE
     latent, the four student ablations and the student on a random encoder; with ``floors``, the two rows every method must beat:
     always answering "present" and a logistic regression on raw pixels. Everything trained is
@@ -372,20 +370,6 @@ def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str
         methods[name] = lambda k, occ, per_fold=per_fold, enc=encodings[name]: student_predict(
             per_fold[k], occ.images, occ.visible, encoded=enc(occ, per_fold[k].input_depth))["probs"]
     return evaluate_methods(methods, ds, conditions, p, folds, test_stride=test_stride, progress=progress)
-
-
-def feature_views(student: Student, teacher, images: np.ndarray, occluded) -> dict[str, np.ndarray]:
-    """The three spaces of notebook 04's UMAP views, for ``images`` (M, S, S, 3) clean and as
-    ``occluded`` (an :class:`occlusion.Occluded` of the same faces): rows 0..M-1 clean, M..2M-1
-    occluded. ``"MAE latent"``: (2M, D) mean of the visible tokens after the student's block;
-    ``"student node"`` and ``"teacher node"``: (2M, N, C) (the teacher reads the occluder's pixels,
-    the student drops the hidden patches)."""
-    every = np.ones_like(occluded.visible)
-    both = np.concatenate([images, occluded.images])
-    visible = np.concatenate([every, occluded.visible])
-    latent = mae.extract_features(student.mae, both, visible, depth=student.depth)["mean"][-1]  # (2M, D)
-    return {"MAE latent": latent, "student node": student_predict(student, both, visible)["node"],
-            "teacher node": teacher_predict(teacher, both)["node"]}
 
 
 REGIME_VERSION = 1  # bump when data_regime's measurement changes: cached and shipped results are remade
@@ -462,133 +446,3 @@ def data_regime(profile, ds, corpus_sizes=None, steps=None, folds=(1,), hidden: 
             for n, t, lin, mlp in result["runs"].tolist()]
     lin, mlp = result["random"].tolist()
     return {"runs": runs, "random": {"linear": round(lin, 2), "mlp": round(mlp, 2)}, "folds": list(folds)}
-
-
-# --------------------------------------------------------------------------------------------
-# What reconstructions and tokens show (notebooks 01, 03)
-# --------------------------------------------------------------------------------------------
-@torch.no_grad()
-def region_errors(model: ViTMAEForPreTraining, images: np.ndarray, ratios, region_masks: dict[str, np.ndarray],
-                  seed: int = 0) -> np.ndarray:
-    """Mean squared reconstruction error (pixels in [0, 1]) of *hidden* pixels inside each face
-    region, for random masking at each ratio: (n_ratios, n_regions). Where is the face hard to
-    invent, and how fast does that grow with the mask ratio?"""
-
-    L = model.vit.embeddings.patch_embeddings.num_patches
-    x = to_tensor(images)
-    out = np.zeros((len(ratios), len(region_masks)))
-    for r, ratio in enumerate(ratios):
-        vis = random_patches(len(images), L, ratio, seed)
-        rec = mae.reconstruct_images(model, images, vis, paste=False)
-        err = ((to_tensor(rec) - x) ** 2).mean(1).numpy()  # (N, S, S)
-        hidden = patch_pixels(vis, model.config.patch_size)  # (N, S, S)
-        for g, mask in enumerate(region_masks.values()):
-            sel = hidden & mask[None]
-            out[r, g] = err[sel].mean() if sel.any() else np.nan
-    return out
-
-
-@torch.no_grad()
-def token_drift(model: ViTMAEForPreTraining, clean: np.ndarray, occluded: np.ndarray,
-                visible: np.ndarray, batch_size: int = INFERENCE_BATCH) -> dict[str, np.ndarray]:
-    """How much an occluder disturbs the latent of the patches it does **not** cover.
-
-    For uint8 faces ``clean`` and ``occluded`` (N, S, S, 3) and the occluder's patch
-    visibility (N, L), the cosine similarity of each face's *visible* patch tokens to the same
-    tokens of the clean face encoded whole, averaged over those patches, two ways (N,) each:
-
-    - ``"dropped"``: the hidden patches are dropped before the encoder (the method's way);
-    - ``"fed"``: the occluded image goes in whole, occluder pixels included (a plain encoder).
-    Attention mixes every token with every other, so feeding the occluder in changes the tokens
-    of visible patches too; dropping removes the occluder's influence but also the context the
-    hidden patches gave. Notebook 03.
-    """
-    L = model.vit.embeddings.patch_embeddings.num_patches
-    out = {"dropped": [], "fed": []}
-    for i in range(0, len(clean), batch_size):
-        vis = torch.as_tensor(np.asarray(visible[i: i + batch_size], bool))
-        ref = encode(model, to_tensor(clean[i: i + batch_size])).on_grid(L)  # (B, L, D)
-        occ = to_tensor(occluded[i: i + batch_size])
-        for name, v in (("dropped", vis), ("fed", None)):
-            tokens = encode(model, occ, v).on_grid(L)  # (B, L, D)
-            cos = torch.nn.functional.cosine_similarity(tokens, ref, dim=-1)  # (B, L)
-            out[name].append(((cos * vis).sum(1) / vis.sum(1).clamp(min=1)).numpy())
-    return {k: np.concatenate(v) for k, v in out.items()}
-
-
-# --------------------------------------------------------------------------------------------
-# The geometry of feature spaces (notebooks 02, 04)
-# --------------------------------------------------------------------------------------------
-def umap_embedding(features: np.ndarray, key: dict, n_neighbors: int = 15, min_dist: float = 0.1,
-                   random_state: int = 0, max_points: int = 3000) -> tuple[np.ndarray, np.ndarray]:
-    """A 2-D UMAP (McInnes et al., 2018) of ``features`` (N, D): ``(idx (M,), emb (M, 2))`` where
-    ``idx`` are the rows embedded (all of them, or ``max_points`` drawn without replacement with
-    ``random_state``, sorted) and ``emb[i]`` is the position of row ``idx[i]``.
-
-    UMAP is run with a fixed ``random_state`` (which also makes it single-threaded and so
-    deterministic) and ``n_neighbors`` capped below the number of points. The result is cached
-    in ``data/cache/umap-<hash>.npz``, keyed by ``key`` (what the features are), the parameters
-    and a content hash of the embedded features: the first call compiles UMAP's numba code and
-    takes tens of seconds, a re-run is instant.
-    """
-    features = np.asarray(features, np.float32)
-    if features.ndim != 2 or len(features) < 3:
-        raise ValueError(f"umap_embedding needs features (N >= 3, D); got shape {features.shape}")
-    n = len(features)
-    if n > max_points:
-        idx = np.sort(np.random.default_rng(random_state).choice(n, max_points, replace=False))
-    else:
-        idx = np.arange(n)
-    x = features[idx]
-    n_neighbors = int(min(n_neighbors, len(idx) - 1))
-    params = {"n_neighbors": n_neighbors, "min_dist": float(min_dist), "random_state": int(random_state),
-              "max_points": int(max_points)}
-    config = {"key": key, "params": params, "features": array_fingerprint(x), "n": n}
-    path = data_root() / "cache" / f"umap-{config_hash(config)}.npz"
-
-    def build():
-        import umap  # imported here: loading umap (numba) takes seconds
-
-        with warnings.catch_warnings():  # "n_jobs overridden by setting random_state": intended
-            warnings.filterwarnings("ignore", message=".*n_jobs.*")
-            reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, random_state=random_state)
-            emb = reducer.fit_transform(x).astype(np.float32)
-        return {"idx": idx, "emb": emb}
-
-    out = load_or_build(path, config, build, save_npz, load_npz)
-    return out["idx"], out["emb"]
-
-
-def neighbour_agreement(features: np.ndarray, values: np.ndarray, k: int = 10,
-                        exclude: np.ndarray | None = None) -> tuple[float, float]:
-    """How strongly a label organises a feature space: ``(agreement, chance)``.
-
-    ``agreement`` is the fraction of each row's ``k`` nearest neighbours (Euclidean, in the
-    original D dimensions, not in a 2-D picture) that share its value of ``values`` (subject id,
-    AU presence, ...), averaged over rows. Rows whose value is -1 (an unknown label) are ignored.
-    ``exclude`` (M,) optional group ids (e.g. the recording sequence): neighbours from the row's
-    own group are skipped, so near-duplicate frames of one sequence cannot make the agreement.
-    ``chance`` is what randomly drawn (allowed) neighbours would give.
-    """
-    features, values = np.asarray(features, np.float32), np.asarray(values)
-    groups = np.arange(len(values)) if exclude is None else np.asarray(exclude)
-    keep = ~(values.astype(str) == "-1")
-    features, values, groups = features[keep], values[keep], groups[keep]
-    _, group_idx, group_size = np.unique(groups, return_inverse=True, return_counts=True)
-    n_allowed = len(values) - group_size[group_idx]  # (M,) rows outside each row's group
-    k = int(min(k, n_allowed.min()))
-    if k < 1:
-        raise ValueError("neighbour_agreement needs at least 2 rows (groups) with a known value")
-    n_query = min(len(values), k + int(group_size.max()))  # enough to skip a whole own group
-    _, nn_idx = NearestNeighbors(n_neighbors=n_query).fit(features).kneighbors(features)
-    allowed = group_idx[nn_idx] != group_idx[:, None]  # (M, n_query), the row itself included
-    first_k = np.cumsum(allowed, axis=1) <= k
-    chosen = allowed & first_k  # exactly k allowed neighbours per row, nearest first
-    agreement = float((values[nn_idx] == values[:, None])[chosen].sum() / chosen.sum())
-    # chance: a random row outside the own group shares the value
-    _, value_idx = np.unique(values, return_inverse=True)
-    same_value = np.bincount(value_idx)[value_idx]  # (M,) rows with the row's value
-    pairs = np.unique(np.c_[group_idx, value_idx], axis=0, return_inverse=True)[1].ravel()
-    same_value_same_group = np.bincount(pairs)[pairs]  # (M,) of those, in the row's own group
-    chance = float(((same_value - same_value_same_group) / n_allowed).mean())
-    return agreement, chance

@@ -89,7 +89,7 @@ def pixel_space(faces: Faces) -> np.ndarray:
 
 def project(features: np.ndarray, method: str = "umap", seed: int = 0, key: dict | None = None) -> np.ndarray:
     """(M, 2) picture of ``features`` (M, D): ``"umap"`` (cached by content,
-    :func:`occfau_lib.experiments.umap_embedding`), ``"pca"`` (the two main axes) or ``"tsne"``.
+    :func:`occfau_lib.latent_space.umap_embedding`), ``"pca"`` (the two main axes) or ``"tsne"``.
     UMAP and t-SNE read the 50 main axes of features wider than 64 (the neighbours of
     :func:`nearest` stay in the full space)."""
     x = np.asarray(features, np.float32)
@@ -98,7 +98,7 @@ def project(features: np.ndarray, method: str = "umap", seed: int = 0, key: dict
 
         x = PCA(50, random_state=seed).fit_transform(x).astype(np.float32)
     if method == "umap":
-        from .experiments import umap_embedding
+        from .latent_space import umap_embedding
 
         return umap_embedding(x, key or {"explorer": "features"}, random_state=seed, max_points=len(x))[1]
     if method == "pca":

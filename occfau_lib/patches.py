@@ -123,7 +123,7 @@ def pixel_centres(size: int) -> np.ndarray:
 #: brows at v ~ -0.3, mouth at 0.43, chin at 0.78: the crop runs from the upper forehead to just below
 #: the chin and from cheek to cheek with a little background on either side, as BP4D/DISFA crops
 #: aligned on eye and mouth landmarks do (ME-GraphAU's 256 -> 224 crops), so the face fills ~76 % of
-#: the width (renderer v2 drew the whole head with ~60 %, most pixels background and hair).
+#: the width and few pixels are background and hair.
 ALIGNED_CROP = (0.74, 0.10)
 
 

@@ -20,14 +20,11 @@ The pieces, in notebook order:
 - :func:`layer_sweep`: a probe per encoder layer and pooling (CLS token, mean of patch tokens),
   trained side by side (:func:`fit_probes`);
 - :func:`subject_centred`: person-specific normalisation, each subject's mean feature removed;
-- :func:`hiding_conditions`, :func:`encode_conditions` (:func:`cached_visible_features`): fixed
-  random and face-region hiding patterns and the (cached) latents of the faces encoded from
-  their visible patches only;
-  :func:`missing_tokens` / :func:`missing_pixels` mark what a hidden patch removes from the
+- :func:`missing_tokens` / :func:`missing_pixels`: what a hidden patch removes from the
   patch-token and pixel feature spaces;
-- :func:`pixel_features`, :func:`chance_folds`: the floors any feature space must beat;
-(What dominates the latent space's geometry -- identity, pose or AUs -- is measured by
-:func:`experiments.umap_embedding` and :func:`experiments.neighbour_agreement`.)
+- :func:`pixel_features`, :func:`chance_folds`: the floors any feature space must beat.
+The hiding conditions and the latents of faces encoded from their visible patches, and what
+dominates the latent space's geometry (identity, pose or AUs), are :mod:`latent_space`'s.
 """
 from __future__ import annotations
 
@@ -39,11 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import mae
-from .cache import array_fingerprint, config_hash, data_root, load_npz, load_or_build, save_npz
 from .metrics import aggregate_folds, evaluate
-from .occlusion import region_mask
-from .patches import patch_pixels, patch_visibility, random_patches
+from .patches import patch_pixels
 
 #: Upper bound on the positive-class weight of a rare AU (and 1 / it for a very common one).
 MAX_POS_WEIGHT = 10.0
@@ -155,10 +149,9 @@ def fit_probes(train_x: np.ndarray, train_y: np.ndarray, epochs: int, **fit_kwar
     """:func:`fit_probe` for K feature sets of one shape at once, ``train_x`` (K, N, D) with the same
     labels (N, n_au): the K probes of a layer sweep. Returns K :class:`LinearProbe` that equal K
     separate :func:`fit_probe` calls up to float rounding (same initialisation, same batches, each
-    probe its own loss; :class:`StackedProbe`), in one training loop instead of K: on 2 cores the
-    narrow probes of notebook 02's sweep are dominated by per-step overhead, and stacking the 7
-    layers of one pooling trains them 3x faster (measured: 1.1 s instead of 3.3 s for 7 x 128-d
-    features, 5,120 rows, 30 epochs; weights equal to 1e-8). ``fit_kwargs``: those of
+    probe its own loss; :class:`StackedProbe`), in one training loop instead of K: on a few cores
+    the narrow probes of notebook 02's sweep are dominated by per-step overhead, which stacking the
+    layers of one pooling shares (docs/decisions.md, "Smaller choices"). ``fit_kwargs``: those of
     :func:`fit_probe`, linear probes only.
     """
     train_x = np.asarray(train_x, dtype=np.float32)
@@ -345,7 +338,7 @@ def frame_subset(ds, data_key: dict, stride: int = 1):
     """The faces notebook 02 encodes and probes: every ``stride``-th row of ``ds`` -- rows are the
     consecutive frames of each video in every loader, so ``stride`` 2 keeps every 2nd frame of each
     sequence (every subject and sequence, at a fraction of the cost; the probes then learn from fewer
-    faces, measured in ``config.py``) -- and ``data_key`` extended to name that
+    faces: docs/decisions.md, "The demo profile") -- and ``data_key`` extended to name that
     selection, so features cached for the subset are never served for the whole dataset.
     Returns ``(subset, key)``; ``stride`` 1 returns ``ds`` and ``data_key`` unchanged. The subset
     keeps the dataset's subject-exclusive parts, so its folds are the same people's."""
@@ -403,32 +396,6 @@ def retained(results: dict[str, dict], aus: Sequence[int], reference: dict | Non
         return np.where(ref > 0, f1 / ref, np.nan)
 
 
-# --------------------------------------------------------------------------------------------
-# Hiding patches: fixed conditions, encoded once
-# --------------------------------------------------------------------------------------------
-def hiding_conditions(n: int, img_size: int, patch_size: int, ratios: Sequence[float] = (0.25, 0.5, 0.75),
-                      regions: Sequence[str] = (), seed: int = 0, clean: bool = True) -> dict[str, np.ndarray]:
-    """Patch-visibility masks (n, L), True = visible, for fixed test conditions:
-
-    - ``"clean"`` (if ``clean``): every patch visible, the reference;
-    - ``"25% random"`` ...: ``round(ratio * L)`` patches hidden uniformly at random per face
-      (:func:`patches.random_patches`, seed ``seed + i`` for the i-th ratio: the same masks on
-      every run);
-    - one per face region (``"mouth"``, ``"upper_half"``, ...): the patches that the region's box
-      covers by more than half (:func:`occlusion.region_mask` -> :func:`patches.patch_visibility`),
-      the same for every face.
-    """
-
-    num_patches = (img_size // patch_size) ** 2
-    out = {"clean": np.ones((n, num_patches), bool)} if clean else {}
-    for i, r in enumerate(ratios):
-        out[f"{round(100 * r)}% random"] = random_patches(n, num_patches, r, seed=seed + i)
-    for region in regions:
-        visible = patch_visibility(region_mask(region, img_size), patch_size)  # (L,)
-        out[region] = np.repeat(visible[None], n, axis=0)
-    return out
-
-
 def missing_tokens(visible: np.ndarray, dim: int) -> np.ndarray:
     """Missing-entry mask (M, L * dim) of flattened patch tokens (M, L, dim) for patch visibility
     (M, L): every channel of a hidden patch's token is missing."""
@@ -440,42 +407,3 @@ def missing_pixels(visible: np.ndarray, img_size: int, patch_size: int) -> np.nd
     the three channels of every pixel inside a hidden patch."""
     hidden = patch_pixels(np.asarray(visible, bool), patch_size).reshape(len(visible), -1)  # (M, S * S)
     return np.repeat(hidden, 3, axis=1)  # (M, S * S * 3), channels last as in the images
-
-
-def cached_visible_features(model, model_key: dict, images: np.ndarray, data_key: dict,
-                            visible: np.ndarray | None = None, keep_patch: bool = False,
-                            progress: bool = False) -> dict[str, np.ndarray]:
-    """:func:`mae.extract_features` of ``images`` encoded from their ``visible`` patches only,
-    cached in ``data/cache/visible-<hash>.npz``: ``cls`` and ``mean`` (each (n_layers + 1, N, D),
-    every layer) and, with ``keep_patch``, the last layer's ``patch`` tokens (N, L, D) stored as
-    float16 (half the disk and memory; ample precision for a probe).
-
-    The key holds ``model_key``, ``data_key`` (which images: include any row selection), the
-    number of images and a content hash of the ``visible`` mask, so a different hiding pattern can
-    never be served from the cache.
-    """
-    key = {"model": model_key, "data": data_key, "n": int(len(images)), "keep_patch": bool(keep_patch),
-           "visible": "all" if visible is None else array_fingerprint(np.asarray(visible, bool))}
-    path = data_root() / "cache" / f"visible-{config_hash(key)}.npz"
-
-    def build():
-        feats = mae.extract_features(model, images, visible, progress=progress)
-        out = {"cls": feats["cls"], "mean": feats["mean"]}
-        if keep_patch:
-            out["patch"] = feats["patch"].astype(np.float16)
-        return out
-
-    return load_or_build(path, key, build, save_npz, load_npz)
-
-
-def encode_conditions(model, model_key: dict, images: np.ndarray, data_key: dict,
-                      conditions: dict[str, np.ndarray], rows: np.ndarray | None = None,
-                      keep_patch: bool = False, progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
-    """Encode ``images[rows]`` once per hiding condition (``{name: visible (M, L)}``, e.g. from
-    :func:`hiding_conditions`): ``{name: features}`` as in :func:`cached_visible_features`, cached."""
-    rows = np.arange(len(images)) if rows is None else np.asarray(rows, np.int64)
-    subset, key = images[rows], {**data_key, "rows": array_fingerprint(rows)}
-    return {name: cached_visible_features(model, model_key, subset, key, visible, keep_patch, progress)
-            for name, visible in conditions.items()}
-
-

@@ -20,7 +20,7 @@ tightened (7), nose wrinkled with the nostrils raised (9), upper lip raised (10)
 out (12), pulled in with dimples (14) or down (15), chin boss up pushing the lower lip (17), lips
 narrowed (23), pressed (24), apart (25), jaw and chin down (26). Version 3 calibrated their size so
 that at intensity 5 each AU changes its region more than changing the person does, and at 1 less
-than half as much (``synthfacs.au_visibility``, tested; v2's ratios were 0.07-0.36). Each AU moves
+than half as much (``synthfacs.au_visibility``, tested). Each AU moves
 or shades pixels only inside its region (``synthfacs.AU_BOXES``, checked pixel-exactly by the
 tests); intensity 0-5 scales every cue.
 """
@@ -32,43 +32,18 @@ import numpy as np
 import torch
 
 from .aus import ALL_AUS
+from .face_params import (AU_INDEX, ID_INDEX, IDENTITY_PARAMS, NU_INDEX, NUISANCE_PARAMS, au_vector, make_nuisance,
+                          neutral_identity)
 from .patches import crop_to_face, ALIGNED_CROP, to_uint8
-
-#: Identity (morphology) parameters, each a z-score, roughly N(0, 1) clipped to [-2.5, 2.5].
-IDENTITY_PARAMS = (
-    "face_width", "face_length", "jaw_width", "skin_tone", "skin_warmth",
-    "brow_thickness", "brow_height", "brow_gap", "brow_arch",
-    "eye_size", "eye_spacing", "nose_width", "nose_length",
-    "lip_thickness", "mouth_width", "mouth_curve",
-    "hair_color", "hair_volume", "fringe", "age",
-)  # fmt: skip
-#: Per-image nuisances: pose (roll in degrees, yaw/pitch in [-1, 1]), scale, translation (image
-#: half-widths), lighting direction and strength, sensor noise std, blur mix, two background colours.
-NUISANCE_PARAMS = (
-    "roll", "yaw", "pitch", "scale", "tx", "ty",
-    "light_x", "light_y", "light_strength", "noise", "blur",
-    "bg_r", "bg_g", "bg_b", "bg2_r", "bg2_g", "bg2_b",
-)  # fmt: skip
-
-#: Column of each identity parameter, nuisance and AU in the renderer's input arrays.
-ID_INDEX = {name: i for i, name in enumerate(IDENTITY_PARAMS)}
-NU_INDEX = {name: i for i, name in enumerate(NUISANCE_PARAMS)}
-AU_INDEX = {au: i for i, au in enumerate(ALL_AUS)}
 
 
 #: Camera exposure. A video camera exposes for its subject (auto-exposure metering on the face that
 #: fills an aligned frame, or an operator setting each session's exposure), so recorded face
 #: brightness varies across subjects far less than skin albedo does: the whole frame is scaled by
 #: ``(EXPOSURE_TARGET / tone) ** EXPOSURE_METERING``; metering 1 would expose every face to the same
-#: mean, 0 not at all. Renderer v2 had none, so skin albedo (0.30-0.85) was the largest difference
-#: between subjects in every AU region and hid the AUs (see ``synthfacs.au_visibility``).
+#: mean, 0 not at all. Without it, skin albedo (0.30-0.85) would be the largest difference between
+#: subjects in every AU region (see ``synthfacs.au_visibility``).
 EXPOSURE_TARGET, EXPOSURE_METERING = 0.58, 0.8
-#: The one studio every subject is filmed in: a plain grey-blue backdrop, lighter at the top (top and
-#: bottom colours). BP4D and DISFA were each recorded in one lab against a plain background; each
-#: session varies it a little in tone (std 0.03) and tint (0.01) and in the fall-off (+-5 %). Renderer
-#: v2 drew a saturated two-colour gradient per subject, which put most of an image's variance, and
-#: most of what an MAE learns to reconstruct, in the background.
-STUDIO_BACKGROUND = ((0.55, 0.59, 0.66), (0.40, 0.43, 0.50))
 
 
 # --------------------------------------------------------------------------------------------
@@ -430,46 +405,8 @@ def _render(ids, au, nu, seeds, S):
 
 
 # --------------------------------------------------------------------------------------------
-# Convenience: one face from readable arguments
+# Convenience: one face from readable arguments (the vectors: :mod:`face_params`)
 # --------------------------------------------------------------------------------------------
-def neutral_identity() -> np.ndarray:
-    """The average identity: every morphology z-score 0. (len(IDENTITY_PARAMS),)"""
-    return np.zeros(len(IDENTITY_PARAMS), np.float32)
-
-
-def make_identity(**params: float) -> np.ndarray:
-    """An identity vector from named z-scores, e.g. ``make_identity(brow_height=-2)``."""
-    unknown = set(params) - set(IDENTITY_PARAMS)
-    if unknown:
-        raise ValueError(f"unknown identity parameter(s) {sorted(unknown)}; known: {IDENTITY_PARAMS}")
-    ident = neutral_identity()
-    for name, value in params.items():
-        ident[ID_INDEX[name]] = value
-    return ident
-
-
-def au_vector(intensities: dict[int, float] | None = None) -> np.ndarray:
-    """AU intensities (15,) in ``ALL_AUS`` order from ``{12: 3.0, 6: 2.0}``."""
-    vec = np.zeros(len(ALL_AUS), np.float32)
-    for au, value in (intensities or {}).items():
-        if au not in AU_INDEX:
-            raise ValueError(f"AU{au} is not rendered by SynthFACS; renderable AUs: {list(ALL_AUS)}")
-        if not 0 <= value <= 5:
-            raise ValueError(f"AU{au} intensity {value} is outside the FACS range 0-5")
-        vec[AU_INDEX[au]] = value
-    return vec
-
-
-def make_nuisance(
-    roll: float = 0.0, yaw: float = 0.0, pitch: float = 0.0, scale: float = 1.0, tx: float = 0.0,
-    ty: float = 0.0, light=(-0.3, -0.4, 0.6), noise: float = 0.0, blur: float = 0.0,
-    background=STUDIO_BACKGROUND,
-) -> np.ndarray:
-    """A nuisance vector (len(NUISANCE_PARAMS),); defaults are a frontal, clean studio shot."""
-    values = [roll, yaw, pitch, scale, tx, ty, *light, noise, blur, *background[0], *background[1]]
-    return np.asarray(values, np.float32)
-
-
 def render_face(identity=None, aus=None, pose=(0.0, 0.0, 0.0), lighting=(-0.3, -0.4, 0.6), seed: int = 0,
                 size: int = 64, **nuisance) -> np.ndarray:
     """Render one face: (size, size, 3) uint8.

@@ -15,16 +15,16 @@ true of real faces:
   (low close brows ~ AU4, upturned mouth ~ AU12, narrow eyes ~ AU7, an aged forehead ~ AU1/2
   lines), so subject-exclusive evaluation matters.
 - **One studio, aligned crops.** Every subject is filmed against the same plain backdrop
-  (``render.STUDIO_BACKGROUND``) and the image is an aligned face crop (``patches.ALIGNED_CROP``).
+  (``face_params.STUDIO_BACKGROUND``) and the image is an aligned face crop (``patches.ALIGNED_CROP``).
   Residual alignment error (scale, translation), lighting, exposure, sensor noise, blur and the
   backdrop's small tone shift belong to the subject's recording session (:func:`sample_session`), as
   in BP4D/DISFA; per frame the head moves (roll/yaw/pitch) and framing and light jitter slightly.
 
 This module samples what is drawn (identities, expressions in onset-apex-offset sequences,
 recording sessions), caches whole worlds and serves them as a dataset; the faces themselves are
-drawn by :mod:`occfau_lib.render`, whose one-face helpers (``render_face``, ``make_identity``,
-``au_vector``, ``make_nuisance``, ``neutral_identity``) are importable from here too, as the
-notebooks do.
+drawn by :mod:`occfau_lib.render` from the vectors of :mod:`occfau_lib.face_params`; the one-face
+helpers (``render_face``, ``make_identity``, ``au_vector``, ``make_nuisance``, ``neutral_identity``)
+are importable from here too, as the notebooks do.
 """
 from __future__ import annotations
 
@@ -40,9 +40,9 @@ from .cache import config_hash, data_root, load_or_build
 from .config import DataConfig, Profile, get_profile
 from .data import ArrayDataset
 from .patches import box_mask
-from .render import (AU_INDEX, ID_INDEX, IDENTITY_PARAMS, NU_INDEX, NUISANCE_PARAMS, STUDIO_BACKGROUND,  # noqa: F401
-                     make_nuisance,
-                     au_vector, make_identity, neutral_identity, render_face, render_faces)  # (one-face helpers)
+from .face_params import (AU_INDEX, ID_INDEX, IDENTITY_PARAMS, NU_INDEX, NUISANCE_PARAMS,  # noqa: F401
+                          STUDIO_BACKGROUND, au_vector, make_identity, make_nuisance, neutral_identity)
+from .render import render_face, render_faces  # noqa: F401
 
 #: Bump when the renderer or the samplers change what they produce: cached datasets re-render.
 RENDERER_VERSION = 3
@@ -398,8 +398,8 @@ def au_visibility(size: int = 64, n_identities: int = 32, intensities=(1, 2, 3, 
     over ``n_identities`` frontal faces, then averaged over the region). Above 1, the AU moves
     its region's pixels more than changing the person does; far below 1, a model must find it
     under the identity's variation. Faces: random identities without look-alike quirks, the
-    default frontal studio shot, no sensor noise. Renderer v2 gave 0.07-0.36 at intensity 5 (AU26
-    0.82); v3 gives 1.0-1.8 at 5 and 0.2-0.45 at 1 (tested: >= 1.0 and <= 0.5).
+    default frontal studio shot, no sensor noise. The tests require >= 1.0 at intensity 5 and
+    <= 0.5 at 1.
     """
     rng = np.random.default_rng(seed)
     ids, _ = sample_identities(n_identities, rng, lookalike_rate=0.0)

@@ -31,7 +31,7 @@ Where this departs from ME-GraphAU (documented choices):
 - ARM: ME-GraphAU cross-attends every token of AU i's map to AU j's map and averages the
   result over tokens; here AU i's tokens are pooled into *one* query first, so each edge is one
   attention read of AU j's map (B, N, N, D) instead of (B, N, N, D, D). Same output shapes, D x
-  less memory and compute -- measured 1.5 s of a 1.9 s CPU training step with the full version;
+  less memory and compute (the full version dominates a CPU training step: docs/decisions.md);
 - the AU blocks are stored as stacked weights ``(N, C, C)`` rather than N separate modules (one
   batched matrix product, and the AU axis stays explicit for permutation tests).
 """
@@ -238,9 +238,8 @@ class Teacher(nn.Module):
 
     The backbone's tokens get a learned **position embedding** [ours]: ANFL's AU blocks act on
     each token alone and then average over tokens, so without it a small CNN trained from scratch
-    cannot tell a raised brow from a lowered lip corner (measured on SynthFACS demo, fold 1: a
-    mean-pooled head stayed at chance, 20-25 F1, where a position-aware one reached 44 in 3
-    epochs). ME-GraphAU's deep ImageNet backbones see the whole face in every token instead.
+    cannot tell a raised brow from a lowered lip corner (docs/decisions.md). ME-GraphAU's deep
+    ImageNet backbones see the whole face in every token instead.
     """
 
     def __init__(self, cfg: TeacherConfig | str, aus: tuple[int, ...], img_size: int):

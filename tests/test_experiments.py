@@ -1,6 +1,6 @@
 """The experiment harnesses that are not covered by the modules they run (see test_metrics,
-test_mae, test_probe and test_benchmarks for evaluate_conditions, region_errors, token_drift,
-umap/neighbours and compare_methods)."""
+test_mae, test_probe and test_benchmarks for evaluate_conditions, latent's region_errors,
+token_drift, umap/neighbours, and compare_methods)."""
 from __future__ import annotations
 
 import matplotlib

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from occfau_lib import cache, experiments, mae, occlusion, patches, train
+from occfau_lib import cache, latent_space, mae, mae_weights, occlusion, patches, train
 from occfau_lib.config import MAEConfig, PretrainConfig
 
 CFG = MAEConfig(img_size=32, patch_size=8, hidden_size=48, num_layers=2, num_heads=3,
@@ -661,7 +661,7 @@ def test_pretrained_mae_rebuilds_when_stored_config_differs(data_dir, count_pret
 # --------------------------------------------------------------------------------------------
 def test_load_mae_hugging_face_round_trip(model, tmp_path):
     model.save_pretrained(tmp_path / "hf")
-    loaded = mae.load_mae(tmp_path / "hf", CFG)
+    loaded = mae_weights.load_mae(tmp_path / "hf", CFG)
     assert not loaded.training
     assert mae.mae_config_of(loaded) == mae.mae_config_of(model)
     sd = model.state_dict()
@@ -678,7 +678,7 @@ def test_load_mae_timm_encoder_matches_timm_forward(tmp_path):
     vit = timm_vit()
     path = tmp_path / "mae_timm.pth"
     torch.save({"model": vit.state_dict()}, path)
-    loaded = mae.load_mae(path, CFG)
+    loaded = mae_weights.load_mae(path, CFG)
     assert not loaded.training
     x = images(3, seed=16)
     with torch.no_grad():
@@ -688,7 +688,7 @@ def test_load_mae_timm_encoder_matches_timm_forward(tmp_path):
     assert torch.allclose(enc.tokens, ref, atol=1e-4)
     # a plain state dict (no {"model": ...} wrapper) loads the same
     torch.save(vit.state_dict(), tmp_path / "plain.pth")
-    plain = mae.load_mae(tmp_path / "plain.pth", CFG)
+    plain = mae_weights.load_mae(tmp_path / "plain.pth", CFG)
     assert torch.equal(plain.vit.layers[1].attention.v_proj.weight, loaded.vit.layers[1].attention.v_proj.weight)
 
 
@@ -699,13 +699,13 @@ def test_facebook_state_dict_round_trip_with_decoder(tmp_path):
     # our inverse mapping speaks timm's encoder names exactly
     decoder_keys = {k for k in fb if k.startswith(("decoder_", "mask_token"))}
     assert set(fb) - decoder_keys == set(timm_vit().state_dict())
-    converted = mae.convert_timm_state_dict(fb)
+    converted = mae_weights.convert_timm_state_dict(fb)
     assert set(converted) == set(sd)
     for k, v in converted.items():
         assert torch.equal(v, sd[k]), k
     # and the .pth loads into a model that reconstructs like the source (decoder included)
     torch.save({"model": fb}, tmp_path / "mae_pretrain.pth")
-    loaded = mae.load_mae(tmp_path / "mae_pretrain.pth", CFG)
+    loaded = mae_weights.load_mae(tmp_path / "mae_pretrain.pth", CFG)
     x = images(2, seed=17)
     vis = visible_from_counts([3, 12], seed=17)
     assert torch.allclose(mae.reconstruct(loaded, x, vis), mae.reconstruct(src.eval(), x, vis), atol=1e-6)
@@ -713,13 +713,13 @@ def test_facebook_state_dict_round_trip_with_decoder(tmp_path):
 
 def test_load_mae_missing_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="Hugging Face"):
-        mae.load_mae(tmp_path / "nowhere")
+        mae_weights.load_mae(tmp_path / "nowhere")
 
 
 def test_load_mae_directory_without_config(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="config.json"):
-        mae.load_mae(tmp_path / "empty")
+        mae_weights.load_mae(tmp_path / "empty")
 
 
 @pytest.mark.parametrize("depth", [1, 3])
@@ -727,7 +727,7 @@ def test_load_mae_wrong_depth(tmp_path, depth):
     path = tmp_path / "deep.pth"
     torch.save({"model": timm_vit(depth=depth).state_dict()}, path)
     with pytest.raises(ValueError, match="does not fit"):
-        mae.load_mae(path, CFG)
+        mae_weights.load_mae(path, CFG)
 
 
 @pytest.mark.parametrize("kwargs", [{"embed_dim": 60, "num_heads": 3}, {"patch_size": 16}])
@@ -735,14 +735,14 @@ def test_load_mae_wrong_width_is_a_clear_error(tmp_path, kwargs):
     path = tmp_path / "wide.pth"
     torch.save({"model": timm_vit(**kwargs).state_dict()}, path)
     with pytest.raises(ValueError, match="does not fit"):
-        mae.load_mae(path, CFG)
+        mae_weights.load_mae(path, CFG)
 
 
 def test_convert_rejects_unknown_block_weight():
     fb = hf_to_facebook(mae.build_mae(CFG).state_dict())
     fb["blocks.0.attn.extra.weight"] = torch.zeros(1)
     with pytest.raises(KeyError, match="blocks.0.attn.extra.weight"):
-        mae.convert_timm_state_dict(fb)
+        mae_weights.convert_timm_state_dict(fb)
 
 
 # --------------------------------------------------------------------------------------------
@@ -774,8 +774,6 @@ def test_extract_features_shapes_and_values(model):
 
 
 def test_cached_visible_features_loads_second_time(model, data_dir, monkeypatch):
-    from occfau_lib import probe
-
     imgs = uint8_images(4, seed=19)
     vis = visible_from_counts([3, 8, L, 1], seed=19).numpy()
     model_key, data_key = {"mae": "test", "seed": 0}, {"images": "uint8", "n": 4}
@@ -787,7 +785,7 @@ def test_cached_visible_features_loads_second_time(model, data_dir, monkeypatch)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(mae, "extract_features", counting)
-    f1 = probe.cached_visible_features(model, model_key, imgs, data_key, vis, keep_patch=True)
+    f1 = latent_space.cached_visible_features(model, model_key, imgs, data_key, vis, keep_patch=True)
     assert len(calls) == 1
     assert len(list((data_dir / "cache").glob("visible-*.npz"))) == 1
 
@@ -795,16 +793,16 @@ def test_cached_visible_features_loads_second_time(model, data_dir, monkeypatch)
         raise AssertionError("features should come from the cache")
 
     monkeypatch.setattr(mae, "extract_features", fail)
-    f2 = probe.cached_visible_features(model, model_key, imgs, data_key, vis, keep_patch=True)
+    f2 = latent_space.cached_visible_features(model, model_key, imgs, data_key, vis, keep_patch=True)
     assert set(f2) == set(f1) == {"cls", "mean", "patch"}
     for k in f1:
         assert np.array_equal(f1[k], f2[k])
 
     monkeypatch.setattr(mae, "extract_features", counting)
-    f3 = probe.cached_visible_features(model, model_key, imgs, data_key, None, keep_patch=True)
+    f3 = latent_space.cached_visible_features(model, model_key, imgs, data_key, None, keep_patch=True)
     assert len(calls) == 2
     assert not np.array_equal(f3["patch"], f1["patch"])
-    probe.cached_visible_features(model, {**model_key, "seed": 1}, imgs, data_key, vis, keep_patch=True)
+    latent_space.cached_visible_features(model, {**model_key, "seed": 1}, imgs, data_key, vis, keep_patch=True)
     assert len(calls) == 3
     assert len(list((data_dir / "cache").glob("visible-*.npz"))) == 3
 
@@ -842,7 +840,7 @@ def test_region_errors_only_count_hidden_pixels_in_each_region(model, monkeypatc
     fake = imgs.copy()
     fake[:, 16:] = 255 - fake[:, 16:]
     monkeypatch.setattr(mae, "reconstruct_images", lambda m, x, v, paste=True: fake)
-    errors = experiments.region_errors(model, imgs, [0.5, 0.75], regions, seed=0)
+    errors = latent_space.region_errors(model, imgs, [0.5, 0.75], regions, seed=0)
     assert errors.shape == (2, 2)
     assert np.allclose(errors[:, 0], 0) and (errors[:, 1] > 0.05).all()
 
@@ -870,15 +868,15 @@ def test_mae_figures_draw_four_panels_per_row(model):
 def test_token_drift_dropping_hides_the_occluder(model):
     clean = uint8_images(3, seed=30)
     occ = occlusion.apply(clean, "lower_half", 8, seed=0)
-    drift = experiments.token_drift(model, clean, occ.images, occ.visible)
+    drift = latent_space.token_drift(model, clean, occ.images, occ.visible)
     assert drift["dropped"].shape == drift["fed"].shape == (3,)
     assert (drift["dropped"] <= 1 + 1e-5).all()
     # nothing hidden: both ways encode the clean face exactly
-    same = experiments.token_drift(model, clean, clean, np.ones((3, L), bool))
+    same = latent_space.token_drift(model, clean, clean, np.ones((3, L), bool))
     np.testing.assert_allclose(same["dropped"], 1, atol=1e-5)
     np.testing.assert_allclose(same["fed"], 1, atol=1e-5)
     # an occluder whose pixels equal the clean ones: feeding it changes nothing, dropping does
-    fake = experiments.token_drift(model, clean, clean, occ.visible)
+    fake = latent_space.token_drift(model, clean, clean, occ.visible)
     np.testing.assert_allclose(fake["fed"], 1, atol=1e-5)
     assert (fake["dropped"] < 1 - 1e-4).all()
 
@@ -905,10 +903,10 @@ def test_load_mae_folder_of_another_architecture_is_an_error(model, tmp_path):
     """A Hugging Face folder holding the tiny MAE, asked for as the paper's ViT-B: named, not returned."""
     model.save_pretrained(tmp_path / "hf")
     with pytest.raises(ValueError, match=r"hf holds a different MAE than the paper one: .*'hidden_size': \(48, 768\)"):
-        mae.load_mae(tmp_path / "hf", "paper")
+        mae_weights.load_mae(tmp_path / "hf", "paper")
     (tmp_path / "hf" / "model.safetensors").write_bytes(b"\0" * 100)  # truncated download
     with pytest.raises(ValueError, match=r"hf: cannot load the Hugging Face MAE folder"):
-        mae.load_mae(tmp_path / "hf", CFG)
+        mae_weights.load_mae(tmp_path / "hf", CFG)
 
 
 @pytest.mark.parametrize("content", [bytes(range(256)) * 4, b"PK\x03\x04 truncated zip"])
@@ -916,7 +914,7 @@ def test_load_mae_garbage_pth_names_the_file(tmp_path, content):
     path = tmp_path / "mae_pretrain.pth"
     path.write_bytes(content)
     with pytest.raises(ValueError, match=r"mae_pretrain\.pth: not a readable PyTorch checkpoint"):
-        mae.load_mae(path, CFG)
+        mae_weights.load_mae(path, CFG)
 
 
 def test_a_truncated_cached_mae_is_rebuilt_with_a_warning(data_dir, count_pretrain):

@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from occfau_lib import cache, experiments, mae, probe, viz  # noqa: E402
+from occfau_lib import cache, latent_space, mae, probe, viz  # noqa: E402
 from occfau_lib.config import MAEConfig  # noqa: E402
 from occfau_lib.data import ArrayDataset  # noqa: E402
 from occfau_lib.metrics import f1_per_au  # noqa: E402
@@ -261,14 +261,14 @@ def test_pixel_features_and_retained():
 
 
 def test_hiding_conditions_random_and_regions():
-    conds = probe.hiding_conditions(5, img_size=64, patch_size=8, ratios=(0.25, 0.75), regions=("mouth", "upper_half"))
+    conds = latent_space.hiding_conditions(5, img_size=64, patch_size=8, ratios=(0.25, 0.75), regions=("mouth", "upper_half"))
     assert list(conds) == ["clean", "25% random", "75% random", "mouth", "upper_half"]
     assert conds["clean"].all()
     assert all(v.shape == (5, 64) and v.dtype == bool for v in conds.values())
     assert (conds["25% random"].sum(1) == 48).all() and (conds["75% random"].sum(1) == 16).all()
     assert (conds["upper_half"] == np.r_[np.zeros(32, bool), np.ones(32, bool)]).all()
     assert (conds["mouth"] == conds["mouth"][0]).all() and 0 < conds["mouth"][0].sum() < 64
-    again = probe.hiding_conditions(5, 64, 8, ratios=(0.25, 0.75), clean=False)
+    again = latent_space.hiding_conditions(5, 64, 8, ratios=(0.25, 0.75), clean=False)
     assert "clean" not in again
     np.testing.assert_array_equal(again["75% random"], conds["75% random"])
 
@@ -279,8 +279,8 @@ def test_encode_conditions_matches_extract_features_and_caches(tmp_path, monkeyp
     model = mae.build_mae(MAEConfig(16, 8, 16, 1, 2, 16, 1, 2)).eval()
     images = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
     rows = np.array([0, 2, 5])
-    conds = probe.hiding_conditions(3, 16, 8, ratios=(0.5,), regions=("lower_half",), clean=False)
-    out = probe.encode_conditions(model, {"m": 1}, images, {"d": 1}, conds, rows, keep_patch=True)
+    conds = latent_space.hiding_conditions(3, 16, 8, ratios=(0.5,), regions=("lower_half",), clean=False)
+    out = latent_space.encode_conditions(model, {"m": 1}, images, {"d": 1}, conds, rows, keep_patch=True)
     for name, visible in conds.items():
         ref = mae.extract_features(model, images[rows], visible)
         assert set(out[name]) == {"cls", "mean", "patch"} and out[name]["patch"].dtype == np.float16
@@ -289,10 +289,10 @@ def test_encode_conditions_matches_extract_features_and_caches(tmp_path, monkeyp
     assert not np.allclose(out["50% random"]["mean"], out["lower_half"]["mean"])
     assert len(list((tmp_path / "cache").glob("visible-*.npz"))) == 2
     monkeypatch.setattr(mae, "extract_features", lambda *a, **k: pytest.fail("should load from the cache"))
-    again = probe.encode_conditions(model, {"m": 1}, images, {"d": 1}, conds, rows, keep_patch=True)
+    again = latent_space.encode_conditions(model, {"m": 1}, images, {"d": 1}, conds, rows, keep_patch=True)
     np.testing.assert_array_equal(again["lower_half"]["cls"], out["lower_half"]["cls"])
     with pytest.raises(BaseException, match="should load from the cache"):  # another mask: a new key
-        probe.encode_conditions(model, {"m": 1}, images, {"d": 1}, {"x": ~conds["lower_half"]}, rows)
+        latent_space.encode_conditions(model, {"m": 1}, images, {"d": 1}, {"x": ~conds["lower_half"]}, rows)
 
 
 # ----- latent geometry -----
@@ -302,12 +302,12 @@ def test_neighbour_agreement_sees_clusters():
     rng = np.random.default_rng(0)
     groups = np.repeat(np.arange(4), 25)
     clustered = rng.normal(size=(100, 3)) + 10 * groups[:, None]
-    agreement, chance = experiments.neighbour_agreement(clustered, groups, k=5)
+    agreement, chance = latent_space.neighbour_agreement(clustered, groups, k=5)
     assert agreement == 1.0 and chance == pytest.approx(24 / 99)  # a random other row
-    shuffled, _ = experiments.neighbour_agreement(rng.normal(size=(100, 3)), groups, k=5)
+    shuffled, _ = latent_space.neighbour_agreement(rng.normal(size=(100, 3)), groups, k=5)
     assert shuffled < 0.5
     labels = np.where(groups == 0, -1, groups % 2)  # -1 rows are ignored
-    assert experiments.neighbour_agreement(clustered, labels, k=5)[0] == 1.0
+    assert latent_space.neighbour_agreement(clustered, labels, k=5)[0] == 1.0
 
 
 def test_neighbour_agreement_can_skip_the_own_group():
@@ -318,9 +318,9 @@ def test_neighbour_agreement_can_skip_the_own_group():
     features = np.repeat(centres, 2, axis=0) + 0.01 * rng.normal(size=(80, 4))
     sequence = np.repeat(np.arange(40), 2)
     subject = rng.integers(0, 4, 40).repeat(2)
-    with_pairs, _ = experiments.neighbour_agreement(features, subject, k=1)
+    with_pairs, _ = latent_space.neighbour_agreement(features, subject, k=1)
     assert with_pairs == 1.0
-    skipped, chance = experiments.neighbour_agreement(features, subject, k=1, exclude=sequence)
+    skipped, chance = latent_space.neighbour_agreement(features, subject, k=1, exclude=sequence)
     assert skipped < 0.6
     counts = np.bincount(subject)
     expected = np.mean([(counts[s] - 2) / 78 for s in subject])
@@ -330,19 +330,19 @@ def test_neighbour_agreement_can_skip_the_own_group():
 def test_umap_embedding_is_deterministic_subsampled_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("OCCFAU_DATA_DIR", str(tmp_path))
     x = np.random.default_rng(0).normal(size=(60, 5)).astype(np.float32)
-    idx, emb = experiments.umap_embedding(x, {"test": 1}, n_neighbors=100, max_points=40)
+    idx, emb = latent_space.umap_embedding(x, {"test": 1}, n_neighbors=100, max_points=40)
     assert idx.shape == (40,) and emb.shape == (40, 2) and np.isfinite(emb).all()
     assert (np.diff(idx) > 0).all() and idx.max() < 60
     files = list((tmp_path / "cache").glob("umap-*.npz"))
     assert len(files) == 1
     files[0].unlink()
-    idx2, emb2 = experiments.umap_embedding(x, {"test": 1}, n_neighbors=100, max_points=40)  # recomputed
+    idx2, emb2 = latent_space.umap_embedding(x, {"test": 1}, n_neighbors=100, max_points=40)  # recomputed
     np.testing.assert_array_equal(idx, idx2)
     np.testing.assert_allclose(emb, emb2)
     import umap
 
     monkeypatch.setattr(umap, "UMAP", lambda *a, **k: pytest.fail("should load from the cache"))
-    idx3, emb3 = experiments.umap_embedding(x, {"test": 1}, n_neighbors=100, max_points=40)
+    idx3, emb3 = latent_space.umap_embedding(x, {"test": 1}, n_neighbors=100, max_points=40)
     np.testing.assert_array_equal(emb3, emb)
 
 

@@ -136,9 +136,8 @@ def pair_heatmaps(matrices: dict[str, np.ndarray], aus, vmax: float | None = Non
     """Several (N, N) AU-pair matrices side by side on one colour scale, from 0 to ``vmax`` (default:
     the largest value of them all), e.g. the empirical rate of "both present" and what the teacher's
     and the student's edges predict for it. One scale keeps the panels comparable; ending it at
-    their maximum instead of 1 keeps the off-diagonal pairs visible (on `demo` the most frequent
-    pairs are present together in about 11 % of the test frames: on a [0, 1] scale every pair was
-    near black). Notebook 04, which prints the strongest pairs beside it (:func:`metrics.top_pairs`)."""
+    their maximum instead of 1 keeps the off-diagonal pairs visible (even the most frequent pairs
+    are rarely present together). Notebook 04, which prints the strongest pairs beside it (:func:`metrics.top_pairs`)."""
     aus = tuple(aus)
     if vmax is None:
         vmax = max(float(np.nanmax(np.asarray(m, np.float64))) for m in matrices.values()) or 1.0

@@ -123,7 +123,7 @@ def occluder_explorer(predict, face: np.ndarray, labels, aus, occluder: str = "b
 
 def drift_bars(drift: dict[str, dict[str, np.ndarray]]):
     """How much the tokens of the *visible* patches change under each occluder (``{occluder:
-    experiments.token_drift(...)}``): mean 1 - cosine similarity to the clean encoding (0 = unchanged),
+    latent_space.token_drift(...)}``): mean 1 - cosine similarity to the clean encoding (0 = unchanged),
     hidden patches dropped vs occluder pixels fed in. Notebook 03."""
     names = list(drift)
     x = np.arange(len(names))

@@ -118,7 +118,7 @@ def mae_view(model, images: np.ndarray, mask_ratio: float = 0.75, sample: int = 
 
 def region_error_plot(errors: np.ndarray, ratios, regions, ax=None):
     """Reconstruction error of hidden pixels per face region (lines) against the mask ratio;
-    ``errors`` (n_ratios, n_regions) from ``experiments.region_errors``. Notebook 01."""
+    ``errors`` (n_ratios, n_regions) from ``latent_space.region_errors``. Notebook 01."""
     if ax is None:
         ax = _figure(5.5, 3.2).add_subplot()
     for g, region in enumerate(regions):
