@@ -28,8 +28,8 @@ def test_make_models_ships_what_the_notebooks_use_and_it_loads_without_training(
     files = manifest["files"]
     kinds = sorted(entry["kind"] for entry in files.values())
     # 3 teachers (one per fold) + the augmented teacher of fold 1; the data-regime scores, not their MAEs;
-    # the latent and pixel probes of notebook 04's table
-    assert kinds == ["mae", "probe", "probe", "regime"] + ["student"] * 4 + ["teacher"] * 4
+    # the latent and pixel probes of notebook 04's table; the four KD ablations and the student on a random encoder
+    assert kinds == ["mae", "probe", "probe", "regime"] + ["student"] * 5 + ["teacher"] * 4
     for name, entry in files.items():
         path = dirs / "models" / name
         assert path.stat().st_size == entry["bytes"] and cache.file_sha256(path) == entry["sha256"]

@@ -3,7 +3,7 @@
 :func:`notebook_models` asks for exactly the models the notebooks use on a profile, each
 through the one checkpoint-or-train cache (:func:`cache.checkpoint_or_train`): the MAE (notebooks
 01-04), one teacher per fold (03), on the distillation folds the occlusion-augmented teacher
-and the four student ablations (04), and the data-regime study's result (02: its scores, not its
+the four student ablations and the student on a random encoder (04), and the data-regime study's result (02: its scores, not its
 six MAEs). :func:`make_models` records them and writes each one to
 ``data/models/<kind>-<hash>.safetensors`` with ``manifest.json``: per file its kind, its full cache
 key (config, data, code version), sha256, size, the command and the training's seconds. The cache
