@@ -179,11 +179,11 @@ def mae_rows(profile, recipes, fold: int, steps: int, corpus_size: int, student_
         scores = _scores(ds, lambda k, occ: student.predict(model, occ.images, occ.visible)["probs"],
                          encoder.config.patch_size, fold)
         probe_f1 = experiments.clean_probe_f1(ds, encoder, cfg.depth, profile.probe_epochs, folds=(fold,), seed=seed)
-        loss = history.get("loss") or [float("nan")]
+        loss = history.get("loss")  # none for a snapshot or the random encoder
         trained = {"random": 0, "snapshot": history.get("step")}.get(name, steps)
         yield {"recipe": spec, "steps": trained, "corpus": corpus_size,
                "student_epochs": student_epochs, "seed": seed, **scores, "probe_f1": probe_f1,
-               "final_loss": round(float(np.mean(loss[-10:])), 4),
+               "final_loss": round(float(np.mean(loss[-10:])), 4) if loss else None,
                "pretrain_seconds": round(history.get("seconds", 0.0)), "seconds": round(time.perf_counter() - start)}
 
 
@@ -198,9 +198,10 @@ def recipe_record(rows: list[dict]) -> dict:
     out = {}
     for recipe, seeds in by.items():
         runs = [seeds[s] for s in sorted(seeds)]
+        loss = runs[0]["final_loss"]
         entry = {"seeds": sorted(seeds), "steps": runs[0]["steps"], "corpus": runs[0]["corpus"],
-                 "student_epochs": runs[0]["student_epochs"],
-                 "pretrain_seconds": runs[0]["pretrain_seconds"], "final_loss": runs[0]["final_loss"]}
+                 "student_epochs": runs[0]["student_epochs"], "pretrain_seconds": runs[0]["pretrain_seconds"],
+                 "final_loss": None if loss is None or np.isnan(loss) else loss}  # none: not pretrained here
         for field, name in (("clean", "clean_f1"), ("blocks", "blocks_f1"), ("clean_auc", "clean_auc"),
                             ("probe_f1", "probe_f1")):
             values = [r[field] for r in runs if field in r]

@@ -2,7 +2,7 @@
 
 :func:`notebook_models` asks for exactly the models the notebooks use on a profile, each
 through the one checkpoint-or-train cache (:func:`cache.checkpoint_or_train`): the MAE (notebooks
-01-04), one teacher per fold (03), on the distillation folds the occlusion-augmented teacher
+01-04), one teacher per fold (03), on the distillation folds the occlusion-augmented teacher,
 the four student ablations and the student on a random encoder (04), and the data-regime study's result (02: its scores, not its
 six MAEs). :func:`make_models` records them and writes each one to
 ``data/models/<kind>-<hash>.safetensors`` with ``manifest.json``: per file its kind, its full cache
