@@ -428,8 +428,7 @@ def data_regime(profile, ds, corpus_sizes=None, steps=None, folds=(1,), hidden: 
                     pretrain = replace(profile.pretrain, epochs=t * batch // n, warmup_epochs=0)
                     model, _ = pretrained_mae(corpus, cfg, pretrain, corpus.key(), progress=progress)
                     runs.append([n, t, *probed(model).values()])
-            torch.manual_seed(seed)
-            random = list(probed(mae.build_mae(cfg).eval()).values())
+            random = list(probed(mae.random_encoder(cfg, seed)).values())
         scores = {"runs": torch.tensor(runs, dtype=torch.float64),  # (R, 4): corpus, steps, linear, mlp
                   "random": torch.tensor(random, dtype=torch.float64)}
         return scores, {"seconds": time.perf_counter() - start}
