@@ -1,18 +1,13 @@
 """Node- and edge-level knowledge distillation from the AU-relation-graph teacher to the student.
 
-Taught in notebook 04. For every training face the frozen teacher (eval mode) sees the **clean**
-face and gives its final node features ``(B, N, C)`` and edge features ``(B, N, N, C)``; the
-student sees the same face (same shift and flip, if ``augment``) **occluded** by a draw from the training mixture
-(:func:`occlusion.training_specs`), encodes only the visible patches, and is trained to
+Taught in notebook 04. The frozen teacher sees the **clean** face and gives its node ``(B, N, C)``
+and edge ``(B, N, N, C)`` features; the student sees the same face **occluded** by a draw from the
+training mixture (:func:`occlusion.training_occlusion`) and is trained to
 
     L = L_WA(student probs, labels) + alpha * KD(node) + beta * KD(edge) + lambda * CE(student edges)
 
-where KD is the mean squared error between the features (``normalize=True`` compares
-L2-normalised features instead, which matches the direction every node feature shares rather than
-the small part that separates AUs; docs/decisions.md, "The student").
-The student's probabilities come from the teacher's own prototypes (:mod:`occfau_lib.student`), so
-L_WA also pulls the features into the teacher's space. alpha = 0, beta = 0 and both give the
-ablations "no KD", "edge only", "node only" (:data:`ABLATIONS`).
+with KD the mean squared error between the features. alpha = 0, beta = 0 or both give the
+ablations (:data:`ABLATIONS`).
 """
 from __future__ import annotations
 
@@ -34,11 +29,10 @@ DISTILL_VERSION = 3
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-    """Mean squared error between feature tensors (..., C) of equal shape -- the mean over every
-    element, as ``torch.nn.functional.mse_loss``, so a KD weight of 1 puts it on the scale of the
-    AU loss (summed over the C channels instead, node KD was ~60x the AU loss and the student
-    matched the teacher's features at the expense of recognising AUs) -- optionally after L2
-    normalisation of each feature vector. The teacher side is detached (it is a target)."""
+    """Mean squared error over every element of feature tensors (..., C), the teacher's detached;
+    ``normalize``: of L2-normalised feature vectors. The element mean puts a KD weight of 1 on the
+    AU loss's scale: summed over the C channels, node KD was ~60x the AU loss and the student
+    matched the teacher's features at the expense of recognising AUs."""
     if student.shape != teacher.shape:
         raise ValueError(f"student features {tuple(student.shape)} do not match the teacher's {tuple(teacher.shape)}")
     student, teacher = student.float(), teacher.detach().float()  # fp32 even from a bf16 forward pass
@@ -60,12 +54,8 @@ def distill_loss(s: TeacherOutput, t: TeacherOutput, labels: torch.Tensor, weigh
 
 def train_student(ds, mae_model, teacher, cfg: DistillConfig = DistillConfig(), device: str | Engine = "cpu",
                   progress: bool = True, log_every: int = 20, resume_path=None) -> tuple[Student, dict]:
-    """Train a student on every row of ``ds`` (one fold's training part) against ``teacher``
-    (trained on the same fold): a plain loop around a :class:`train.Run`. Returns ``(student in eval mode,
-    history)``; history also logs
-    the loss parts (``"wa"``, ``"node"``, ``"edge"``, ``"edge_ce"``) and ``images_per_s``.
-    ``device``: a device name or a :class:`train.Engine`; ``resume_path``: an epoch checkpoint
-    (:class:`train.EpochCheckpoint`) to write and resume from."""
+    """Train a student on every row of ``ds`` (one fold's training part) against ``teacher`` (trained
+    on the same fold). Returns ``(student in eval mode, history)``; the history logs the loss parts too."""
     engine = Engine.of(device)
     torch.manual_seed(cfg.seed)
     if tuple(ds.aus) != tuple(teacher.aus):
@@ -106,12 +96,9 @@ def train_student(ds, mae_model, teacher, cfg: DistillConfig = DistillConfig(), 
 
 def trained_student(ds, fold: int, data_key: dict, mae_model, teacher, cfg: DistillConfig = DistillConfig(),
                     device: str | Engine = "cpu", progress: bool = True, resume: bool = True) -> tuple[Student, dict]:
-    """Checkpoint or train: the student of subject-exclusive ``fold``, from
-    ``data/cache/student-<hash>.pt`` when its stored config matches, else trained and saved
-    atomically. The key holds the distillation config, the data, the fold and content hashes of
-    the MAE's and the teacher's weights, so a retrained encoder or teacher retrains the student.
-    Only the mapping network is stored. An interrupted training continues from its last epoch
-    checkpoint (``student-<hash>.partial.pt``), unless ``resume=False``."""
+    """The student of subject-exclusive ``fold`` from the cache, else trained and saved
+    (:func:`cache.checkpoint_or_train`). Its key holds hashes of the MAE's and the teacher's
+    weights, so a retrained encoder or teacher retrains the student; only the head is stored."""
     engine = Engine.of(device)
     config = {"distill": asdict(cfg), "data": data_key, "fold": int(fold), "aus": list(ds.aus), "n": int(len(ds)),
               "mae": model_fingerprint(mae_model), "teacher": model_fingerprint(teacher),
@@ -132,10 +119,7 @@ def trained_student(ds, fold: int, data_key: dict, mae_model, teacher, cfg: Dist
         train, mae_model, teacher, cfg, engine, progress, resume_path=partial), save, load, resume)
 
 
-# --------------------------------------------------------------------------------------------
-# The ablations (compared with the baselines by experiments.compare_methods, notebook 04)
-# --------------------------------------------------------------------------------------------
-#: The student ablations: which KD terms are on (the AU loss and the edge CE always are).
+#: The student ablations (notebook 04): which KD terms are on (the AU loss and the edge CE always are).
 ABLATIONS = {"student, no KD": {"node_weight": 0.0, "edge_weight": 0.0},
              "student, node KD": {"edge_weight": 0.0},
              "student, edge KD": {"node_weight": 0.0},

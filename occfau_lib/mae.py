@@ -1,22 +1,11 @@
-"""The masked autoencoder (MAE): build, mask, encode, reconstruct, pretrain (official weights: :mod:`mae_weights`).
+"""The masked autoencoder (MAE): build, encode chosen patches, reconstruct, pretrain.
 
-Taught in notebooks 01 (pretraining behaviour) and 02 (latent-space probing); the student of
-notebook 04 encodes occluded faces with :func:`encode`. Built on transformers'
-``ViTMAEForPreTraining`` (encoder + decoder + loss), with two things the method needs on top:
-
-- **Chosen masking.** :func:`encode` takes a boolean ``visible`` mask ``(B, L)`` over the patch
-  grid and runs the encoder on exactly those patches (positional embeddings kept, hidden patches
-  dropped, no random masking). Samples may keep different numbers of patches: the kept tokens are
-  left-aligned and padded to the longest, and an attention mask stops every token from attending
-  to padding, so each sample's latents equal those of encoding it alone (tested).
-  ``ids_keep`` records which grid patch every token came from, so latents can be put back on the
-  face grid.
-- **Reconstruction from chosen patches.** :func:`reconstruct` decodes with MAE's mask token in
-  every hidden (and padded) position.
-
-Images enter as float ``(B, 3, S, S)`` in [0, 1] and are normalised with ImageNet statistics
-(what official MAE weights expect); an occluder's "zero after normalisation" fill is therefore the
-mean colour.
+Taught in notebooks 01 (pretraining) and 02 (probing the latent); the student of notebook 04 encodes
+occluded faces with :func:`encode`. Built on transformers' ``ViTMAEForPreTraining`` with **chosen
+masking** on top: :func:`encode` runs the encoder on exactly the patches a visibility mask ``(B, L)``
+keeps. Faces may keep different numbers of patches: kept tokens are left-aligned and padded, and an
+attention mask hides the padding, so each face's latents equal those of encoding it alone (tested).
+Images enter as float ``(B, 3, S, S)`` in [0, 1]; official weights: :mod:`mae_weights`.
 """
 from __future__ import annotations
 
@@ -51,9 +40,8 @@ def build_mae(cfg: MAEConfig | str = "tiny") -> ViTMAEForPreTraining:
         mask_ratio=cfg.mask_ratio, norm_pix_loss=cfg.norm_pix_loss, layer_norm_eps=1e-6,
     )  # fmt: skip
     model = ViTMAEForPreTraining(hf)
-    # transformers (5.x) leaves the frozen sin-cos position embeddings, the CLS token and the mask
-    # token at zero when a model is built from a config rather than loaded: set them as MAE does,
-    # or the encoder sees an unordered bag of patches and the decoder cannot tell hidden patches apart.
+    # transformers leaves the sin-cos position embeddings, CLS and mask tokens at zero when a model is
+    # built from a config: set them as MAE does, or the encoder sees an unordered bag of patches.
     with torch.no_grad():
         model.vit.embeddings.position_embeddings.copy_(_sincos_positions(cfg.grid, cfg.hidden_size))
         model.decoder.decoder_pos_embed.copy_(_sincos_positions(cfg.grid, cfg.decoder_hidden_size))
@@ -63,8 +51,8 @@ def build_mae(cfg: MAEConfig | str = "tiny") -> ViTMAEForPreTraining:
 
 
 def random_encoder(model_or_cfg: ViTMAEForPreTraining | MAEConfig, seed: int = 0) -> ViTMAEForPreTraining:
-    """The control of every claim about pretraining: an MAE of the same architecture, randomly
-    initialised from ``seed`` (the global random state is left as it was), in eval mode."""
+    """The control of every claim about pretraining: the same architecture, randomly initialised
+    from ``seed`` (the global random state is left as it was), in eval mode."""
     cfg = model_or_cfg if isinstance(model_or_cfg, MAEConfig) else mae_config_of(model_or_cfg)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -72,8 +60,8 @@ def random_encoder(model_or_cfg: ViTMAEForPreTraining | MAEConfig, seed: int = 0
 
 
 def _sincos_positions(grid: int, dim: int) -> torch.Tensor:
-    """MAE's fixed 2-D sin-cos position embedding (1, 1 + grid**2, dim), CLS slot first, in the
-    half-rotated layout official MAE weights use (so our models and loaded ones agree)."""
+    """MAE's fixed 2-D sin-cos position embedding (1, 1 + grid**2, dim), CLS first, in the
+    half-rotated layout of official MAE weights."""
     from transformers.models.vit_mae.modeling_vit_mae import build_2d_sinusoidal_position_embedding
 
     pe = build_2d_sinusoidal_position_embedding(height=grid, width=grid, embed_dim=dim, cls_token=True)
@@ -88,9 +76,7 @@ def mae_config_of(model: ViTMAEForPreTraining) -> MAEConfig:
                      c.mask_ratio, c.norm_pix_loss)
 
 
-# --------------------------------------------------------------------------------------------
-# Inputs, patches, masks
-# --------------------------------------------------------------------------------------------
+# --- Encoding exactly the visible patches ---------------------------------------------------
 def check_images(images: torch.Tensor, model: ViTMAEForPreTraining) -> None:
     """Raise a clear error unless ``images`` is float (B, 3, S, S) at the model's size."""
     size = model.config.image_size
@@ -104,9 +90,6 @@ def check_images(images: torch.Tensor, model: ViTMAEForPreTraining) -> None:
         raise ValueError("MAE expects float images in [0, 1]; convert uint8 with images.float() / 255")
 
 
-# --------------------------------------------------------------------------------------------
-# Encoding exactly the visible patches
-# --------------------------------------------------------------------------------------------
 @dataclass
 class Encoded:
     """Encoder output for chosen visible patches.
@@ -133,9 +116,8 @@ class Encoded:
         return (x[:, 1:] * w).sum(1) / w.sum(1).clamp(min=1)
 
     def at_depth(self, depth: int | None) -> Encoded:
-        """What ``encode(..., depth=depth)`` returns, read off this full pass (which must have kept
-        its ``hidden_states``): block ``depth``'s tokens, or the final layer-normed ones for None
-        or the last block. One encoder pass then serves readers of different depths."""
+        """What ``encode(..., depth=depth)`` returns, read off this full pass with ``hidden_states``:
+        one encoder pass serves readers of different depths."""
         if depth is None or depth == len(self.hidden_states) - 1:
             return Encoded(self.tokens, self.ids_keep, self.valid)
         return Encoded(self.hidden_states[depth], self.ids_keep, self.valid)
@@ -149,7 +131,7 @@ class Encoded:
 
 
 def _keep_order(visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-align each sample's visible patch indices (in grid order): ids (B, K), valid (B, K)."""
+    """Left-align each face's visible patch indices (in grid order): ids (B, K), valid (B, K)."""
     B, L = visible.shape
     counts = visible.sum(1)  # (B,)
     if int(counts.min()) < 1:
@@ -191,10 +173,9 @@ def encode(model: ViTMAEForPreTraining, images: torch.Tensor, visible: torch.Ten
 
 
 def run_blocks(model: ViTMAEForPreTraining, enc: Encoded, start: int, stop: int | None = None) -> Encoded:
-    """Continue an encoding: ``enc.tokens`` are block ``start``'s output (0: the embeddings); run
-    blocks ``start + 1 .. stop`` (None: to the last, then the final layer norm) on the same visible
-    patches. ``encode`` is ``run_blocks`` from the embeddings; a student that fine-tunes its top
-    blocks runs them on a frozen encoding of the blocks below."""
+    """Continue an encoding whose tokens are block ``start``'s output (0: the embeddings): run blocks
+    ``start + 1 .. stop`` (None: to the last, then the final layer norm). A student that fine-tunes
+    its top blocks runs them on a frozen encoding of the blocks below."""
     blocks = model.vit.layers
     stop = len(blocks) if stop is None else stop
     if not 0 <= start <= stop <= len(blocks):
@@ -253,13 +234,9 @@ def masked_loss(model: ViTMAEForPreTraining, images: torch.Tensor, visible: torc
 @torch.no_grad()
 def reconstruct(model: ViTMAEForPreTraining, images: torch.Tensor, visible: torch.Tensor,
                 enc: Encoded | None = None) -> torch.Tensor:
-    """Images (B, 3, S, S) in [0, 1] as the MAE sees them: decoded from the visible patches only
-    (``enc``: their encoding, if already computed).
-
-    With ``norm_pix_loss`` the decoder predicts per-patch normalised pixels; each hidden patch is
-    then shown with the mean/std of its true pixels (the usual MAE visualisation) -- only for
-    display, never for evaluation.
-    """
+    """Images (B, 3, S, S) in [0, 1] decoded from the visible patches only (``enc``: their encoding,
+    if already computed). With ``norm_pix_loss`` each patch is shown with the mean/std of its true
+    pixels (MAE's usual visualisation): for display only, never for evaluation."""
     pred = decode(model, encode(model, images, visible) if enc is None else enc)  # (B, L, P*P*3)
     if model.config.norm_pix_loss:
         target = model.patchify(normalize(images))
@@ -274,26 +251,16 @@ def paste_visible(images: torch.Tensor, recon: torch.Tensor, visible: torch.Tens
     return torch.where(keep, images, recon)
 
 
-# --------------------------------------------------------------------------------------------
-# Pretraining: AdamW, warm-up + cosine, checkpoint-or-train with resume
-# --------------------------------------------------------------------------------------------
+# --- Pretraining: AdamW, warm-up + cosine, checkpoint-or-train with resume ------------------
 def pretrain(images: np.ndarray | AUDataset | FaceCorpus, mae_cfg: MAEConfig, cfg: PretrainConfig, device: str | Engine = "cpu",
              progress: bool = True, resume_path: Path | None = None, log_every: int = 50,
              mask_ratios: tuple[float, float] | None = None) -> tuple[ViTMAEForPreTraining, dict]:
-    """Pretrain a fresh MAE on uint8 images (N, S, S, 3) -- or on anything with ``batch_images``,
-    streamed a batch at a time: a dataset's files (BP4D/DISFA never fit in memory) or an unlabelled
-    :class:`synthfacs.FaceCorpus` rendered on the fly -- with MAE's random masking. Labels are
-    never read.
-
-    Saves a resumable state to ``resume_path`` after every epoch (:class:`train.EpochCheckpoint`);
-    if that file exists and matches the config, training continues from it. ``device``: a device
-    name or a :class:`train.Engine` (bf16, loader workers). Returns the model and a history dict
-    {"step": [...], "loss": [...], "lr": [...], "images_per_s": float}.
-
-    ``mask_ratios``: ``(lowest, highest)`` share of hidden patches; each batch hides a share drawn
-    uniformly from that range, so the encoder learns from as many visible patches as an occluded
-    face leaves it (16-64 of 64 for the student) rather than always exactly ``mae_cfg.mask_ratio``.
-    """
+    """Pretrain a fresh MAE with random masking on uint8 images (N, S, S, 3) or on anything with
+    ``batch_images`` (a dataset's files, a :class:`synthfacs.FaceCorpus`), streamed a batch at a
+    time; labels are never read. Resumes from ``resume_path`` (:class:`train.EpochCheckpoint`).
+    ``mask_ratios`` (low, high): each batch hides a share drawn uniformly from that range, as many
+    patches as an occluder may hide, instead of always ``mae_cfg.mask_ratio``.
+    Returns the model and its history {"step", "loss", "lr", "images_per_s"}."""
     engine = Engine.of(device)
     config = {"mae": asdict(mae_cfg), "pretrain": asdict(cfg), "n_images": int(len(images)), **engine.key(),
               **_ratios_key(mask_ratios)}
@@ -354,11 +321,8 @@ def mae_key(mae_cfg: MAEConfig, cfg: PretrainConfig, data_key: dict, device: str
 def pretrained_mae(images: np.ndarray | AUDataset | FaceCorpus, mae_cfg: MAEConfig, cfg: PretrainConfig, data_key: dict,
                    device: str | Engine = "cpu", progress: bool = True, resume: bool = True,
                    mask_ratios: tuple[float, float] | None = None) -> tuple[ViTMAEForPreTraining, dict]:
-    """Checkpoint or train: the MAE for this (architecture, schedule, dataset) from
-    ``data/cache/mae-<hash>.pt`` if it exists and its stored config matches, else pretrain it
-    (resuming from ``...partial.pt`` if a previous run was interrupted) and save it atomically;
-    an unreadable file is rebuilt with a warning (:func:`cache.load_or_build`). ``mask_ratios``: as in
-    :func:`pretrain`."""
+    """The MAE for this architecture, schedule and data from the cache, else pretrained (resuming an
+    interrupted run) and saved: :func:`cache.checkpoint_or_train`."""
     engine = Engine.of(device)
     config = mae_key(mae_cfg, cfg, data_key, engine, mask_ratios)
 
@@ -372,21 +336,17 @@ def pretrained_mae(images: np.ndarray | AUDataset | FaceCorpus, mae_cfg: MAEConf
         images, mae_cfg, cfg, engine, progress, resume_path=partial, mask_ratios=mask_ratios), save_model, load, resume)
 
 
-# --------------------------------------------------------------------------------------------
-# Probe-ready features of every layer
-# --------------------------------------------------------------------------------------------
+# --- Probe-ready features of every layer -----------------------------------------------------
 @torch.no_grad()
 def extract_features(model: ViTMAEForPreTraining, images: np.ndarray, visible: np.ndarray | None = None,
                      batch_size: int = INFERENCE_BATCH, progress: bool = False,
                      depth: int | None = None) -> dict[str, np.ndarray]:
-    """Encode uint8 images (N, S, S, 3) once and return probe-ready features (float32):
+    """Encode uint8 images (N, S, S, 3) once through ``visible`` (N, L) (None: all) and return
+    float32 features of every layer up to ``depth`` (None: all):
 
     - ``cls``:   (n_layers + 1, N, D) CLS token after the embeddings and after every block
     - ``mean``:  (n_layers + 1, N, D) mean of the visible patch tokens, same layers
-    - ``patch``: (N, L, D) last-layer (layer-normed) patch tokens on the grid, zeros where hidden
-    ``visible`` (N, L) bool hides patches exactly as :func:`encode` does (None: all visible).
-    ``depth``: stop after that many blocks (:func:`encode`): n_layers = ``depth`` and ``patch``
-    holds block ``depth``'s tokens.
+    - ``patch``: (N, L, D) last layer's patch tokens on the grid, zeros where hidden
     """
     model.eval()
     device = next(model.parameters()).device
@@ -403,16 +363,13 @@ def extract_features(model: ViTMAEForPreTraining, images: np.ndarray, visible: n
     return {"cls": torch.cat(cls, 1).numpy(), "mean": torch.cat(mean, 1).numpy(), "patch": torch.cat(patch).numpy()}
 
 
-# --------------------------------------------------------------------------------------------
-# What reconstructions tell us (notebook 01)
-# --------------------------------------------------------------------------------------------
+# --- What reconstructions tell us (notebook 01) ----------------------------------------------
 @torch.no_grad()
 def reconstruct_images(model: ViTMAEForPreTraining, images: np.ndarray, visible: np.ndarray,
                        paste: bool = True, batch_size: int = INFERENCE_BATCH,
                        encoded: list[Encoded] | None = None) -> np.ndarray:
-    """uint8 reconstructions (N, S, S, 3) of uint8 images from their visible patches (N, L); with
-    ``paste`` the visible patches keep their true pixels (only hidden ones are invented).
-    ``encoded``: the encoder's output per ``batch_size`` rows, if already computed."""
+    """uint8 reconstructions (N, S, S, 3) from the visible patches (N, L); with ``paste`` visible
+    patches keep their true pixels. ``encoded``: the encoding per ``batch_size`` rows, if computed."""
     out = []
     p = model.config.patch_size
     for j, i in enumerate(range(0, len(images), batch_size)):

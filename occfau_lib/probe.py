@@ -1,30 +1,12 @@
 """Linear probes: how much AU information a frozen feature space holds, and how much survives hiding.
 
-Taught in notebook 02 ("Latent-space probing"). The method this repository re-implements rests on
-one claim: the latent tokens an MAE computes from the **visible** patches of a face still carry
-what is needed to recognise AUs hidden under an occluder. A *linear probe* measures that without
-training the encoder: features are computed once by the frozen encoder, and a single linear layer
-(one logistic regression per AU) is fitted on top. What a linear layer can read out, the features
-hold in an accessible form.
-
-The pieces, in notebook order:
-
-- :func:`frame_subset`: the faces a profile probes (every n-th frame of each video on ``demo``);
-- :class:`LinearProbe`, :func:`fit_probe`, :func:`probe_probs`: the probe itself (MAE style: a
-  batch norm without affine parameters, then a linear layer), trained with a masked,
-  class-balanced multi-label loss;
-- :func:`probe_folds` (= :func:`fit_folds` + :func:`score_folds`): the subject-exclusive 3-fold
-  protocol of :mod:`occfau_lib.metrics`, where the probes trained on the *clean* features of
-  each fold's training subjects can be scored on any number of *test* feature sets (the same
-  faces encoded with patches hidden): "AU information surviving hiding";
-- :func:`layer_sweep`: a probe per encoder layer and pooling (CLS token, mean of patch tokens),
-  trained side by side (:func:`fit_probes`);
-- :func:`subject_centred`: person-specific normalisation, each subject's mean feature removed;
-- :func:`missing_tokens` / :func:`missing_pixels`: what a hidden patch removes from the
-  patch-token and pixel feature spaces;
-- :func:`pixel_features`, :func:`chance_folds`: the floors any feature space must beat.
-The hiding conditions and the latents of faces encoded from their visible patches, and what
-dominates the latent space's geometry (identity, pose or AUs), are :mod:`latent_space`'s.
+Taught in notebook 02. The method rests on one claim: the latent tokens an MAE computes from the
+**visible** patches of a face still carry what is needed to recognise AUs hidden under an occluder.
+A *linear probe* measures that without training the encoder: features are computed once by the
+frozen encoder and one logistic regression per AU is fitted on top, under the subject-exclusive
+3-fold protocol. Probes trained on the *clean* features can be scored on the same faces encoded with
+patches hidden: the AU information that survives hiding. The hiding conditions themselves are
+:mod:`latent_space`'s.
 """
 from __future__ import annotations
 
@@ -43,36 +25,25 @@ from .patches import patch_pixels
 MAX_POS_WEIGHT = 10.0
 
 
-# --------------------------------------------------------------------------------------------
-# The probe
-# --------------------------------------------------------------------------------------------
+# --- The probe ---------------------------------------------------------------------------------
 class LinearProbe(nn.Module):
-    """MAE-style linear probe: ``BatchNorm1d(D, affine=False)`` then ``Linear(D, n_au)``.
+    """MAE-style linear probe, one logit per AU: ``BatchNorm1d(D, affine=False)`` then ``Linear(D, n_au)``.
 
-    The output is one logit per AU (multi-label: every AU is its own yes/no question).
-
-    Why the batch norm: features from different layers, poolings and encoders live on very
-    different scales (an early layer's activations can be 100x those of a late, layer-normed
-    one, and raw pixels sit in [0, 1]). With one learning rate and weight decay for all of them,
-    an unnormalised linear classifier would be judged partly on how its optimiser copes with the
-    scale. He et al. (MAE, 2022, appendix A.2) therefore put a batch norm **without** affine
-    parameters in front of the linear layer: it only standardises each feature dimension with
-    the training set's statistics (frozen at test time), and being a fixed affine map it adds no
-    expressive power -- the probe stays exactly linear in the features, and the comparison
-    across layers and encoders stays fair.
+    Features of different layers and encoders live on very different scales; He et al. (MAE, 2022,
+    appendix A.2) put a batch norm **without** affine parameters first so that one learning rate
+    suits them all. It only standardises each feature with the training set's statistics, a fixed
+    affine map: the probe stays exactly linear, and layers and encoders compare fairly.
     """
 
     def __init__(self, dim: int, n_au: int, hidden: int = 0):
         super().__init__()
-        # momentum=None: running statistics are the cumulative average over all training
-        # batches, i.e. the training set's mean and variance, not an exponential estimate
+        # momentum=None: the running statistics are the training set's mean and variance
         self.norm = nn.BatchNorm1d(dim, affine=False, momentum=None)
-        # hidden > 0: one hidden layer (an MLP probe). MAE's features are known to be weak under
-        # linear probing and strong under partial fine-tuning (He et al. 2022, fig. 9); the
-        # student's mapping network is a non-linear reader too (notebook 02's data-regime study).
+        # hidden > 0: an MLP probe; MAE's features are weak under linear probing and strong under
+        # partial fine-tuning (He et al. 2022, fig. 9), and the student is a non-linear reader too
         self.hidden = nn.Sequential(nn.Linear(dim, hidden), nn.GELU()) if hidden else None
         self.linear = nn.Linear(hidden or dim, n_au)
-        # MAE's probe head initialisation: tiny weights, zero bias, so the probe starts neutral
+        # MAE's probe head initialisation: the probe starts neutral
         nn.init.trunc_normal_(self.linear.weight, std=0.01)
         nn.init.zeros_(self.linear.bias)
 
@@ -83,15 +54,10 @@ class LinearProbe(nn.Module):
 
 def positive_weights(labels: np.ndarray, max_weight: float = MAX_POS_WEIGHT) -> np.ndarray:
     """Per-AU weight of the positive term in the BCE loss: ``#absent / #present`` over the known
-    (non -1) labels, clipped to ``[1 / max_weight, max_weight]``; 1 for an AU never present.
-
-    Most AUs are rare (present in 10-30% of frames). With a plain BCE loss a probe can score a
-    low loss by almost never predicting a rare AU, which gives an F1 near 0 at the 0.5
-    threshold. Weighting the positives by the class ratio makes both classes count equally in
-    the loss, so the 0.5 threshold sits where F1 can see the AU (the same idea as the
-    inverse-frequency weights of AU-detection losses such as ME-GraphAU's). The clip keeps an AU
-    with a handful of positives from dominating the gradient.
-    """
+    labels, clipped to ``[1 / max_weight, max_weight]``; 1 for an AU never present. Most AUs are
+    rare: unweighted, a probe almost never predicts them and scores an F1 near 0 at threshold 0.5
+    (ME-GraphAU's loss weights AUs for the same reason). The clip keeps an AU with a handful of
+    positives from dominating the gradient."""
     y = np.asarray(labels)
     present = (y == 1).sum(0).astype(np.float64)  # (n_au,)
     absent = (y == 0).sum(0).astype(np.float64)  # (n_au,)
@@ -113,9 +79,8 @@ def _check_xy(x, y) -> tuple[torch.Tensor, torch.Tensor]:
 
 @contextlib.contextmanager
 def _threads_for(work: int):
-    """Run small probes single-threaded: for a (batch x D) step of under ~1M numbers, starting
-    threads costs more than the arithmetic, and on a busy machine (a test suite, a second
-    notebook) waiting threads slow such steps down tenfold. Large probes keep every thread."""
+    """Run small probes (a batch x D step under ~1M numbers) single-threaded: starting threads
+    costs more than their arithmetic, and on a busy machine waiting threads slow them down."""
     before = torch.get_num_threads()
     if work < 1_000_000:
         torch.set_num_threads(1)
@@ -128,32 +93,19 @@ def _threads_for(work: int):
 def fit_probe(train_x: np.ndarray, train_y: np.ndarray, epochs: int, batch_size: int = 256, lr: float = 1e-2,
               weight_decay: float = 1e-4, seed: int = 0, balance: bool = True, hidden: int = 0) -> LinearProbe:
     """Train a :class:`LinearProbe` on frozen features ``train_x`` (N, D) for labels ``train_y``
-    (N, n_au) of 1 / 0 / -1 (unknown).
-
-    AdamW with a cosine learning-rate decay to 0 over ``epochs`` passes of shuffled mini-batches
-    (the features sit in memory, so an epoch takes milliseconds to a second). The default ``lr``
-    was chosen on the demo profile: lower rates leave the high-dimensional probes (pixels, patch
-    tokens) clearly under-fitted after 30 epochs, higher ones gain little. The loss is BCE-with-logits
-    averaged over the **known** labels only: a -1 entry contributes nothing (it is not read as
-    "absent"). With ``balance`` the positive term of each AU is weighted by
-    :func:`positive_weights` of the training labels. ``hidden`` > 0 trains an MLP probe instead
-    (one GELU layer of that width). The result depends only on the arguments:
-    initialisation and batch order come from ``seed``, and the global RNG is left untouched.
-    """
+    (N, n_au) of 1 / 0 / -1: AdamW, cosine decay to 0, BCE averaged over the **known** labels only
+    (-1 is not "absent"), positives weighted by :func:`positive_weights` with ``balance``.
+    ``hidden`` > 0: an MLP probe of that width. Deterministic in ``seed``; the global RNG is left
+    untouched. The default ``lr`` fits the wide probes (pixels, patch tokens) within 30 epochs."""
     x, y = _check_xy(train_x, train_y)
     return _train(lambda: LinearProbe(x.shape[1], y.shape[1], hidden), x, y, epochs, batch_size, lr, weight_decay,
                   seed, balance)
 
 
 def fit_probes(train_x: np.ndarray, train_y: np.ndarray, epochs: int, **fit_kwargs) -> list[LinearProbe]:
-    """:func:`fit_probe` for K feature sets of one shape at once, ``train_x`` (K, N, D) with the same
-    labels (N, n_au): the K probes of a layer sweep. Returns K :class:`LinearProbe` that equal K
-    separate :func:`fit_probe` calls up to float rounding (same initialisation, same batches, each
-    probe its own loss; :class:`StackedProbe`), in one training loop instead of K: on a few cores
-    the narrow probes of notebook 02's sweep are dominated by per-step overhead, which stacking the
-    layers of one pooling shares (docs/decisions.md, "Smaller choices"). ``fit_kwargs``: those of
-    :func:`fit_probe`, linear probes only.
-    """
+    """:func:`fit_probe` for K feature sets ``train_x`` (K, N, D) with the same labels, in one
+    training loop (:class:`StackedProbe`; docs/decisions.md, "Smaller choices"): K linear probes
+    equal to K separate calls up to float rounding."""
     train_x = np.asarray(train_x, dtype=np.float32)
     if train_x.ndim != 3:
         raise ValueError(f"train_x must be (K, N, D) feature sets; got shape {train_x.shape}")
@@ -165,10 +117,9 @@ def fit_probes(train_x: np.ndarray, train_y: np.ndarray, epochs: int, **fit_kwar
 
 
 class StackedProbe(nn.Module):
-    """K independent :class:`LinearProbe` trained side by side: one batch norm over the K x D
-    stacked features (per-feature statistics, exactly as K separate ones) and K linear maps
-    ``weight`` (K, n_au, D), each initialised as a copy of ``probe``'s. Reads (B, K, D) and
-    returns (B, K, n_au) logits."""
+    """K independent :class:`LinearProbe` side by side, (B, K, D) -> (B, K, n_au): one batch norm
+    over the K x D features (per-feature statistics, as K separate ones) and K copies of
+    ``probe``'s linear map."""
 
     def __init__(self, probe: LinearProbe, k: int):
         super().__init__()
@@ -201,8 +152,7 @@ class StackedProbe(nn.Module):
 def _train(make, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int = 256, lr: float = 1e-2,
            weight_decay: float = 1e-4, seed: int = 0, balance: bool = True):
     """The training loop of :func:`fit_probe` and :func:`fit_probes`: ``make()`` builds the model
-    under ``seed``; ``x`` (N, D) or (N, K, D) rows, ``y`` (N, n_au) labels; logits (B, n_au) or
-    (B, K, n_au), each of the K probes averaging its loss over the batch's known labels."""
+    under ``seed``; ``x`` (N, D) or (N, K, D), ``y`` (N, n_au)."""
     known = (y >= 0).float()  # (N, n_au) 1 where the label counts
     target = y.clamp(min=0)  # (N, n_au) unknowns become 0 but are masked out below
     pos_weight = torch.from_numpy(positive_weights(y.numpy())) if balance else None
@@ -238,14 +188,9 @@ def _train(make, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int 
 @torch.no_grad()
 def probe_probs(probe: LinearProbe, x: np.ndarray, missing: np.ndarray | None = None,
                 batch_size: int = 2048) -> np.ndarray:
-    """AU probabilities (N, n_au) of a fitted probe on features ``x`` (N, D).
-
-    ``missing`` (N, D) bool marks feature entries that do not exist for a row -- the pixels, or
-    the patch tokens, of hidden patches. They are set to the probe's training mean (its batch
-    norm's running mean), which the batch norm maps to 0: a missing input then adds nothing to
-    any logit, instead of whatever an arbitrary fill value (0, grey) would add ("mean
-    imputation").
-    """
+    """AU probabilities (N, n_au) of a fitted probe on features ``x`` (N, D). ``missing`` (N, D) bool
+    marks entries that do not exist (pixels or tokens of hidden patches): they get the training
+    mean, which the batch norm maps to 0, so they add nothing to any logit (mean imputation)."""
     probe.eval()
     out = []
     for i in range(0, len(x), batch_size):
@@ -257,14 +202,10 @@ def probe_probs(probe: LinearProbe, x: np.ndarray, missing: np.ndarray | None = 
     return torch.cat(out).numpy() if out else np.zeros((0, probe.linear.out_features), np.float32)
 
 
-# --------------------------------------------------------------------------------------------
-# The subject-exclusive 3-fold protocol
-# --------------------------------------------------------------------------------------------
+# --- The subject-exclusive 3-fold protocol -----------------------------------------------------
 def fit_folds(train_features: np.ndarray, ds, epochs: int, folds: Sequence[int] = (1, 2, 3),
               **fit_kwargs) -> dict[int, LinearProbe]:
-    """One probe per subject-exclusive fold, each trained on the clean ``train_features`` (N, D)
-    (one row per row of ``ds``) of that fold's training subjects only: ``{fold: probe}``.
-    ``fit_kwargs`` go to :func:`fit_probe`."""
+    """``{fold: probe}`` trained on the ``train_features`` (N, D) of the fold's training subjects."""
     train_features = np.asarray(train_features)
     if len(train_features) != len(ds):
         raise ValueError(f"train_features has {len(train_features)} rows for a dataset of {len(ds)}")
@@ -277,15 +218,10 @@ def fit_folds(train_features: np.ndarray, ds, epochs: int, folds: Sequence[int] 
 
 def score_folds(probes: dict[int, LinearProbe], ds, features: np.ndarray, test_rows: np.ndarray | None = None,
                 missing: np.ndarray | None = None) -> dict:
-    """Score each fold's probe on the test subjects of that fold.
-
-    features: (M, D) test features; row ``i`` belongs to dataset row ``test_rows[i]`` (default:
-        all rows), so a condition can be encoded on a subsample only. They may differ from the
-        training features: the same faces encoded with patches hidden, say.
-    missing: optional (M, D) bool, entries that do not exist (see :func:`probe_probs`).
-    Returns :func:`metrics.aggregate_folds` of the per-fold :func:`metrics.evaluate` results
-    (``avg_f1``, per-AU ``f1``, ...), with those per-fold results under ``"folds"``.
-    """
+    """Score each fold's probe on that fold's test subjects: ``features`` (M, D), row ``i`` of
+    dataset row ``test_rows[i]`` (default: all rows), e.g. the faces encoded with patches hidden;
+    ``missing`` as in :func:`probe_probs`. Returns :func:`metrics.aggregate_folds` of the per-fold
+    results, which are kept under ``"folds"``."""
     rows = np.arange(len(ds)) if test_rows is None else np.asarray(test_rows, np.int64)
     if len(features) != len(rows):
         raise ValueError(f"test features have {len(features)} rows; test_rows lists {len(rows)}")
@@ -305,13 +241,8 @@ def score_folds(probes: dict[int, LinearProbe], ds, features: np.ndarray, test_r
 def probe_folds(train_features: np.ndarray, ds, epochs: int, test_features: np.ndarray | None = None,
                 test_rows: np.ndarray | None = None, missing: np.ndarray | None = None,
                 folds: Sequence[int] = (1, 2, 3), **fit_kwargs) -> dict:
-    """Subject-exclusive 3-fold linear probing of one feature space (:func:`fit_folds` then
-    :func:`score_folds`): train on the clean ``train_features`` (N, D) of each fold's training
-    subjects, test on ``test_features`` (default: the same) of its test subjects.
-
-    Train on clean latents and test on latents of occluded faces: the AU information that
-    survives the hiding, read by a probe that never saw an occluded face.
-    """
+    """:func:`fit_folds` on the clean ``train_features``, then :func:`score_folds` on
+    ``test_features`` (default: the same)."""
     probes = fit_folds(train_features, ds, epochs, folds, **fit_kwargs)
     test = train_features if test_features is None else test_features
     return score_folds(probes, ds, np.asarray(test), test_rows, missing)
@@ -319,10 +250,8 @@ def probe_folds(train_features: np.ndarray, ds, epochs: int, test_features: np.n
 
 def layer_sweep(features: dict[str, np.ndarray], ds, epochs: int, poolings: Sequence[str] = ("cls", "mean"),
                 folds: Sequence[int] = (1, 2, 3), **fit_kwargs) -> dict[str, list[dict]]:
-    """:func:`probe_folds` for every layer of every pooling of :func:`mae.extract_features` output
-    (``features[pooling]`` is (n_layers + 1, N, D), layer 0 = the embeddings):
-    ``{pooling: [result of layer 0, result of layer 1, ...]}``. The probes of one pooling and fold
-    are trained together (:func:`fit_probes`): the same probes as one :func:`probe_folds` per layer."""
+    """:func:`probe_folds` for every layer of every pooling of :func:`mae.extract_features`
+    (``features[pooling]``: (n_layers + 1, N, D)): ``{pooling: [result per layer]}``."""
     out = {}
     for pooling in poolings:
         layers = np.asarray(features[pooling])  # (K, N, D)
@@ -335,13 +264,9 @@ def layer_sweep(features: dict[str, np.ndarray], ds, epochs: int, poolings: Sequ
 
 
 def frame_subset(ds, data_key: dict, stride: int = 1):
-    """The faces notebook 02 encodes and probes: every ``stride``-th row of ``ds`` -- rows are the
-    consecutive frames of each video in every loader, so ``stride`` 2 keeps every 2nd frame of each
-    sequence (every subject and sequence, at a fraction of the cost; the probes then learn from fewer
-    faces: docs/decisions.md, "The demo profile") -- and ``data_key`` extended to name that
-    selection, so features cached for the subset are never served for the whole dataset.
-    Returns ``(subset, key)``; ``stride`` 1 returns ``ds`` and ``data_key`` unchanged. The subset
-    keeps the dataset's subject-exclusive parts, so its folds are the same people's."""
+    """The faces notebook 02 probes: every ``stride``-th frame of each video (docs/decisions.md,
+    "The demo profile"), and ``data_key`` extended to name that selection: ``(subset, key)``.
+    The subset keeps the same people in each fold."""
     if int(stride) != stride or stride < 1:
         raise ValueError(f"stride must be a whole number >= 1 (every n-th frame); got {stride!r}")
     if stride == 1:
@@ -350,8 +275,7 @@ def frame_subset(ds, data_key: dict, stride: int = 1):
 
 
 def chance_folds(ds, folds: Sequence[int] = (1, 2, 3)) -> dict:
-    """The "always present" baseline under the same protocol: every test frame predicted to show
-    every AU (F1 = 2p / (1 + p) for an AU of positive rate p). A probe below it learned nothing."""
+    """The "always present" baseline under the same protocol (F1 = 2p / (1 + p) for positive rate p)."""
     results = []
     for k in folds:
         _, test = ds.fold_rows(k)
@@ -368,11 +292,9 @@ def pixel_features(images: np.ndarray) -> np.ndarray:
 
 
 def subject_centred(features: np.ndarray, subjects: np.ndarray) -> np.ndarray:
-    """Person-specific normalisation: each subject's mean feature subtracted from their frames
-    (float32 (N, ...) -> same shape). Uses no labels, only which frames belong to one person -- at
-    test time that person's own unlabelled frames, as OpenFace's AU detectors do (Baltrusaitis
-    et al., 2015). What stays is how a frame differs from its person's average: expression, pose,
-    not identity or the recording session."""
+    """Person-specific normalisation: each subject's mean feature subtracted from their frames, as
+    OpenFace's AU detectors do (Baltrusaitis et al., 2015). It uses no labels; what stays is how a
+    frame differs from its person's average (expression, pose), not identity."""
     features = np.asarray(features, np.float32)
     subjects = np.asarray(subjects)
     if len(subjects) != len(features):
@@ -385,9 +307,8 @@ def subject_centred(features: np.ndarray, subjects: np.ndarray) -> np.ndarray:
 
 
 def retained(results: dict[str, dict], aus: Sequence[int], reference: dict | None = None) -> np.ndarray:
-    """F1 per condition and AU as a matrix (n_conditions, n_au), in the order of ``results``;
-    with a ``reference`` result (the clean features), the fraction of its F1 that each condition
-    keeps (nan where the reference F1 is 0)."""
+    """F1 per condition and AU (n_conditions, n_au); with a ``reference`` result, the fraction of
+    its F1 each condition keeps (nan where the reference F1 is 0)."""
     f1 = np.array([[r["f1"][a] for a in aus] for r in results.values()], np.float64)
     if reference is None:
         return f1
@@ -397,13 +318,11 @@ def retained(results: dict[str, dict], aus: Sequence[int], reference: dict | Non
 
 
 def missing_tokens(visible: np.ndarray, dim: int) -> np.ndarray:
-    """Missing-entry mask (M, L * dim) of flattened patch tokens (M, L, dim) for patch visibility
-    (M, L): every channel of a hidden patch's token is missing."""
+    """Missing-entry mask (M, L * dim) of flattened patch tokens for patch visibility (M, L)."""
     return np.repeat(~np.asarray(visible, bool), dim, axis=1)
 
 
 def missing_pixels(visible: np.ndarray, img_size: int, patch_size: int) -> np.ndarray:
-    """Missing-entry mask (M, S * S * 3) of :func:`pixel_features` for patch visibility (M, L):
-    the three channels of every pixel inside a hidden patch."""
+    """Missing-entry mask (M, S * S * 3) of :func:`pixel_features` for patch visibility (M, L)."""
     hidden = patch_pixels(np.asarray(visible, bool), patch_size).reshape(len(visible), -1)  # (M, S * S)
     return np.repeat(hidden, 3, axis=1)  # (M, S * S * 3), channels last as in the images

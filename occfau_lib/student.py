@@ -1,35 +1,11 @@
 """The method's student: AUs from the latent tokens an MAE computes on the *visible* patches only.
 
-Taught in notebook 04. The MAE encoder (:mod:`occfau_lib.mae`) encodes exactly the patches an
-occluder leaves visible -- the hidden ones are dropped before the encoder, never reconstructed.
-A **mapping network** turns those latent tokens into the teacher's feature spaces: one node
-feature per AU ``(B, N, C)`` and one edge feature per ordered AU pair ``(B, N, N, C)``; AUs and
-AU-pair states are then read by the **teacher's own classifiers** (its cosine prototypes and its
-edge classifier, frozen), so a student node feature means exactly what a teacher node feature
-means, and distillation (:mod:`occfau_lib.distill`) has a fixed target space.
-
-Data flow (B faces, K visible of L grid patches, encoder width D, N AUs, teacher width C)::
-
-    occluded face (B, 3, S, S), visible (B, L)
-      -> MAE, first ``depth`` blocks, visible patches only            tokens (B, K, D)
-      -> mapping network ("linear" or "attention", below)              node (B, N, C), edge (B, N, N, C)
-      -> teacher's prototypes: p_i = cos(ReLU(s_i), node_i)          probs (B, N)
-         teacher's edge classifier                                   edge_logits (B, N, N, 4)
-
-Two mapping networks [ours; the paper's abstract does not say how the latent is read]:
-
-- ``"linear"``: a per-token projection to ``rank``, the tokens back on the patch grid (hidden
-  patches zero), flattened, and two position-specific linear maps (the edge map through an
-  ``edge_rank`` bottleneck). Cheap and strong when the encoder is weak; it cannot move a feature
-  with the face.
-- ``"attention"``: one learned query per AU cross-attends to the visible tokens only (a key
-  padding mask; each token carries a learned embedding of its grid position) and the AU queries
-  attend to each other, in :data:`ATTENTION_LAYERS` transformer decoder layers; node features are
-  a ReLU projection of each AU's state (non-negative, as the teacher's are) and edge features come
-  from pairs of AU states. Hidden patches are absent, not zeros.
-
-The encoder's top ``finetune_blocks`` blocks may train with the mapping (MAE's partial
-fine-tuning); the blocks below stay frozen and run without gradients. The CLS token is not used.
+Taught in notebook 04. The frozen MAE encoder (:mod:`occfau_lib.mae`) encodes exactly the patches an
+occluder leaves visible (hidden ones are dropped, never reconstructed); a **mapping network** turns
+those tokens (B, K, D) into the teacher's spaces, node features (B, N, C) and edge features
+(B, N, N, C), which the **teacher's own classifiers** (frozen copies) read. A student node feature
+then means what a teacher node feature means, and distillation (:mod:`occfau_lib.distill`) has a
+fixed target. How the latent is read is this project's choice: the paper's abstract does not say.
 """
 from __future__ import annotations
 
@@ -42,7 +18,7 @@ from torch import nn
 from . import mae
 from .config import INFERENCE_BATCH
 from .patches import to_tensor
-from .teacher import EPS, TeacherOutput
+from .teacher import EPS, TeacherOutput, collect
 
 #: The mapping networks a student can use (``DistillConfig.mapping``).
 MAPPINGS = ("linear", "attention")
@@ -55,10 +31,12 @@ LAYER_DECAY = 0.75
 class Student(nn.Module):
     """MAE encoder on visible patches -> mapping network -> the teacher's classifiers.
 
-    ``teacher`` provides the target feature sizes and its classifiers (copied, frozen); it is not
-    kept. ``depth``: encoder blocks run (None = all); the top ``finetune_blocks`` of them train,
-    the rest stay frozen. ``rank`` / ``edge_rank``: the linear mapping's projection and edge
-    bottleneck; ``node_relu``: its node features through a ReLU (the attention mapping's always are).
+    ``"linear"`` mapping: each token projected to ``rank``, back on the patch grid (hidden patches
+    zero), then two position-specific linear maps (edges through an ``edge_rank`` bottleneck).
+    ``"attention"``: one learned query per AU cross-attends to the visible tokens only (each with a
+    learned position embedding) in :data:`ATTENTION_LAYERS` decoder layers; edges come from pairs of
+    AU states. ``depth``: encoder blocks run (None: all), of which the top ``finetune_blocks`` train
+    (MAE's partial fine-tuning). ``teacher`` lends its sizes and classifiers; it is not kept.
     """
 
     def __init__(self, mae_model, teacher, depth: int | None = None, rank: int = 32, edge_rank: int = 256,
@@ -122,9 +100,8 @@ class Student(nn.Module):
         return self.blocks - self.finetune_blocks if self.finetune_blocks else self.depth
 
     def parameter_groups(self, decay: float | None = None) -> list[dict]:
-        """Optimiser groups: the mapping at the schedule's rate; fine-tuned block k below the top at
-        ``decay ** (k + 1)`` of it (``"scale"``, :meth:`train.Run.set_lr`; MAE's layer-wise decay;
-        ``decay`` None: :data:`LAYER_DECAY`)."""
+        """Optimiser groups: the mapping at the schedule's rate, fine-tuned block k below the top at
+        ``decay ** (k + 1)`` of it (MAE's layer-wise decay, the ``"scale"`` of :meth:`train.Run.set_lr`)."""
         decay = LAYER_DECAY if decay is None else decay
         tuned = {id(p) for p in self.tuned_blocks().parameters()}
         groups = [{"params": [p for p in self.parameters() if p.requires_grad and id(p) not in tuned], "scale": 1.0}]
@@ -134,10 +111,10 @@ class Student(nn.Module):
 
     @torch.no_grad()
     def start_at(self, node: torch.Tensor, edge: torch.Tensor) -> None:
-        """Start the mapping at the teacher's average face: node (N, C) and edge (N, N, C) mean
-        features become the output biases, so training only has to learn how a face departs
-        from the average. (The teacher's features share a large common component -- norm 14 against
-        a spread of 0.7 per channel on SynthFACS -- which a zero start spends most of its steps on.)"""
+        """Start the mapping at the teacher's average face: the mean node (N, C) and edge (N, N, C)
+        features become the output biases. The teacher's features share a large common component
+        (norm 14 against a spread of 0.7 per channel on SynthFACS) that a zero start spends most of
+        its steps on."""
         if self.mapping == "linear":
             self.node_map.bias.copy_(node.flatten())
             self.edge_map[-1].bias.copy_(edge.flatten())
@@ -146,16 +123,15 @@ class Student(nn.Module):
             self.edge_mean.copy_(edge)
 
     def train(self, mode: bool = True) -> Student:
-        """Train the mapping network (and the tuned blocks); the encoder stays in eval mode (MAE's
-        ViT has no dropout, and its frozen blocks must not change)."""
+        """The encoder stays in eval mode (MAE's ViT has no dropout; its frozen blocks must not change)."""
         super().train(mode)
         self.mae.eval()
         return self
 
     def encode(self, images: torch.Tensor, visible: torch.Tensor | np.ndarray | None,
                enc: mae.Encoded | None = None) -> mae.Encoded:
-        """The encoder's tokens at ``depth`` for these faces: the frozen blocks without gradients,
-        then the tuned ones. ``enc``: the frozen encoding at :attr:`input_depth`, if already computed."""
+        """The encoder's tokens at ``depth``: the frozen blocks without gradients, then the tuned ones.
+        ``enc``: the frozen encoding at :attr:`input_depth`, if already computed."""
         if enc is None:
             with torch.no_grad():
                 enc = mae.encode(self.mae, images, visible, depth=self.input_depth)  # tokens (B, 1 + K, D)
@@ -165,8 +141,7 @@ class Student(nn.Module):
 
     def latent(self, images: torch.Tensor, visible: torch.Tensor | np.ndarray | None,
                enc: mae.Encoded | None = None) -> torch.Tensor:
-        """The linear mapping's input: projected visible tokens on the patch grid, hidden = 0, (B, L, r).
-        ``enc``: as in :meth:`encode`."""
+        """The linear mapping's input: projected visible tokens on the patch grid, hidden = 0, (B, L, r)."""
         enc = self.encode(images, visible, enc)
         tokens = nn.functional.layer_norm(enc.tokens[:, 1:], enc.tokens.shape[-1:])  # (B, K, D)
         z = self.project(tokens) * enc.valid.unsqueeze(-1).to(tokens.dtype)  # (B, K, r), padding = 0
@@ -188,8 +163,7 @@ class Student(nn.Module):
 
     def forward(self, images: torch.Tensor, visible: torch.Tensor | np.ndarray | None,
                 enc: mae.Encoded | None = None) -> TeacherOutput:
-        """images (B, 3, S, S) in [0, 1], visible (B, L) bool (None = every patch) -> TeacherOutput.
-        ``enc``: as in :meth:`encode`."""
+        """images (B, 3, S, S) in [0, 1], visible (B, L) bool (None = every patch) -> TeacherOutput."""
         n, c = self.prototypes.shape
         if self.mapping == "linear":
             z = self.latent(images, visible, enc).flatten(1)  # (B, L * r)
@@ -207,8 +181,7 @@ class Student(nn.Module):
         return TeacherOutput(probs.clamp(0, 1), node, edge, edge_logits)
 
     def head_state(self) -> dict:
-        """What a checkpoint stores: the mapping network, the copied classifiers and the tuned
-        encoder blocks (the frozen encoder is stored once elsewhere)."""
+        """What a checkpoint stores: everything but the frozen encoder blocks."""
         tuned = {f"mae.vit.layers.{i}." for i in range(self.blocks - self.finetune_blocks, self.blocks)}
         return {k: v for k, v in self.state_dict().items()
                 if not k.startswith("mae.") or any(k.startswith(t) for t in tuned)}
@@ -225,18 +198,11 @@ class Student(nn.Module):
 @torch.no_grad()
 def predict(student: Student, images: np.ndarray, visible: np.ndarray, batch_size: int = INFERENCE_BATCH,
             encoded: list[mae.Encoded] | None = None) -> dict[str, np.ndarray]:
-    """Run the student over uint8 faces (N, S, S, 3) seen through ``visible`` (N, L):
-    ``{"probs": (N, n_au), "node": (N, n_au, C), "both": (N, n_au, n_au)}`` (edge
-    classifier's probability that both AUs of a pair are present). ``encoded``: the frozen
-    encoder's output at the student's depth per ``batch_size`` rows, if already computed (several
-    students reading one encoder share it: :class:`occfau_lib.experiments.SharedEncoding`)."""
+    """:func:`teacher.predict` for the student, on faces (N, S, S, 3) seen through ``visible`` (N, L).
+    ``encoded``: the frozen encoding per ``batch_size`` rows, if already computed (students reading
+    one encoder share it: :class:`occfau_lib.experiments.SharedEncoding`)."""
     student.eval()
     device = student.prototypes.device
-    probs, nodes, both = [], [], []
-    for j, i in enumerate(range(0, len(images), batch_size)):
-        out = student(to_tensor(images[i: i + batch_size]).to(device), visible[i: i + batch_size],
-                      None if encoded is None else encoded[j])
-        probs.append(out.probs.cpu())
-        nodes.append(out.node.cpu())
-        both.append(out.edge_logits.softmax(-1)[..., 3].cpu())  # state 3 = 2*1 + 1: both AUs present
-    return {"probs": torch.cat(probs).numpy(), "node": torch.cat(nodes).numpy(), "both": torch.cat(both).numpy()}
+    return collect(student(to_tensor(images[i: i + batch_size]).to(device), visible[i: i + batch_size],
+                           None if encoded is None else encoded[j])
+                   for j, i in enumerate(range(0, len(images), batch_size)))

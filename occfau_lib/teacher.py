@@ -1,39 +1,12 @@
 """The AU-relation-graph teacher: a re-implementation of ME-GraphAU (Luo et al., IJCAI 2022).
 
-Taught in notebook 03; distilled from in notebook 04. The teacher sees **clean** faces and
-describes each one as a graph: one *node* feature per AU and one *edge* feature per ordered AU
-pair. The student of the method (:mod:`occfau_lib.student`) learns to produce the same node and
-edge features from the visible patches of an occluded face.
-
-Data flow (shapes for a batch of B faces, N AUs, D backbone tokens, width C)::
-
-    image (B, 3, S, S)
-      -> timm backbone, one feature stage, flattened      X   (B, D, C_in)
-      -> linear block to width C                          X   (B, D, C)
-      -> ANFL: one linear block per AU                    U_i (B, N, D, C)
-               node v_i = mean of U_i over tokens         V   (B, N, C)
-               facial graph: top-K most similar nodes, one residual graph convolution
-      -> MEFL: FAM, each AU map attends to the whole face (B, N, D, C)
-               ARM, for each ordered pair (i, j) AU i (pooled) attends to AU j's map
-               -> projection + batch norm over the N^2 edges -> edges E (B, N, N, C)
-      -> two residual gated graph-conv layers update V and E
-      -> p_i = cosine(ReLU(prototype_i), v_i) in [0, 1]   probs (B, N)
-         edge classifier                                   edge_logits (B, N, N, 4)
-
-Losses (:func:`wa_loss`, :func:`edge_loss`): ME-GraphAU's weighted asymmetric loss on AU
-occurrence plus lambda x cross-entropy of the 4 co-occurrence states of every pair,
-``2 * y_i + y_j``. Labels of -1 (unknown) are masked out of both.
-
-Where this departs from ME-GraphAU (documented choices):
-
-- one training stage: ME-GraphAU trains ANFL first and initialises MEFL from it; here the whole
-  graph (ANFL's facial graph included) is trained end to end once, which fits a CPU budget;
-- ARM: ME-GraphAU cross-attends every token of AU i's map to AU j's map and averages the
-  result over tokens; here AU i's tokens are pooled into *one* query first, so each edge is one
-  attention read of AU j's map (B, N, N, D) instead of (B, N, N, D, D). Same output shapes, D x
-  less memory and compute (the full version dominates a CPU training step: docs/decisions.md);
-- the AU blocks are stored as stacked weights ``(N, C, C)`` rather than N separate modules (one
-  batched matrix product, and the AU axis stays explicit for permutation tests).
+Taught in notebook 03; distilled from in notebook 04. The teacher sees **clean** faces and describes
+each as a graph: one *node* feature per AU ``(B, N, C)`` and one *edge* feature per ordered AU pair
+``(B, N, N, C)``, which the student (:mod:`occfau_lib.student`) learns to produce from an occluded
+face. Nodes are read by cosine prototypes (AU probabilities), edges by a classifier of the 4
+co-occurrence states ``2 * y_i + y_j``. Loss: ME-GraphAU's weighted asymmetric loss plus lambda x the
+edges' cross-entropy, unknown labels (-1) masked out. Departures from ME-GraphAU (one training stage,
+a pooled ARM query, a token position embedding) are explained where they are made.
 """
 from __future__ import annotations
 
@@ -56,9 +29,7 @@ TEACHER_VERSION = 1
 EPS = 1e-8
 
 
-# --------------------------------------------------------------------------------------------
-# Building blocks
-# --------------------------------------------------------------------------------------------
+# --- Building blocks -------------------------------------------------------------------------
 class LinearBlock(nn.Module):
     """Linear -> BatchNorm over channels -> ReLU, applied to every token: (B, D, C_in) -> (B, D, C)."""
 
@@ -73,10 +44,8 @@ class LinearBlock(nn.Module):
 
 
 class AUBlocks(nn.Module):
-    """ANFL's AU-specific feature extractors: one linear block per AU, as one batched product.
-
-    (B, D, C) -> U (B, N, D, C): the face's tokens seen through each AU's own projection.
-    """
+    """ANFL's AU-specific feature extractors, (B, D, C) -> U (B, N, D, C): one linear block per AU,
+    stored as stacked weights (N, C, C) and applied as one batched product."""
 
     def __init__(self, n_au: int, width: int):
         super().__init__()
@@ -132,11 +101,12 @@ class CrossAttention(nn.Module):
 
 
 class EdgeFeatures(nn.Module):
-    """MEFL: multi-dimensional edge features for every ordered AU pair.
+    """MEFL: an edge feature for every ordered AU pair. FAM lets each AU map attend to the full face;
+    ARM lets AU i attend to AU j's map, so edge (i, j) encodes how the two relate on this face.
 
-    FAM lets each AU map U_i attend to the full-face tokens X (where on the face the AU's
-    context lies); ARM lets AU i attend to the map of AU j, so the edge (i, j) encodes how the
-    two AUs' activations relate on this face.
+    [ours] ME-GraphAU cross-attends every token of AU i's map to AU j's map and averages over
+    tokens; here AU i's tokens are pooled into *one* query first: attention (B, N, N, D) instead of
+    (B, N, N, D, D), the same output, D x less compute (docs/decisions.md, "Occlusions and the teacher").
     """
 
     def __init__(self, n_au: int, width: int):
@@ -197,10 +167,9 @@ class TeacherOutput:
 
 
 class GraphHead(nn.Module):
-    """Everything after the backbone: tokens (B, D, C_in) -> :class:`TeacherOutput`.
-
-    Kept separate from the backbone so it can be studied (and swapped) on any token source.
-    """
+    """Everything after the backbone: tokens (B, D, C_in) -> linear block -> ANFL (AU maps, nodes,
+    facial graph) -> MEFL (edges) -> two gated graph convolutions -> :class:`TeacherOutput`.
+    [ours] Trained end to end in one stage (ME-GraphAU trains ANFL first, then MEFL from it)."""
 
     def __init__(self, c_in: int, n_au: int, width: int, k_neighbours: int):
         super().__init__()
@@ -231,15 +200,13 @@ class GraphHead(nn.Module):
 
 
 class Teacher(nn.Module):
-    """ME-GraphAU-style teacher: a timm backbone feature stage + :class:`GraphHead`.
+    """A timm backbone feature stage + :class:`GraphHead`, on images (B, 3, S, S) in [0, 1]
+    (ImageNet-normalised inside).
 
-    Takes images as floats in [0, 1], (B, 3, S, S) with S = ``img_size``; normalises them with
-    ImageNet statistics inside (so official timm weights see what they expect).
-
-    The backbone's tokens get a learned **position embedding** [ours]: ANFL's AU blocks act on
-    each token alone and then average over tokens, so without it a small CNN trained from scratch
-    cannot tell a raised brow from a lowered lip corner (docs/decisions.md). ME-GraphAU's deep
-    ImageNet backbones see the whole face in every token instead.
+    [ours] The backbone's tokens get a learned position embedding: ANFL's AU blocks act on each
+    token alone, then average, so without it a small CNN trained from scratch cannot tell a raised
+    brow from a lowered lip corner (docs/decisions.md). ME-GraphAU's deep backbones see the whole
+    face in every token instead.
     """
 
     def __init__(self, cfg: TeacherConfig | str, aus: tuple[int, ...], img_size: int):
@@ -274,8 +241,8 @@ class Teacher(nn.Module):
 
 
 def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
-    """Load a local timm checkpoint (a state dict, or ``{"state_dict": ...}``) into a
-    ``features_only`` backbone; classifier weights are ignored. Never downloads."""
+    """Load a local timm state dict (or ``{"state_dict": ...}``) into a ``features_only`` backbone,
+    ignoring classifier weights. Never downloads."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no backbone weights at {path} (a timm state dict saved with torch.save)")
@@ -288,9 +255,7 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
     backbone.load_state_dict(usable, strict=False)
 
 
-# --------------------------------------------------------------------------------------------
-# Losses
-# --------------------------------------------------------------------------------------------
+# --- Losses ------------------------------------------------------------------------------------
 def au_weights(labels: np.ndarray) -> torch.Tensor:
     """ME-GraphAU's per-AU weights (N,): inverse positive rate over the known training labels,
     normalised to sum to N (an AU that never occurs counts as occurring once)."""
@@ -302,13 +267,10 @@ def au_weights(labels: np.ndarray) -> torch.Tensor:
 
 
 def wa_loss(probs: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Weighted asymmetric loss on probabilities (B, N) for labels (B, N) of 1 / 0 / -1:
-
-    -sum over known (b, i) of w_i [y log p + (1 - y) sg(p) log(1 - p)] / (number of known).
-
-    The negative term is scaled by the (detached) probability itself: confident negatives cost
-    almost nothing, so the many easy absent frames do not swamp the rare present ones.
-    """
+    """Weighted asymmetric loss on probabilities (B, N) for labels of 1 / 0 / -1:
+    -sum over known (b, i) of w_i [y log p + (1 - y) sg(p) log(1 - p)] / (number known).
+    The negative term is scaled by the detached probability: confident negatives cost almost
+    nothing, so the many easy absent frames do not swamp the rare present ones."""
     known = (labels >= 0).float()
     y = labels.clamp(min=0).float()
     p = probs.float().clamp(EPS, 1 - EPS)  # fp32 even from a bf16 forward pass
@@ -337,12 +299,10 @@ def teacher_loss(out: TeacherOutput, labels: torch.Tensor, weights: torch.Tensor
     return wa_loss(out.probs, labels, weights) + edge_weight * edge_loss(out.edge_logits, labels)
 
 
-# --------------------------------------------------------------------------------------------
-# Training and prediction
-# --------------------------------------------------------------------------------------------
+# --- Training and prediction ---------------------------------------------------------------
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random shift (reflect-pad by 1/16 of the side, crop back) and horizontal flip, per image:
-    the small-scale counterpart of ME-GraphAU's random crop + flip on aligned faces."""
+    """Random shift (reflect-pad by 1/16 of the side, crop back) and horizontal flip per image:
+    ME-GraphAU's random crop + flip, at small scale."""
     B, _, S, _ = images.shape
     pad = max(1, S // 16)
     padded = nn.functional.pad(images, (pad, pad, pad, pad), mode="reflect")
@@ -355,15 +315,9 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrainConfig = TeacherTrainConfig(),
                   device: str | Engine = "cpu", progress: bool = True, log_every: int = 20,
                   init: Teacher | None = None, resume_path: str | Path | None = None) -> tuple[Teacher, dict]:
-    """Train a teacher on every row of ``ds`` (an AUDataset, typically one fold's training part);
-    ``device``: a device name or a :class:`train.Engine` (bf16, channels-last, loader workers);
-    ``init``: start from that teacher's weights (fine-tuning) instead of from scratch;
-    ``resume_path``: an epoch checkpoint (:class:`train.EpochCheckpoint`) to write and resume from.
-
-    Returns ``(teacher in eval mode, history)``, history = {"step", "loss", "lr"} lists logged
-    every ``log_every`` steps plus ``images_per_s``. A non-finite loss stops training with an
-    error naming the step.
-    """
+    """Train a teacher on every row of ``ds`` (one fold's training part), from scratch or from
+    ``init``'s weights (fine-tuning); resumable from ``resume_path``.
+    Returns ``(teacher in eval mode, history {"step", "loss", "lr", "images_per_s"})``."""
     engine = Engine.of(device)
     torch.manual_seed(train_cfg.seed)
     model = Teacher(cfg, ds.aus, ds.image_size)
@@ -399,34 +353,29 @@ def train_teacher(ds, cfg: TeacherConfig | str = "tiny", train_cfg: TeacherTrain
 @torch.no_grad()
 def predict(model: Teacher, images: np.ndarray, batch_size: int = INFERENCE_BATCH) -> dict[str, np.ndarray]:
     """Run the teacher over uint8 faces (N, S, S, 3): ``{"probs": (N, n_au), "node": (N, n_au, C),
-    "both": (N, n_au, n_au)}`` ("both": the edge classifier's probability that both AUs of a pair are present)."""
+    "both": (N, n_au, n_au)}``, "both" the edge classifier's P(both AUs of a pair present)."""
     model.eval()
     device = next(model.parameters()).device
+    return collect(model(to_tensor(images[i: i + batch_size]).to(device)) for i in range(0, len(images), batch_size))
+
+
+def collect(outputs) -> dict[str, np.ndarray]:
+    """The probs, nodes and "both" probabilities of per-batch :class:`TeacherOutput`, concatenated."""
     probs, nodes, both = [], [], []
-    for i in range(0, len(images), batch_size):
-        out = model(to_tensor(images[i: i + batch_size]).to(device))
+    for out in outputs:
         probs.append(out.probs.cpu())
         nodes.append(out.node.cpu())
         both.append(out.edge_logits.softmax(-1)[..., 3].cpu())  # state 3 = 2*1 + 1: both AUs present
     return {"probs": torch.cat(probs).numpy(), "node": torch.cat(nodes).numpy(), "both": torch.cat(both).numpy()}
 
 
-# --------------------------------------------------------------------------------------------
-# Checkpoint or train, per fold
-# --------------------------------------------------------------------------------------------
+# --- Checkpoint or train, per fold -----------------------------------------------------------
 def trained_teacher(ds, fold: int, data_key: dict, cfg: TeacherConfig | str = "tiny",
                     train_cfg: TeacherTrainConfig = TeacherTrainConfig(), device: str | Engine = "cpu",
                     progress: bool = True, init: Teacher | None = None, resume: bool = True) -> tuple[Teacher, dict]:
-    """Checkpoint or train: the teacher of subject-exclusive ``fold`` of ``ds`` (trained on that
-    fold's training subjects only), from ``data/cache/teacher-<hash>.pt`` when its stored config
-    matches, else trained with :func:`train_teacher` and saved atomically.
-
-    ``data_key`` says which dataset ``ds`` is (e.g. the SynthFACS config); the key also holds the
-    architecture, schedule, fold, AU list and :data:`TEACHER_VERSION` (and, for a fine-tuned
-    teacher, a content hash of the ``init`` weights; for a bf16 run, the precision). An interrupted
-    training continues from its last epoch checkpoint (``teacher-<hash>.partial.pt``), unless
-    ``resume=False``.
-    """
+    """The teacher of subject-exclusive ``fold`` (trained on its training subjects only) from the
+    cache, else trained and saved (:func:`cache.checkpoint_or_train`). ``data_key`` names the
+    dataset; a fine-tuned teacher's key also holds a hash of the ``init`` weights."""
     engine = Engine.of(device)
     cfg = TEACHER_CONFIGS[cfg] if isinstance(cfg, str) else cfg
     config = {"teacher": asdict(cfg), "train": asdict(train_cfg), "data": data_key, "fold": int(fold),
