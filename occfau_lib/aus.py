@@ -73,8 +73,7 @@ def au_set(spec: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
 
 
 def parse_au_label(text: str) -> int:
-    """``"AU12"``, ``"au12"``, ``"AU_12"``, ``"AU 12"``, ``"AU-12"``, ``"12"`` or ``"AU012"`` -> 12;
-    raises ValueError naming the label otherwise."""
+    """``"AU12"``, ``"au12"``, ``"AU_12"``, ``"AU 12"``, ``"AU-12"``, ``"12"`` or ``"AU012"`` -> 12."""
     match = re.fullmatch(r"(?i)(?:au[ _-]?)?(\d+)", str(text).strip())
     if not match:
         raise ValueError(f"{text!r} is not an AU label (expected e.g. 'AU12' or '12')")

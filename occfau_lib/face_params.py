@@ -33,15 +33,13 @@ ID_INDEX = {name: i for i, name in enumerate(IDENTITY_PARAMS)}
 NU_INDEX = {name: i for i, name in enumerate(NUISANCE_PARAMS)}
 AU_INDEX = {au: i for i, au in enumerate(ALL_AUS)}
 
-#: The one studio every subject is filmed in: a plain grey-blue backdrop, lighter at the top (top and
-#: bottom colours). BP4D and DISFA were each recorded in one lab against a plain background; each
-#: session varies it a little in tone (std 0.03) and tint (0.01) and in the fall-off (+-5 %), so the
-#: background does not hold most of an image's variance (docs/decisions.md, "The SynthFACS world").
+#: The one studio every subject is filmed in, as in BP4D and DISFA: a plain grey-blue backdrop (top and
+#: bottom colours), varied a little per session (docs/decisions.md, "The SynthFACS world").
 STUDIO_BACKGROUND = ((0.55, 0.59, 0.66), (0.40, 0.43, 0.50))
 
 
 def neutral_identity() -> np.ndarray:
-    """The average identity: every morphology z-score 0. (len(IDENTITY_PARAMS),)"""
+    """The average identity (len(IDENTITY_PARAMS),): every z-score 0."""
     return np.zeros(len(IDENTITY_PARAMS), np.float32)
 
 

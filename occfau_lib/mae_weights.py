@@ -49,11 +49,8 @@ def _from_timm_keys(sd: dict[str, torch.Tensor], prefix: str, hf_prefix: str) ->
 
 
 def convert_timm_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """facebookresearch/mae or timm ``vit_*.mae`` weights -> ``ViTMAEForPreTraining`` names.
-
-    The encoder is always present; the decoder (``decoder_*`` keys) only in facebookresearch's
-    pretraining checkpoints -- timm's ``.mae`` weights are encoder-only.
-    """
+    """facebookresearch/mae or timm ``vit_*.mae`` weights -> ``ViTMAEForPreTraining`` names (the
+    decoder only where present: timm's ``.mae`` weights are encoder-only)."""
     out = {
         "vit.embeddings.cls_token": sd["cls_token"],
         "vit.embeddings.position_embeddings": sd["pos_embed"],
@@ -72,15 +69,9 @@ def convert_timm_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 
 
 def load_mae(path: str | Path, cfg: MAEConfig | str = "paper") -> ViTMAEForPreTraining:
-    """Official MAE weights from a local path, in either format:
-
-    - a Hugging Face directory (``config.json`` + ``model.safetensors``), e.g. a saved
-      ``facebook/vit-mae-base``: loaded with ``local_files_only=True``;
-    - a facebookresearch/mae ``.pth`` (``{"model": state_dict}``, encoder + decoder) or a timm
-      ``vit_base_patch16_224.mae`` checkpoint (encoder only; the decoder stays freshly
-      initialised, so reconstructions need the facebookresearch file), for architecture ``cfg``.
-    Nothing is ever downloaded; a missing path raises FileNotFoundError naming what to put there.
-    """
+    """Official MAE weights of architecture ``cfg`` from a Hugging Face folder (e.g. a saved
+    ``facebook/vit-mae-base``) or a facebookresearch/mae or timm ``.mae`` file (timm's: encoder only,
+    the decoder stays random, so reconstructions need the facebookresearch file). Never downloads."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(

@@ -1,27 +1,13 @@
 """Occlusion: which pixels an occluder hides and which MAE patches that leaves visible.
 
-Taught in notebooks 01-03. Every occluder here is expressed twice: as a **pixel mask**
-(True = hidden) to paint on the image, and as a **patch visibility** mask over the MAE's patch
-grid (True = visible), where a patch counts as hidden when more than ``threshold`` of its pixels
-are covered. Masks are deterministic given their seed.
-
-Face regions are boxes in the frame of an aligned face crop (u right, v down, the image spanning
-[-1, 1]; ``patches.ALIGNED_CROP`` places the face in it); on aligned real crops they land on the same
-parts of the face.
-
-The evaluation protocols (the paper names two families, the levels are this project's choice,
-see ``docs/method-notes.md``):
-
-- **random small patches**: a fraction ``PATCH_RATIOS`` of the MAE's grid patches hidden uniformly;
-- **large blocks**: one square of side ``BLOCK_SIDES_224`` pixels at 224 px (scaled to the image
-  size) placed uniformly with its centre inside the face, plus the upper and lower half;
-- fill: the MAE's mean colour (zero after normalisation); test occlusions are fixed by seed.
-
-Every occluder is named by a **spec** string understood by :func:`apply`: ``"clean"``,
-``"patches:0.5"``, ``"block:96"`` (side in pixels at 224 px), a region of ``REGION_BOXES``
-(``"mouth"``, ``"upper_half"`` ...) or a realistic occluder of ``REALISTIC`` (``"sunglasses"`` ...);
-``"+"`` composes them (``"sunglasses+medical_mask"``). :func:`apply` returns an :class:`Occluded`
-batch: the occluded images, the pixel mask and the patch visibility.
+Taught in notebooks 01-03. An occluder is a **pixel mask** (True = hidden) painted on the image and a
+**patch visibility** mask over the MAE's grid (True = visible; a patch is hidden when more than
+``threshold`` of its pixels are). The paper's two families at this project's levels
+(docs/method-notes.md): **random small patches** (:data:`PATCH_RATIOS` of the grid) and **large
+blocks** (:data:`BLOCK_SIDES_224`, centred inside the face, plus the two halves), filled with the MAE's
+mean colour and fixed by seed at test time. A **spec** names any occluder for :func:`apply`:
+``"clean"``, ``"patches:0.5"``, ``"block:96"``, a region (``"mouth"``), a realistic occluder
+(``"sunglasses"``), or several joined by ``"+"``.
 """
 from __future__ import annotations
 
@@ -33,8 +19,7 @@ from .patches import MEAN_FILL, box_mask, crop_to_face, patch_pixels, patch_visi
 
 #: Random small patches: fraction of the MAE's grid patches hidden [ours].
 PATCH_RATIOS = (0.25, 0.5, 0.75)
-#: Large blocks: side in pixels at 224 px (about 29, 43, 50, 57% of the image side), scaled to the
-#: image size [ours]; docs/method-notes.md rounds them to "about 30, 45, 55, 60%", the pixel sizes are exact.
+#: Large blocks: side in pixels at 224 px (about 29, 43, 50, 57% of the side), scaled to the image [ours].
 BLOCK_SIDES_224 = (64, 96, 112, 128)
 #: The half-face masks of the large-block family.
 HALVES = ("upper_half", "lower_half")
@@ -47,7 +32,7 @@ PATCH_THRESHOLD = 0.5
 #: Seed of the fixed test occlusions (every evaluation sees the same masks).
 TEST_SEED = 1234
 
-#: Face regions as canonical boxes (u0, u1, v0, v1) for region-targeted blocks.
+#: Face regions as boxes (u0, u1, v0, v1) in the aligned crop (the image spans [-1, 1]).
 REGION_BOXES = {
     "brows": (-0.84, 0.84, -0.84, -0.41),
     "eyes": (-0.74, 0.74, -0.46, -0.11),
@@ -69,17 +54,14 @@ def region_mask(region: str, size: int) -> np.ndarray:
 
 
 def occlude(images: np.ndarray, hidden: np.ndarray, fill=MEAN_FILL) -> np.ndarray:
-    """Paint hidden pixels of uint8 images (N, S, S, 3) with ``fill`` (default: the ImageNet mean
-    colour, i.e. zero after the MAE's normalisation). ``hidden``: (S, S) or (N, S, S)."""
+    """Paint the ``hidden`` pixels ((S, S) or (N, S, S)) of uint8 images (N, S, S, 3) with ``fill``."""
     out = images.copy()
     mask = np.broadcast_to(np.asarray(hidden, bool), images.shape[:3])
     out[mask] = np.asarray(fill, np.uint8)
     return out
 
 
-# --------------------------------------------------------------------------------------------
-# The two protocol families
-# --------------------------------------------------------------------------------------------
+# --- The two protocol families -----------------------------------------------------------------
 def block_side(side_224: int, size: int) -> int:
     """Side in pixels at image ``size`` of a block that is ``side_224`` pixels wide at 224 px."""
     return max(1, int(round(side_224 * size / 224)))
@@ -91,8 +73,8 @@ def _to_pixel(c, size: int):
 
 
 def random_blocks(n: int, size: int, side_224: int, rng: np.random.Generator) -> np.ndarray:
-    """Pixel masks (n, S, S) of one square block per face, ``block_side(side_224, size)`` pixels
-    wide, its centre uniform inside :data:`FACE_BOX` (and the block inside the image)."""
+    """Pixel masks (n, S, S) of one square block per face, its centre uniform inside
+    :data:`FACE_BOX` and the block inside the image."""
     side = block_side(side_224, size)
     if side > size:
         raise ValueError(f"a {side_224}-px block (at 224 px) does not fit a {size}-px image")
@@ -109,8 +91,7 @@ def random_blocks(n: int, size: int, side_224: int, rng: np.random.Generator) ->
 
 
 def protocol_conditions() -> dict[str, str]:
-    """The test conditions of the evaluation protocol, ``{label: spec}`` in reporting order:
-    clean, random small patches at each ratio, large blocks at each side, upper and lower half."""
+    """The protocol's test conditions ``{label: spec}`` in reporting order."""
     out = {"clean": "clean"}
     out.update({f"patches {round(100 * r)}%": f"patches:{r}" for r in PATCH_RATIOS})
     out.update({f"block {round(100 * s / 224)}%": f"block:{s}" for s in BLOCK_SIDES_224})
@@ -119,20 +100,16 @@ def protocol_conditions() -> dict[str, str]:
 
 
 def training_specs(n: int, rng: np.random.Generator, clean_rate: float = 0.0) -> list[str]:
-    """The training occlusion mixture [ours]: each face draws one condition of the protocol
-    (either family, any level, the two halves included) uniformly, or stays clean with
-    probability ``clean_rate``. Pass the result to :func:`apply_each`."""
+    """The training mixture [ours]: each face draws one occluded protocol condition uniformly, or
+    stays clean with probability ``clean_rate``."""
     pool = [spec for spec in protocol_conditions().values() if spec != "clean"]
     picks = [pool[i] for i in rng.integers(len(pool), size=n)]
     return ["clean" if rng.random() < clean_rate else spec for spec in picks]
 
 
-# --------------------------------------------------------------------------------------------
-# Realistic occluders for teaching, drawn in the face frame of the renderer (patches.crop_to_face)
-# --------------------------------------------------------------------------------------------
+# --- Realistic occluders for teaching, drawn in the renderer's face frame ----------------------
 def _jittered_grid(n: int, size: int, rng: np.random.Generator):
-    """Face-frame coordinates (n, S, S) of every pixel, shifted (+-0.04) and scaled (0.92-1.08) per
-    face, so that each occluder sits a little differently on each face."""
+    """Face-frame coordinates (n, S, S) of every pixel, shifted and scaled a little per face."""
     c = pixel_centres(size)
     shift = rng.uniform(-0.04, 0.04, (n, 2))
     scale = rng.uniform(0.92, 1.08, n)
@@ -207,9 +184,7 @@ REALISTIC = {"sunglasses": _sunglasses, "medical_mask": _medical_mask, "hand": _
              "scarf": _scarf}
 
 
-# --------------------------------------------------------------------------------------------
-# One API for every occluder: spec -> occluded batch
-# --------------------------------------------------------------------------------------------
+# --- One API for every occluder: spec -> occluded batch ---------------------------------------
 @dataclass(frozen=True)
 class Occluded:
     """A batch of occluded faces: what the detector sees and what the MAE may encode."""
@@ -243,14 +218,9 @@ def _layer(part: str, n: int, size: int, patch_size: int, rng: np.random.Generat
 
 def apply(images: np.ndarray, spec: str, patch_size: int, seed: int = 0, threshold: float = PATCH_THRESHOLD,
           fill=MEAN_FILL) -> Occluded:
-    """Occlude a batch of uint8 faces (N, S, S, 3) with ``spec`` (see the module docstring).
-
-    Components of a ``"+"``-joined spec are painted in order (a later one on top); the pixel
-    mask is their union, and a patch is hidden when more than ``threshold`` of its pixels are.
-    Protocol blocks and patches are painted with ``fill``; realistic occluders with their own
-    colours. The same ``(spec, seed)`` always gives the same occlusion; each face of the batch
-    gets its own draw.
-    """
+    """Occlude uint8 faces (N, S, S, 3) with ``spec``, each face its own draw, deterministic in
+    ``seed``. The parts of a ``"+"`` spec are painted in order; the pixel mask is their union.
+    Protocol blocks and patches are painted with ``fill``, realistic occluders in their own colours."""
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.shape[1] != images.shape[2] or images.dtype != np.uint8:
         raise ValueError(f"images must be uint8 (N, S, S, 3); got {images.dtype} {images.shape}")
@@ -270,16 +240,13 @@ def apply(images: np.ndarray, spec: str, patch_size: int, seed: int = 0, thresho
 
 def training_occlusion(images: np.ndarray, patch_size: int, rng: np.random.Generator,
                        clean_rate: float = 0.0) -> Occluded:
-    """One training batch occluded by the training mixture: a :func:`training_specs` draw per face,
-    applied by :func:`apply_each` with a seed drawn from ``rng`` (so a seeded ``rng`` makes the
-    whole run reproducible). Used by the occlusion-augmented teacher and by the student."""
+    """A training batch occluded by the training mixture, all draws from ``rng``."""
     specs = training_specs(len(images), rng, clean_rate)
     return apply_each(images, specs, patch_size, seed=int(rng.integers(2**31)))
 
 
 def apply_each(images: np.ndarray, specs, patch_size: int, seed: int = 0, **kwargs) -> Occluded:
-    """Like :func:`apply`, but face ``i`` gets ``specs[i]`` (e.g. from :func:`training_specs`).
-    Faces sharing a spec are occluded together, each group with its own seed derived from ``seed``."""
+    """:func:`apply` with face ``i`` under ``specs[i]``; faces sharing a spec are occluded together."""
     images = np.asarray(images)
     specs = list(specs)
     if len(specs) != len(images):
@@ -296,9 +263,8 @@ def apply_each(images: np.ndarray, specs, patch_size: int, seed: int = 0, **kwar
 
 
 def region_overlap(maps: dict[int, np.ndarray], regions) -> np.ndarray:
-    """Ground truth for the sensitivity map: the share of each AU's pixel change (``maps`` from
-    :func:`synthfacs.au_region_maps`, {au: (S, S)}) that falls inside each region's box,
-    (n_au, n_regions) in [0, 1]. Hiding a region with a large share should hurt that AU."""
+    """Ground truth for the sensitivity map (n_au, n_regions): the share of each AU's pixel change
+    (:func:`synthfacs.au_region_maps`) inside each region. Hiding a large share should hurt the AU."""
     aus = list(maps)
     size = maps[aus[0]].shape[0]
     masks = [region_mask(r, size) for r in regions]

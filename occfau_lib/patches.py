@@ -1,20 +1,11 @@
-"""Images, patches and masks: the conventions every stage shares (the library's ground floor).
+"""Images, patches and masks: the conventions every stage shares (used from notebook 01 on).
 
-Faces travel as uint8 arrays ``(N, S, S, 3)`` (what datasets store and occluders paint) and enter
-models as float tensors ``(N, 3, S, S)`` in [0, 1] (:func:`to_tensor` / :func:`to_uint8`), then
-ImageNet-normalised (:func:`normalize`), as official MAE weights expect. An occluder's fill is
-the normalisation mean (:data:`MEAN_FILL`), i.e. zero for the encoder.
-
-A face is cut into a row-major grid of ``patch_size`` squares, the MAE's tokens. Which patches a
-model may read is a **visibility** mask ``(..., L)`` (True = visible); which pixels an occluder
-covers is a **hidden-pixel** mask ``(..., S, S)`` (True = hidden). :func:`patch_visibility` and
-:func:`patch_pixels` convert between the two; :func:`random_visible` (MAE's pretraining masks)
-and :func:`random_patches` (the fixed random-patch test occlusions) draw random ones.
-
-Face regions are boxes in the canonical frame of an aligned face crop (u right, v down, the image
-spanning [-1, 1]): :func:`pixel_centres`, :func:`box_mask`. Where the face sits in that crop is the
-alignment template (:data:`ALIGNED_CROP`, :func:`crop_to_face`), shared by the renderer and the
-occluders drawn on faces.
+Faces travel as uint8 arrays ``(N, S, S, 3)`` and enter models as float tensors ``(N, 3, S, S)`` in
+[0, 1], then ImageNet-normalised as official MAE weights expect; an occluder's fill (:data:`MEAN_FILL`)
+is zero for the encoder. A face is a row-major grid of ``patch_size`` squares, the MAE's tokens: which
+patches a model may read is a **visibility** mask ``(..., L)`` (True = visible), which pixels an
+occluder covers a **hidden-pixel** mask ``(..., S, S)`` (True = hidden). Face regions are boxes in the
+frame of an aligned crop (u right, v down, the image spanning [-1, 1]; :data:`ALIGNED_CROP`).
 """
 from __future__ import annotations
 
@@ -30,9 +21,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MEAN_FILL = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)
 
 
-# --------------------------------------------------------------------------------------------
-# Pixels: uint8 <-> float, normalisation
-# --------------------------------------------------------------------------------------------
+# --- Pixels: uint8 <-> float, normalisation ----------------------------------------------------
 def to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 ``(N, S, S, 3)`` (or one ``(S, S, 3)``) -> float ``(N, 3, S, S)`` in [0, 1], on the
     device of a tensor input. Read-only arrays (memory-mapped caches, PIL buffers) are copied."""
@@ -47,7 +36,7 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
-    """[0, 1] RGB ``(B, 3, S, S)`` -> ImageNet-normalised (what official MAE weights were trained on)."""
+    """[0, 1] RGB ``(B, 3, S, S)`` -> ImageNet-normalised."""
     mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (images - mean) / std
@@ -60,9 +49,7 @@ def denormalize(images: torch.Tensor) -> torch.Tensor:
     return (images * std + mean).clamp(0, 1)
 
 
-# --------------------------------------------------------------------------------------------
-# Patches: visibility <-> pixels, random masks
-# --------------------------------------------------------------------------------------------
+# --- Patches: visibility <-> pixels, random masks ----------------------------------------------
 def patch_visibility(hidden: np.ndarray, patch_size: int, threshold: float = 0.5) -> np.ndarray:
     """Hidden-pixel masks ``(..., S, S)`` -> patch visibility ``(..., L)``: a patch is hidden when
     more than ``threshold`` of its pixels are hidden (row-major grid, as the MAE orders patches)."""
@@ -76,9 +63,7 @@ def patch_visibility(hidden: np.ndarray, patch_size: int, threshold: float = 0.5
 
 
 def patch_pixels(visible: np.ndarray | torch.Tensor, patch_size: int) -> np.ndarray | torch.Tensor:
-    """Patch visibility ``(..., L)`` -> hidden-pixel mask ``(..., S, S)``, True where a hidden patch
-    covers the pixel: the inverse view of :func:`patch_visibility`. A tensor gives a tensor (same
-    device), an array an array."""
+    """Patch visibility ``(..., L)`` -> hidden-pixel mask ``(..., S, S)`` (tensor or array, as given)."""
     *lead, L = visible.shape
     g = math.isqrt(L)
     if torch.is_tensor(visible):
@@ -96,34 +81,27 @@ def _first_k(n: int, num_patches: int, k: int, generator: torch.Generator | None
 
 
 def random_visible(batch: int, num_patches: int, mask_ratio: float, generator: torch.Generator | None = None):
-    """MAE's random masking as a visibility mask ``(B, L)``: ``round(L * (1 - ratio))`` random patches
-    kept per face, drawn from ``generator`` (the training loop's)."""
+    """MAE's random masking as a visibility mask ``(B, L)``: ``round(L * (1 - ratio))`` patches kept."""
     return _first_k(batch, num_patches, int(round(num_patches * (1 - mask_ratio))), generator)
 
 
 def random_patches(n: int, num_patches: int, ratio: float, seed: int = 0) -> np.ndarray:
-    """Visibility ``(n, L)`` with exactly ``round(ratio * L)`` patches hidden uniformly at random per
-    face; the same seed always gives the same masks (the fixed test occlusions)."""
+    """Visibility ``(n, L)`` with ``round(ratio * L)`` random patches hidden per face, fixed by ``seed``."""
     if not 0 <= ratio < 1:
         raise ValueError(f"hidden ratio must be in [0, 1), got {ratio}")
     hide = int(round(ratio * num_patches))
     return (~_first_k(n, num_patches, hide, torch.Generator().manual_seed(seed))).numpy()
 
 
-# --------------------------------------------------------------------------------------------
-# The canonical face frame
-# --------------------------------------------------------------------------------------------
+# --- The canonical face frame ------------------------------------------------------------------
 def pixel_centres(size: int) -> np.ndarray:
     """Canonical coordinate of each pixel centre along one axis, ``(size,)`` in (-1, 1)."""
     return (np.arange(size) + 0.5) / size * 2 - 1
 
 
-#: The alignment template: an aligned crop shows the face frame's u in [-h, h] and v in [c - h, c + h]
-#: with ``(h, c) = ALIGNED_CROP``. In the face frame the face is centred at 0, 0.56 wide to each side,
-#: brows at v ~ -0.3, mouth at 0.43, chin at 0.78: the crop runs from the upper forehead to just below
-#: the chin and from cheek to cheek with a little background on either side, as BP4D/DISFA crops
-#: aligned on eye and mouth landmarks do (ME-GraphAU's 256 -> 224 crops), so the face fills ~76 % of
-#: the width and few pixels are background and hair.
+#: The alignment template: an aligned crop shows the face frame's u in [-h, h] and v in [c - h, c + h],
+#: ``(h, c) = ALIGNED_CROP``: upper forehead to below the chin, cheek to cheek, as BP4D/DISFA crops
+#: aligned on eye and mouth landmarks are (ME-GraphAU's 256 -> 224 crops).
 ALIGNED_CROP = (0.74, 0.10)
 
 

@@ -1,28 +1,11 @@
-"""The SynthFACS renderer (version 3): one painter per face part, analytic and batched in torch.
+"""The SynthFACS renderer: one painter per face part (:data:`PAINTERS`), analytic and batched in torch.
 
-Taught in notebook 00 (the AU gallery and the face explorer); :mod:`occfau_lib.synthfacs` samples
-the identities, expressions and recording sessions it draws. Painters work in the face frame (u to
-the right, v downwards, face centre at 0, the face 0.56 wide to each side); the image is an
-aligned face crop of it (``patches.ALIGNED_CROP``: upper forehead to chin, cheek to cheek), after
-the small residual roll, scale and shift an aligner leaves. Shapes are soft-edged with one-pixel
-anti-aliasing. The painters run in drawing order, each over the ones before it:
-
-1. studio background and hair mass;  2. skin (the face ellipsoid and its shading);
-3. forehead lines (AU1/2, age);  4. brows and eye cover folds (AU1/2/4);  5. eyes (AU6/7);
-6. cheeks (AU6);  7. nose (AU9);  8. nasolabial folds and infraorbital triangle (AU10/12);
-9. mouth (AU10/12/14/15/17/23/24/25/26);  10. chin (AU15/17/26);
-11. composite (cues onto the skin, features, fringe, light, the camera's exposure);
-then the camera (blur, sensor noise).
-
-AUs are mostly **movements of the face's parts** with creases on top, as in FACS: brows up at the
-inner (1) or outer (2) ends or down and together (4), cheeks up narrowing the eyes (6), lids
-tightened (7), nose wrinkled with the nostrils raised (9), upper lip raised (10), lip corners up and
-out (12), pulled in with dimples (14) or down (15), chin boss up pushing the lower lip (17), lips
-narrowed (23), pressed (24), apart (25), jaw and chin down (26). Version 3 calibrated their size so
-that at intensity 5 each AU changes its region more than changing the person does, and at 1 less
-than half as much (``synthfacs.au_visibility``, tested). Each AU moves
-or shades pixels only inside its region (``synthfacs.AU_BOXES``, checked pixel-exactly by the
-tests); intensity 0-5 scales every cue.
+Taught in notebook 00 (the AU gallery and the face explorer); :mod:`occfau_lib.synthfacs` samples what
+it draws. Painters work in the face frame (u right, v down, face centre at 0, 0.56 wide to each side);
+the image is an aligned crop of it (``patches.ALIGNED_CROP``) after the small residual roll, scale and
+shift an aligner leaves. AUs are mostly **movements of the face's parts** with creases on top, as in
+FACS, scaled by intensity 0-5, each only inside its region (``synthfacs.AU_BOXES``) and sized so that
+at intensity 5 it changes its region more than changing the person does (``synthfacs.au_visibility``).
 """
 from __future__ import annotations
 
@@ -37,19 +20,14 @@ from .face_params import (AU_INDEX, ID_INDEX, IDENTITY_PARAMS, NU_INDEX, NUISANC
 from .patches import crop_to_face, ALIGNED_CROP, to_uint8
 
 
-#: Camera exposure. A video camera exposes for its subject (auto-exposure metering on the face that
-#: fills an aligned frame, or an operator setting each session's exposure), so recorded face
-#: brightness varies across subjects far less than skin albedo does: the whole frame is scaled by
-#: ``(EXPOSURE_TARGET / tone) ** EXPOSURE_METERING``; metering 1 would expose every face to the same
-#: mean, 0 not at all. Without it, skin albedo (0.30-0.85) would be the largest difference between
-#: subjects in every AU region (see ``synthfacs.au_visibility``).
+#: Camera exposure: a video camera exposes for the face, so the frame is scaled by
+#: ``(EXPOSURE_TARGET / tone) ** EXPOSURE_METERING`` (1: every face to the same mean, 0: none).
+#: Without it skin albedo is the largest difference between subjects (docs/decisions.md).
 EXPOSURE_TARGET, EXPOSURE_METERING = 0.58, 0.8
 
 
-# --------------------------------------------------------------------------------------------
-# Soft 2-D shapes on batched pixel grids. Every tensor below is (B, 1, H, W) or broadcasts to it;
-# per-face scalars are (B, 1, 1, 1). ``aa`` is the pixel size in face-frame units (anti-aliasing).
-# --------------------------------------------------------------------------------------------
+# --- Soft 2-D shapes: tensors (B, 1, H, W), per-face scalars (B, 1, 1, 1) ------------------------
+# ``aa`` is the pixel size in face-frame units (one-pixel anti-aliasing).
 def _cover(dist, aa):
     """Coverage of a shape from a signed distance (negative inside), with a one-pixel ramp."""
     return (0.5 - dist / aa).clamp(0.0, 1.0)
@@ -97,17 +75,10 @@ def _sensor_noise(seeds, size):
                                       for s in seeds]))
 
 
-# --------------------------------------------------------------------------------------------
-# The renderer
-# --------------------------------------------------------------------------------------------
+# --- The renderer ------------------------------------------------------------------------------
 def render_faces(identities, aus, nuisances, seeds, size: int = 64) -> np.ndarray:
-    """Render a batch of faces.
-
-    identities: (B, len(IDENTITY_PARAMS)) z-scores; aus: (B, 15) intensities 0-5 in ``ALL_AUS``
-    order; nuisances: (B, len(NUISANCE_PARAMS)); seeds: (B,) ints for sensor noise.
-    Returns uint8 (B, size, size, 3). The same inputs always give the same pixels, whatever
-    the batch they are rendered in.
-    """
+    """uint8 faces (B, size, size, 3) from identities (B, P), AU intensities 0-5 (B, 15), nuisances
+    (B, Q) and sensor-noise seeds (B,); the same inputs give the same pixels in any batch."""
     ids = torch.as_tensor(np.asarray(identities, np.float32))
     au = torch.as_tensor(np.clip(np.asarray(aus, np.float32), 0, 5)) / 5.0  # (B, 15) in [0, 1]
     nu = torch.as_tensor(np.asarray(nuisances, np.float32))
@@ -120,19 +91,17 @@ def render_faces(identities, aus, nuisances, seeds, size: int = 64) -> np.ndarra
             f"{tuple(au.shape)}, {tuple(nu.shape)}, {tuple(seeds.shape)}"
         )
     with torch.no_grad():
-        img = _render(ids, au, nu, seeds, int(size))  # (B, 3, S, S) in [0, 1]
-    return to_uint8(img)
+        face = _Face(ids, au, nu, int(size))
+        for paint in PAINTERS:
+            paint(face)
+        return to_uint8(_camera(face, seeds))  # from (B, 3, S, S) in [0, 1]
 
 
-# --------------------------------------------------------------------------------------------
-# The painters: one per face part, called in this order by _render
-# --------------------------------------------------------------------------------------------
+# --- The painters, in drawing order ------------------------------------------------------------
 class _Face:
-    """What the painters share while they draw one batch: every pixel's face-frame coordinates
-    (``u`` right, ``v`` down, after the inverse head pose), the faces' identity / nuisance / AU
-    values, the image so far, and the shading cues the skin collects (``dark``, ``light``).
-    Each painter reads what earlier painters set on it and adds its own part. Tensors are
-    (B, 1, S, S) or broadcast to it; per-face scalars are (B, 1, 1, 1)."""
+    """What the painters share while drawing one batch: each pixel's face-frame coordinates
+    (``u``, ``v``, after the inverse head pose), the faces' parameters, the image so far and the
+    shading cues the skin collects (``dark``, ``light``). Each painter adds its part to it."""
 
     def __init__(self, ids, au, nu, S):
         self.B, self.S, self.ids, self.au, self.nu = ids.shape[0], S, ids, au, nu
@@ -380,9 +349,9 @@ def _composite(f: _Face) -> None:
 
 
 def _camera(f: _Face, seeds) -> torch.Tensor:
-    """The camera: a per-face mix of 3x3 binomial blur, then sensor noise; (B, 3, S, S) in [0, 1]."""
+    """A per-face mix of 3x3 binomial blur, then sensor noise: (B, 3, S, S) in [0, 1]."""
     img, S, blur = f.img, f.S, f.n("blur")
-    if S >= 3:  # 3x3 binomial blur, mixed in by the per-face blur amount
+    if S >= 3:
         k = torch.tensor([1.0, 2.0, 1.0]) / 4
         padded = torch.nn.functional.pad(img, (1, 1, 1, 1), mode="replicate")
         h = padded[..., :, :-2] * k[0] + padded[..., :, 1:-1] * k[1] + padded[..., :, 2:] * k[2]
@@ -391,30 +360,16 @@ def _camera(f: _Face, seeds) -> torch.Tensor:
     return (img + f.n("noise") * _sensor_noise(seeds, S)).clamp(0, 1)
 
 
-#: The painters in drawing order (each face part over the ones before it).
+#: The painters in drawing order (each face part over the ones before it); the camera comes last.
 PAINTERS = (_background_and_hair, _skin, _forehead, _brows, _eyes, _cheeks, _nose, _nasolabial_folds, _mouth,
             _chin, _composite)
 
 
-def _render(ids, au, nu, seeds, S):
-    """Every painter in order on one batch, then the camera: (B, 3, S, S) in [0, 1]."""
-    face = _Face(ids, au, nu, S)
-    for paint in PAINTERS:
-        paint(face)
-    return _camera(face, seeds)
-
-
-# --------------------------------------------------------------------------------------------
-# Convenience: one face from readable arguments (the vectors: :mod:`face_params`)
-# --------------------------------------------------------------------------------------------
+# --- One face from readable arguments ----------------------------------------------------------
 def render_face(identity=None, aus=None, pose=(0.0, 0.0, 0.0), lighting=(-0.3, -0.4, 0.6), seed: int = 0,
                 size: int = 64, **nuisance) -> np.ndarray:
-    """Render one face: (size, size, 3) uint8.
-
-    identity: (len(IDENTITY_PARAMS),) or None for the average face; aus: dict {AU: 0-5} or (15,);
-    pose: (roll degrees, yaw, pitch); lighting: (x, y, strength); ``nuisance`` may add
-    scale/tx/ty/noise/blur/background (see ``make_nuisance``).
-    """
+    """One uint8 face (size, size, 3): ``identity`` None is the average face; ``aus`` {AU: 0-5} or
+    (15,); pose (roll degrees, yaw, pitch); lighting (x, y, strength); ``nuisance``: see ``make_nuisance``."""
     identity = neutral_identity() if identity is None else np.asarray(identity, np.float32)
     aus = au_vector(aus) if aus is None or isinstance(aus, dict) else np.asarray(aus, np.float32)
     roll, yaw, pitch = pose

@@ -1,30 +1,12 @@
-"""SynthFACS: a procedural face world with known action units (the repo's embedded default data).
+"""SynthFACS: a procedural face world with known action units, the repository's default data.
 
-Taught in notebook 00. BP4D and DISFA are licensed and never shipped, so every notebook runs on
-faces this module draws itself. The world is built so that what the notebooks show about AUs is
-true of real faces:
-
-- **Local.** Each AU moves or shades pixels only inside its anatomical region (``AU_BOXES``;
-  the tests check it pixel-exactly). ``au_region_maps`` measures where that is.
-- **Visible, graded.** AUs move the face's parts (renderer v3): at intensity 5 every AU changes its
-  region more than changing the person does (visibility >= 1.0, :func:`au_visibility`, tested), at
-  intensity 1 less than half as much (<= 0.5), as a FACS A is a trace and an E a maximum.
-- **Correlated.** Sequences follow expression prototypes (happiness 6+12, anger 4+7+23/24, ...),
-  so AUs co-occur the way they do in spontaneous data and AU *relations* carry information.
-- **Confounded by identity.** 20 morphology parameters; some identities look like an AU at rest
-  (low close brows ~ AU4, upturned mouth ~ AU12, narrow eyes ~ AU7, an aged forehead ~ AU1/2
-  lines), so subject-exclusive evaluation matters.
-- **One studio, aligned crops.** Every subject is filmed against the same plain backdrop
-  (``face_params.STUDIO_BACKGROUND``) and the image is an aligned face crop (``patches.ALIGNED_CROP``).
-  Residual alignment error (scale, translation), lighting, exposure, sensor noise, blur and the
-  backdrop's small tone shift belong to the subject's recording session (:func:`sample_session`), as
-  in BP4D/DISFA; per frame the head moves (roll/yaw/pitch) and framing and light jitter slightly.
-
-This module samples what is drawn (identities, expressions in onset-apex-offset sequences,
-recording sessions), caches whole worlds and serves them as a dataset; the faces themselves are
-drawn by :mod:`occfau_lib.render` from the vectors of :mod:`occfau_lib.face_params`; the one-face
-helpers (``render_face``, ``make_identity``, ``au_vector``, ``make_nuisance``, ``neutral_identity``)
-are importable from here too, as the notebooks do.
+Taught in notebook 00. BP4D and DISFA are licensed and never shipped, so every notebook runs on faces
+drawn here, in a world true to real faces where it matters: AUs are **local** (:data:`AU_BOXES`, tested
+pixel-exactly), **graded** (:func:`au_visibility`), **correlated** (expression prototypes, so AU
+relations carry information) and **confounded by identity** (:data:`LOOKALIKES`, so evaluation must be
+subject-exclusive); each subject is filmed in one studio session (:func:`sample_session`) as an aligned
+crop. This module samples and caches worlds and serves them as datasets; :mod:`occfau_lib.render` draws
+the faces from the vectors of :mod:`occfau_lib.face_params`, whose one-face helpers are importable here.
 """
 from __future__ import annotations
 
@@ -56,10 +38,8 @@ LOOKALIKES = {
     "aged": {"age": 2.5},  # forehead lines ~ AU1/AU2, deep folds ~ AU10
 }
 
-#: Boxes (u0, u1, v0, v1) in the aligned crop's frame (the image spans [-1, 1]) that contain every
-#: pixel each AU can change on a frontal face with identity parameters in range (measured over 144
-#: identities, extremes included, with blur); the locality test checks this exactly, and
-#: :func:`au_visibility` measures each AU inside its box.
+#: Boxes (u0, u1, v0, v1) in the aligned crop's frame (the image spans [-1, 1]) holding every pixel
+#: each AU can change on a frontal face with identity parameters in range (the locality test checks it).
 AU_BOXES = {
     1: (-0.68, 0.68, -1.0, -0.26),
     2: (-0.74, 0.74, -1.0, -0.26),
@@ -94,10 +74,7 @@ PRESENCE_THRESHOLD = 1.0  # an AU "occurs" from FACS intensity A (1) upwards, as
 SPONTANEOUS_RATE = 0.08  # chance per task that an AU outside the expression flickers on weakly
 
 
-
-# --------------------------------------------------------------------------------------------
-# Samplers: identities, expressions in onset-apex-offset sequences, nuisances
-# --------------------------------------------------------------------------------------------
+# --- Samplers: identities, expressions in onset-apex-offset sequences, nuisances ---------------
 def sample_identities(n: int, rng: np.random.Generator, lookalike_rate: float = 0.3):
     """``n`` identities (n, P) and the name of each one's AU look-alike quirk ('' if none)."""
     ids = np.clip(rng.normal(size=(n, len(IDENTITY_PARAMS))), -2.5, 2.5).astype(np.float32)
@@ -139,13 +116,8 @@ def _envelope(t, rng):
 
 
 def sample_sequence(frames: int, rng: np.random.Generator):
-    """One task: (prototype names, AU intensities (frames, 15)) with onset-apex-offset curves.
-
-    A task holds one expression, sometimes a second one at another time (spontaneous behaviour
-    is rarely a single clean prototype); each active AU gets its own timing and per-frame
-    intensity noise; and every AU also flickers on weakly on its own with probability
-    ``SPONTANEOUS_RATE`` (blinks, speech, tension).
-    """
+    """One task: (prototype names, AU intensities (frames, 15)) with onset-apex-offset curves: one
+    expression, sometimes a second, each AU with its own timing and noise, plus weak spontaneous AUs."""
     names, apexes = [], []
     for _ in range(1 if rng.random() < 0.6 else 2):
         name, apex = sample_expression(rng)
@@ -162,11 +134,9 @@ def sample_sequence(frames: int, rng: np.random.Generator):
 
 
 def sample_session(rng: np.random.Generator) -> np.ndarray:
-    """One subject's recording session (len(NUISANCE_PARAMS),): residual crop misalignment,
-    lighting, sensor and the studio backdrop's tone, fixed for all of the subject's tasks, as in
-    BP4D/DISFA where each subject is filmed in one sitting in one room. (Drawing them per *task* instead lets a model
-    recognise the task from its background and lighting and read the task's expression off that:
-    a shortcut that works on training subjects and fails on new ones. Pose is per frame.)"""
+    """One subject's recording session (len(NUISANCE_PARAMS),): crop misalignment, lighting, sensor
+    and backdrop tone, fixed for all their tasks as in BP4D/DISFA. Drawn per task instead, they let a
+    model recognise the task, and so its expression, from the background: a shortcut."""
     out = np.zeros(len(NUISANCE_PARAMS), np.float32)
     out[NU_INDEX["scale"]] = rng.uniform(0.93, 1.07)
     out[NU_INDEX["tx"]], out[NU_INDEX["ty"]] = rng.normal(0, 0.02, 2)
@@ -183,9 +153,8 @@ def sample_session(rng: np.random.Generator) -> np.ndarray:
 
 def sample_nuisances(frames: int, rng: np.random.Generator, base_pose: np.ndarray,
                      session: np.ndarray) -> np.ndarray:
-    """Per-frame nuisances (frames, Q) for one task: smooth head motion around the subject's
-    habitual pose, the subject's ``session`` (:func:`sample_session`) with small per-frame
-    jitter of framing and lighting."""
+    """Per-frame nuisances (frames, Q) of one task: smooth head motion around the subject's pose,
+    their ``session`` with small jitter of framing and lighting."""
     t = np.linspace(0, 2 * math.pi, frames)
     out = np.repeat(session[None].astype(np.float32), frames, axis=0)
     drift = lambda amp: amp * np.sin(t * rng.uniform(0.5, 1.5) + rng.uniform(0, 2 * math.pi))  # noqa: E731
@@ -200,25 +169,16 @@ def sample_nuisances(frames: int, rng: np.random.Generator, base_pose: np.ndarra
     return out
 
 
-# --------------------------------------------------------------------------------------------
-# An unlabelled pretraining corpus, separate from every labelled world
-# --------------------------------------------------------------------------------------------
+# --- An unlabelled pretraining corpus, separate from every labelled world ----------------------
 #: First word of every corpus face's seed: no labelled world draws from this stream.
 CORPUS_STREAM = 0xC0_4B05
 
 
 class FaceCorpus:
-    """``n_faces`` distinct unlabelled SynthFACS faces, rendered on demand: the analogue of the large,
-    separate face corpus a real MAE is pretrained on (ImageNet, or face corpora for MAE-Face and
-    FMAE) before any AU label is used.
-
-    Face ``i`` is a fresh person: its identity, one frame of a random expression sequence, its head
-    pose and recording session are drawn from ``default_rng((CORPUS_STREAM, seed, i))``, so its
-    pixels depend on ``(seed, i)`` alone (not on batching or order), and its identity is disjoint
-    from every labelled world's (those are drawn from ``default_rng(world seed)``; identities are
-    continuous, so no two streams share one). ``batch_images(rows)`` renders a batch: the interface
-    :func:`mae.pretrain` streams. There are no labels to read.
-    """
+    """``n_faces`` distinct unlabelled faces rendered on demand: the analogue of the separate corpus
+    a real MAE is pretrained on (ImageNet; face corpora for MAE-Face and FMAE). Face ``i`` is a fresh
+    person drawn from ``default_rng((CORPUS_STREAM, seed, i))``: its pixels depend on ``(seed, i)``
+    alone, and no labelled world shares its identity. :func:`mae.pretrain` streams ``batch_images``."""
 
     def __init__(self, n_faces: int, size: int = 64, seed: int = 0):
         if n_faces < 1:
@@ -253,9 +213,7 @@ class FaceCorpus:
         return render_faces(np.stack(ids), np.stack(aus), np.stack(nus), np.array(seeds), self.size)
 
 
-# --------------------------------------------------------------------------------------------
-# Datasets: subjects x tasks x frames, cached under data/ by config hash
-# --------------------------------------------------------------------------------------------
+# --- Datasets: subjects x tasks x frames, cached under data/ by config hash --------------------
 @dataclass
 class World:
     """Everything a SynthFACS dataset is made of, as flat per-image arrays (N = images)."""
@@ -273,8 +231,8 @@ class World:
 
 
 def render_batch_size(size: int) -> int:
-    """Faces per ``render_faces`` call that keep the working set in CPU cache (~0.5 Mpixel):
-    measured by benchmarks/bench_render.py, 128 at 64 px, 32 at 128 px, 10 at 224 px."""
+    """Faces per ``render_faces`` call that keep the working set in CPU cache (~0.5 Mpixel;
+    benchmarks/bench_render.py)."""
     return int(np.clip((1 << 19) // (size * size), 4, 256))
 
 
@@ -348,11 +306,8 @@ def occurrence(intensities: np.ndarray) -> np.ndarray:
 
 def build_dataset(profile: Profile | str | None = None, aus="all", cfg: DataConfig | None = None,
                   progress: bool = True):
-    """SynthFACS as an ``AUDataset`` (same interface as BP4D/DISFA), labels for ``aus``.
-
-    ``meta`` carries the intensities (ALL_AUS order), nuisances, task/frame indices and
-    prototype names of every image, for the notebooks.
-    """
+    """SynthFACS as an ``AUDataset`` (as BP4D/DISFA), labels for ``aus``; ``meta`` carries every
+    image's intensities (ALL_AUS order), nuisances, task, frame and prototype."""
     if cfg is None:
         cfg = (profile if isinstance(profile, Profile) else get_profile(profile)).data
     aus = au_set(aus)
@@ -365,16 +320,10 @@ def build_dataset(profile: Profile | str | None = None, aus="all", cfg: DataConf
                         name="synthfacs", meta=meta)
 
 
-# --------------------------------------------------------------------------------------------
-# Ground truth: where each AU changes pixels
-# --------------------------------------------------------------------------------------------
+# --- Ground truth: where each AU changes pixels ------------------------------------------------
 def au_region_maps(size: int = 64, n_identities: int = 16, seed: int = 0) -> dict[int, np.ndarray]:
-    """Per AU, the mean absolute pixel change (size, size) in [0, 1] between a neutral face and the
-    same face with that AU at intensity 5, over ``n_identities`` random frontal identities.
-
-    This is measured from the renderer, not drawn by hand: it is exactly where the AU shows.
-    Later notebooks compare occlusion sensitivity maps with these.
-    """
+    """Per AU, the mean absolute pixel change (size, size) in [0, 1] from a neutral face to the same
+    face with that AU at intensity 5, over random frontal identities: exactly where the AU shows."""
     rng = np.random.default_rng(seed)
     ids, _ = sample_identities(n_identities, rng, lookalike_rate=0.0)
     nu = np.repeat(make_nuisance()[None], n_identities, 0)
@@ -390,17 +339,10 @@ def au_region_maps(size: int = 64, n_identities: int = 16, seed: int = 0) -> dic
 
 
 def au_visibility(size: int = 64, n_identities: int = 32, intensities=(1, 2, 3, 4, 5), seed: int = 0) -> np.ndarray:
-    """How visible each AU is against identity: ``(len(ALL_AUS), len(intensities))``.
-
-    For AU ``a`` at intensity ``k``: the mean absolute pixel change inside its region
-    (:func:`au_box_mask`) when ``a`` goes from 0 to ``k`` on the same face, divided by the
-    between-identity standard deviation of the neutral face in that region (per pixel and channel
-    over ``n_identities`` frontal faces, then averaged over the region). Above 1, the AU moves
-    its region's pixels more than changing the person does; far below 1, a model must find it
-    under the identity's variation. Faces: random identities without look-alike quirks, the
-    default frontal studio shot, no sensor noise. The tests require >= 1.0 at intensity 5 and
-    <= 0.5 at 1.
-    """
+    """How visible each AU is against identity, ``(len(ALL_AUS), len(intensities))``: the mean pixel
+    change inside the AU's box when it goes from 0 to ``k``, divided by the between-identity spread
+    of the neutral face there. Above 1, the AU changes its region more than changing the person
+    does; the tests require >= 1.0 at intensity 5 and <= 0.5 at 1."""
     rng = np.random.default_rng(seed)
     ids, _ = sample_identities(n_identities, rng, lookalike_rate=0.0)
     nu = np.repeat(make_nuisance()[None], n_identities, 0)
