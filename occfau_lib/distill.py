@@ -124,5 +124,3 @@ ABLATIONS = {"student, no KD": {"node_weight": 0.0, "edge_weight": 0.0},
              "student, node KD": {"edge_weight": 0.0},
              "student, edge KD": {"node_weight": 0.0},
              "student, node + edge KD": {}}
-
-

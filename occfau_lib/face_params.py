@@ -66,11 +66,9 @@ def au_vector(intensities: dict[int, float] | None = None) -> np.ndarray:
     return vec
 
 
-def make_nuisance(
-    roll: float = 0.0, yaw: float = 0.0, pitch: float = 0.0, scale: float = 1.0, tx: float = 0.0,
-    ty: float = 0.0, light=(-0.3, -0.4, 0.6), noise: float = 0.0, blur: float = 0.0,
-    background=STUDIO_BACKGROUND,
-) -> np.ndarray:
+def make_nuisance(roll: float = 0.0, yaw: float = 0.0, pitch: float = 0.0, scale: float = 1.0, tx: float = 0.0,
+                  ty: float = 0.0, light=(-0.3, -0.4, 0.6), noise: float = 0.0, blur: float = 0.0,
+                  background=STUDIO_BACKGROUND) -> np.ndarray:
     """A nuisance vector (len(NUISANCE_PARAMS),); defaults are a frontal, clean studio shot."""
     values = [roll, yaw, pitch, scale, tx, ty, *light, noise, blur, *background[0], *background[1]]
     return np.asarray(values, np.float32)

@@ -365,9 +365,8 @@ def extract_features(model: ViTMAEForPreTraining, images: np.ndarray, visible: n
 
 # --- What reconstructions tell us (notebook 01) ----------------------------------------------
 @torch.no_grad()
-def reconstruct_images(model: ViTMAEForPreTraining, images: np.ndarray, visible: np.ndarray,
-                       paste: bool = True, batch_size: int = INFERENCE_BATCH,
-                       encoded: list[Encoded] | None = None) -> np.ndarray:
+def reconstruct_images(model: ViTMAEForPreTraining, images: np.ndarray, visible: np.ndarray, paste: bool = True,
+                       batch_size: int = INFERENCE_BATCH, encoded: list[Encoded] | None = None) -> np.ndarray:
     """uint8 reconstructions (N, S, S, 3) from the visible patches (N, L); with ``paste`` visible
     patches keep their true pixels. ``encoded``: the encoding per ``batch_size`` rows, if computed."""
     out = []
@@ -377,5 +376,3 @@ def reconstruct_images(model: ViTMAEForPreTraining, images: np.ndarray, visible:
         rec = reconstruct(model, x, vis, None if encoded is None else encoded[j])
         out.append(to_uint8(paste_visible(x, rec, vis, p) if paste else rec))
     return np.concatenate(out)
-
-

@@ -67,18 +67,13 @@ def block_side(side_224: int, size: int) -> int:
     return max(1, int(round(side_224 * size / 224)))
 
 
-def _to_pixel(c, size: int):
-    """Canonical coordinate in [-1, 1] -> pixel coordinate in [0, size]."""
-    return (np.asarray(c, np.float64) + 1) / 2 * size
-
-
 def random_blocks(n: int, size: int, side_224: int, rng: np.random.Generator) -> np.ndarray:
     """Pixel masks (n, S, S) of one square block per face, its centre uniform inside
     :data:`FACE_BOX` and the block inside the image."""
     side = block_side(side_224, size)
     if side > size:
         raise ValueError(f"a {side_224}-px block (at 224 px) does not fit a {size}-px image")
-    u0, u1, v0, v1 = _to_pixel(FACE_BOX, size)
+    u0, u1, v0, v1 = (np.asarray(FACE_BOX, np.float64) + 1) / 2 * size  # in pixels
     half = side / 2
     cx = rng.uniform(max(u0, half), min(u1, size - half), n)  # (n,) block centres, pixels
     cy = rng.uniform(max(v0, half), min(v1, size - half), n)

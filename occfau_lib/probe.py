@@ -79,8 +79,7 @@ def _check_xy(x, y) -> tuple[torch.Tensor, torch.Tensor]:
 
 @contextlib.contextmanager
 def _threads_for(work: int):
-    """Run small probes (a batch x D step under ~1M numbers) single-threaded: starting threads
-    costs more than their arithmetic, and on a busy machine waiting threads slow them down."""
+    """Run small probes single-threaded (docs/decisions.md, "Smaller choices")."""
     before = torch.get_num_threads()
     if work < 1_000_000:
         torch.set_num_threads(1)
@@ -96,7 +95,7 @@ def fit_probe(train_x: np.ndarray, train_y: np.ndarray, epochs: int, batch_size:
     (N, n_au) of 1 / 0 / -1: AdamW, cosine decay to 0, BCE averaged over the **known** labels only
     (-1 is not "absent"), positives weighted by :func:`positive_weights` with ``balance``.
     ``hidden`` > 0: an MLP probe of that width. Deterministic in ``seed``; the global RNG is left
-    untouched. The default ``lr`` fits the wide probes (pixels, patch tokens) within 30 epochs."""
+    untouched (default ``lr``: docs/decisions.md, "Smaller choices")."""
     x, y = _check_xy(train_x, train_y)
     return _train(lambda: LinearProbe(x.shape[1], y.shape[1], hidden), x, y, epochs, batch_size, lr, weight_decay,
                   seed, balance)
@@ -170,8 +169,7 @@ def _train(make, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int 
                 b = order[i : i + batch_size]
                 if len(b) < 2:  # batch norm cannot train on a single row
                     continue
-                # index_select: the same rows as x[b], gathered ~3x faster (a large share of a wide probe's step)
-                logits = probe(x.index_select(0, b))  # (B, n_au) or (B, K, n_au)
+                logits = probe(x.index_select(0, b))  # (B, n_au) or (B, K, n_au); x[b], gathered faster
                 t, m = target[b], known[b]  # (B, n_au)
                 if logits.ndim == 3:
                     t, m = t[:, None].expand_as(logits), m[:, None].expand_as(logits)

@@ -69,12 +69,6 @@ def _paint(img, cover, color):
     return img + cover * (color - img)
 
 
-def _sensor_noise(seeds, size):
-    """Unit Gaussian noise (B, 3, S, S), one generator per face seed (independent of batching)."""
-    return torch.from_numpy(np.stack([np.random.default_rng(int(s)).standard_normal((3, size, size), np.float32)
-                                      for s in seeds]))
-
-
 # --- The renderer ------------------------------------------------------------------------------
 def render_faces(identities, aus, nuisances, seeds, size: int = 64) -> np.ndarray:
     """uint8 faces (B, size, size, 3) from identities (B, P), AU intensities 0-5 (B, 15), nuisances
@@ -357,7 +351,9 @@ def _camera(f: _Face, seeds) -> torch.Tensor:
         h = padded[..., :, :-2] * k[0] + padded[..., :, 1:-1] * k[1] + padded[..., :, 2:] * k[2]
         blurred = h[..., :-2, :] * k[0] + h[..., 1:-1, :] * k[1] + h[..., 2:, :] * k[2]
         img = img + blur * (blurred - img)
-    return (img + f.n("noise") * _sensor_noise(seeds, S)).clamp(0, 1)
+    # unit Gaussian noise (B, 3, S, S), one generator per face seed: independent of batching
+    noise = np.stack([np.random.default_rng(int(s)).standard_normal((3, S, S), np.float32) for s in seeds])
+    return (img + f.n("noise") * torch.from_numpy(noise)).clamp(0, 1)
 
 
 #: The painters in drawing order (each face part over the ones before it); the camera comes last.

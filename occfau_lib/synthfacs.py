@@ -151,8 +151,7 @@ def sample_session(rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def sample_nuisances(frames: int, rng: np.random.Generator, base_pose: np.ndarray,
-                     session: np.ndarray) -> np.ndarray:
+def sample_nuisances(frames: int, rng: np.random.Generator, base_pose: np.ndarray, session: np.ndarray) -> np.ndarray:
     """Per-frame nuisances (frames, Q) of one task: smooth head motion around the subject's pose,
     their ``session`` with small jitter of framing and lighting."""
     t = np.linspace(0, 2 * math.pi, frames)
@@ -264,10 +263,6 @@ def generate_world(cfg: DataConfig, progress: bool = True) -> World:
                  nuisances, seeds)
 
 
-def subject_ids(n: int) -> list[str]:
-    """Subject names S001, S002, ... (strings, like BP4D's F001/M001)."""
-    return [f"S{i + 1:03d}" for i in range(n)]
-
 
 def _save_world(world: World, config: dict, path):
     with path.open("wb") as f:
@@ -312,7 +307,7 @@ def build_dataset(profile: Profile | str | None = None, aus="all", cfg: DataConf
         cfg = (profile if isinstance(profile, Profile) else get_profile(profile)).data
     aus = au_set(aus)
     world = load_world(cfg, progress=progress)
-    names = np.array(subject_ids(cfg.n_subjects))
+    names = np.array([f"S{i + 1:03d}" for i in range(cfg.n_subjects)])  # S001, ... like BP4D's F001
     cols = [AU_INDEX[a] for a in aus]
     meta = {"intensities": world.intensities, "nuisances": world.nuisances, "task": world.task,
             "frame": world.frame, "prototype": np.array(world.prototype), "seeds": world.seeds}

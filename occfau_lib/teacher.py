@@ -392,5 +392,3 @@ def trained_teacher(ds, fold: int, data_key: dict, cfg: TeacherConfig | str = "t
 
     return checkpoint_or_train("teacher", config, lambda partial: train_teacher(
         train, cfg, train_cfg, engine, progress, init=init, resume_path=partial), save_model, load, resume)
-
-

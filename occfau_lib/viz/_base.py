@@ -27,8 +27,7 @@ def _figure(width: float, height: float):
 
 
 def _panel_grid(n: int, ncols: int, panel: float, label_width: float = 0.0):
-    """A figure of ``n`` square panels of ``panel`` inches, ``ncols`` per row, plus ``label_width``
-    inches for row labels: (fig, list of n Axes)."""
+    """(fig, n Axes): ``n`` square panels of ``panel`` inches, ``ncols`` per row, and room for row labels."""
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
     fig = _figure(ncols * panel + label_width, nrows * panel * 1.15)  # the extra height holds captions
@@ -39,11 +38,7 @@ def _panel_grid(n: int, ncols: int, panel: float, label_width: float = 0.0):
 
 
 def _show_image(ax, image, caption: str | None = None, **imshow_kw):
-    """Draw one image without ticks or frame, ``caption`` underneath; returns the AxesImage.
-
-    Accepts (S, S, 3) uint8 or float arrays, (S, S) maps (grey unless ``cmap`` is given) and
-    channel-first (3, S, S) arrays or tensors such as ``ds[i]["image"]``.
-    """
+    """One image, (S, S, 3), (3, S, S) or an (S, S) map, without ticks or frame, ``caption`` underneath."""
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[0] == 3 and image.shape[-1] != 3:
         image = image.transpose(1, 2, 0)
@@ -59,8 +54,8 @@ def _show_image(ax, image, caption: str | None = None, **imshow_kw):
 
 
 def _render_frontal(identities: np.ndarray, intensities: np.ndarray, size: int) -> np.ndarray:
-    """Frontal studio renders (B, size, size, 3) of identities (B, P) or (P,) with AU intensities
-    (B, 15): pixel-identical to ``synthfacs.render_face`` with its default pose and lighting."""
+    """Frontal studio renders (B, size, size, 3) of identities (B, P) or (P,) with intensities (B, 15),
+    as ``synthfacs.render_face`` draws them."""
     n = len(intensities)
     identities = np.array(np.broadcast_to(identities, (n, len(synthfacs.IDENTITY_PARAMS))))  # writable copy
     nuisances = np.repeat(synthfacs.make_nuisance()[None], n, axis=0)

@@ -9,8 +9,8 @@ from ._base import _figure
 
 
 def student_flow():
-    """The data flow of the method as a diagram: teacher on the clean face above, student on the
-    occluded face below, the two distillation losses between them. Notebook 04."""
+    """The method as a diagram: teacher on the clean face above, student on the occluded face
+    below, the two distillation losses between them. Notebook 04."""
     fig = _figure(10.5, 3.6)
     fig.set_layout_engine("none")  # one hand-placed Axes: constrained layout has nothing to lay out (and warns)
     ax = fig.add_axes((0, 0, 1, 1))
@@ -53,14 +53,10 @@ FLOORS = ("chance: always present", "pixels + logistic regression")
 
 def method_dots(results: dict[str, dict[str, dict]], conditions=None, metric: str = "avg_f1", ax=None,
                 chance: float | None = None, errors: dict[str, dict[str, float]] | None = None):
-    """The method comparison in one look: one row per test condition, ``metric`` in percent along x,
-    from ``{method: evaluate_conditions(...)}`` (:func:`occfau_lib.experiments.compare_methods`, or
-    a claims record via :func:`record_dots`). The method (``"student, node + edge
-    KD"``) is a large dark dot, its controls (the other students: no KD, node only, edge only) small
-    light markers, the strongest other baseline of each condition an orange diamond named at the
-    right edge, the remaining baselines grey dots, and the floors (pixels + logistic regression,
-    ``chance`` = always present, fractions) a grey band. ``errors`` ``{method: {condition: std}}``
-    (fractions): ± one std as whiskers. Notebook 04 (one run, and the benchmark record)."""
+    """The method comparison, one row per test condition, from ``{method: evaluate_conditions(...)}``:
+    the method a large dark dot, its ablations small light markers, the strongest other baseline an
+    orange diamond named at the right, other baselines grey dots, the floors a grey band; ``errors``
+    ``{method: {condition: std}}`` as whiskers. Notebook 04."""
     methods = list(results)
     conditions = list(conditions or next(iter(results.values())))
     value = lambda m, c: 100 * results[m][c][metric]  # noqa: E731
@@ -104,9 +100,8 @@ def method_dots(results: dict[str, dict[str, dict]], conditions=None, metric: st
 
 
 def feature_spaces(embeddings: dict[str, np.ndarray], present, occluded, title: str = ""):
-    """Side-by-side 2-D embeddings (M, 2) of the same faces in several feature spaces (e.g. MAE
-    latent, student node, teacher node): colour = AU present (1) / absent (0) / unknown (-1),
-    marker = clean (o) or occluded (x) input. Notebook 04's UMAP widget."""
+    """2-D embeddings (M, 2) of the same faces in several feature spaces side by side: colour = AU
+    present / absent / unknown, marker = clean (o) or occluded (x). Notebook 04's UMAP widget."""
     present, occluded = np.asarray(present), np.asarray(occluded, bool)
     fig = _figure(4.0 * len(embeddings) + 1.2, 3.9)
     axes = fig.subplots(1, len(embeddings))
@@ -133,11 +128,9 @@ def feature_spaces(embeddings: dict[str, np.ndarray], present, occluded, title: 
 
 
 def pair_heatmaps(matrices: dict[str, np.ndarray], aus, vmax: float | None = None):
-    """Several (N, N) AU-pair matrices side by side on one colour scale, from 0 to ``vmax`` (default:
-    the largest value of them all), e.g. the empirical rate of "both present" and what the teacher's
-    and the student's edges predict for it. One scale keeps the panels comparable; ending it at
-    their maximum instead of 1 keeps the off-diagonal pairs visible (even the most frequent pairs
-    are rarely present together). Notebook 04, which prints the strongest pairs beside it (:func:`metrics.top_pairs`)."""
+    """(N, N) AU-pair matrices side by side on one scale from 0 to ``vmax`` (default: their maximum;
+    docs/decisions.md, "Smaller choices"), e.g. the rate of "both present" and the teacher's and
+    student's predictions of it. Notebook 04."""
     aus = tuple(aus)
     if vmax is None:
         vmax = max(float(np.nanmax(np.asarray(m, np.float64))) for m in matrices.values()) or 1.0
@@ -156,8 +149,8 @@ def pair_heatmaps(matrices: dict[str, np.ndarray], aus, vmax: float | None = Non
 
 
 def record_dots(record: dict, conditions=None, metric: str = "f1", ax=None):
-    """A claims record's methods x conditions as :func:`method_dots` with ± :func:`record.cell_std`
-    whiskers and the always-present line: notebook 04's ledger and the README figure."""
+    """A claims record as :func:`method_dots` with ± :func:`record.cell_std` whiskers: notebook 04
+    and the README figure."""
     key = f"avg_{metric}"
     means = {m: {c: {key: cell[metric + "_mean"] / 100} for c, cell in rows.items()}
              for m, rows in record["methods"].items()}

@@ -19,12 +19,8 @@ LOOKS_LIKE = {
 
 
 def show_faces(images, titles=None, ncols: int = 8, size: float = 1.6):
-    """A grid of face images with an optional caption under each; returns the Figure.
-
-    ``images``: (N, S, S, 3) uint8 or float in [0, 1] (e.g. ``ds.images[:16]``), or a sequence
-    of images, channel-first tensors included. ``size``: inches per panel. Used throughout,
-    first in notebook 00 to look at SynthFACS samples.
-    """
+    """A grid of face images (any form :func:`_show_image` takes), an optional caption under each,
+    ``size`` inches per panel. Used throughout, from notebook 00."""
     images = list(images)
     if not images:
         raise ValueError("show_faces: no images to show")
@@ -36,16 +32,10 @@ def show_faces(images, titles=None, ncols: int = 8, size: float = 1.6):
     return fig
 
 
-def au_gallery(identity=None, aus=ALL_AUS, intensities=(1, 2, 3, 4, 5), size: int = 64,
-               show_difference: bool = False):
-    """Each AU at increasing intensity on one face: rows = AUs, columns = neutral, then each
-    intensity; returns the Figure.
-
-    Every cell is ``synthfacs.render_face(identity, {au: intensity}, size=size)`` (frontal,
-    studio light); ``identity=None`` is the average face. With ``show_difference`` a last column
-    shows |strongest - neutral| averaged over colour channels, each row on its own colour scale,
-    so even the subtle cues (AU14, AU23) show where they are. Notebook 00.
-    """
+def au_gallery(identity=None, aus=ALL_AUS, intensities=(1, 2, 3, 4, 5), size: int = 64, show_difference: bool = False):
+    """Each AU at increasing intensity on one frontal face (None: the average face): rows = AUs,
+    columns = neutral, then each intensity; with ``show_difference`` a last column shows
+    |strongest - neutral|, so even the subtle cues show where they are. Notebook 00."""
     aus = au_set(aus)
     levels = tuple(intensities)
     if not levels:
@@ -74,19 +64,12 @@ def au_gallery(identity=None, aus=ALL_AUS, intensities=(1, 2, 3, 4, 5), size: in
     return fig
 
 
-def face_explorer(au1=0.0, au2=0.0, au4=0.0, au6=0.0, au7=0.0, au9=0.0, au10=0.0, au12=0.0, au14=0.0,
-                  au15=0.0, au17=0.0, au23=0.0, au24=0.0, au25=0.0, au26=0.0, identity_seed: int = 0,
-                  roll=0.0, yaw=0.0, pitch=0.0, light_x=-0.3, light_y=-0.4, light_strength=0.6,
-                  size: int = 128):
-    """One SynthFACS face from AU intensity sliders, beside a bar chart of those intensities;
-    returns the Figure. The slider widget of notebook 00, ``widgets.face_explorer()``, wraps it.
-
-    ``au<n>``: intensity 0-5 of AU n. ``identity_seed``: 0 is the average face; k > 0 is the
-    fixed random identity ``synthfacs.sample_identities(1, np.random.default_rng(k))`` (about
-    30% carry a look-alike quirk, named in the title). ``roll`` in degrees, ``yaw``/``pitch``
-    and the light direction ``light_x``/``light_y`` in [-1, 1]. One render: fast enough to
-    follow a slider.
-    """
+def face_explorer(au1=0.0, au2=0.0, au4=0.0, au6=0.0, au7=0.0, au9=0.0, au10=0.0, au12=0.0, au14=0.0, au15=0.0,
+                  au17=0.0, au23=0.0, au24=0.0, au25=0.0, au26=0.0, identity_seed: int = 0, roll=0.0, yaw=0.0,
+                  pitch=0.0, light_x=-0.3, light_y=-0.4, light_strength=0.6, size: int = 128):
+    """One face from AU intensity sliders (``au<n>``: 0-5) beside a bar chart of them: the slider
+    widget of notebook 00. ``identity_seed`` 0 is the average face, k > 0 a random identity (a
+    look-alike quirk is named in the title); ``roll`` in degrees, yaw, pitch and light in [-1, 1]."""
     intensities = {1: au1, 2: au2, 4: au4, 6: au6, 7: au7, 9: au9, 10: au10, 12: au12, 14: au14,
                    15: au15, 17: au17, 23: au23, 24: au24, 25: au25, 26: au26}
     if identity_seed == 0:
@@ -114,13 +97,8 @@ def face_explorer(au1=0.0, au2=0.0, au4=0.0, au6=0.0, au7=0.0, au9=0.0, au10=0.0
 
 
 def identity_gallery(n: int = 16, seed: int = 0, size: int = 64, show_quirks: bool = True):
-    """``n`` random SynthFACS identities (``synthfacs.sample_identities``), neutral and frontal;
-    returns the Figure.
-
-    With ``show_quirks`` each look-alike identity is captioned with the AU it imitates at rest
-    ("looks like AU4" for low close brows, ...): the reason evaluation must be subject-exclusive.
-    Draw it first with ``show_quirks=False`` and ask which faces look expressive. Notebook 00.
-    """
+    """``n`` random identities, neutral and frontal; with ``show_quirks`` each look-alike is
+    captioned with the AU it imitates at rest, the reason evaluation is subject-exclusive. Notebook 00."""
     ids, quirks = synthfacs.sample_identities(n, np.random.default_rng(seed))
     faces = _render_frontal(ids, np.zeros((n, len(ALL_AUS)), np.float32), size)
     titles = [f"looks like {LOOKS_LIKE[q]}" if q else "" for q in quirks] if show_quirks else None
@@ -128,15 +106,8 @@ def identity_gallery(n: int = 16, seed: int = 0, size: int = 64, show_quirks: bo
 
 
 def region_maps(maps: dict[int, np.ndarray], face=None, ncols: int = 5, boxes: bool = True):
-    """Where each AU changes pixels: one panel per AU of ``maps`` (from
-    ``synthfacs.au_region_maps``); returns the Figure.
-
-    Each map is a heat map on its own colour scale; given a neutral ``face`` image (any size,
-    e.g. ``synthfacs.render_face(size=64)``) it is overlaid on the face, transparent where the
-    AU changes nothing. With ``boxes`` the AU's ``synthfacs.AU_BOXES`` rectangle, which must
-    contain every change, is outlined. Notebook 00; later notebooks compare occlusion
-    sensitivity maps with these.
-    """
+    """Where each AU changes pixels, one panel per map of ``synthfacs.au_region_maps``, over a
+    neutral ``face`` if given and with the AU's ``synthfacs.AU_BOXES`` outlined. Notebook 00."""
     fig, axes = _panel_grid(len(maps), ncols, 1.6)
     for ax, (au, heat) in zip(axes, maps.items()):
         heat = np.asarray(heat, np.float32)

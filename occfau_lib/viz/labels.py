@@ -17,12 +17,8 @@ _COOCCURRENCE_STYLE = {  # kind -> (colour map, value range, title)
 
 
 def cooccurrence_heatmap(labels, aus, ax=None, kind: str = "conditional"):
-    """Heat map of :func:`cooccurrence` (row AU i, column AU j) with a colour bar, values written
-    in the cells for up to 15 AUs; returns the Figure (that of ``ax`` when given).
-
-    ``labels``: (N, len(aus)) of 1/0/-1, e.g. ``ds.labels`` with ``ds.aus``. Shows that AUs
-    come in groups (6 with 12, 1 with 2, ...), which later notebooks exploit. Notebook 00.
-    """
+    """Heat map of :func:`metrics.cooccurrence` of labels (N, len(aus)), values written in for up to
+    15 AUs: AUs come in groups (6 with 12, 1 with 2, ...). Notebook 00."""
     aus = tuple(aus)
     matrix = cooccurrence(labels, kind)
     if len(matrix) != len(aus):
@@ -46,10 +42,8 @@ def cooccurrence_heatmap(labels, aus, ax=None, kind: str = "conditional"):
 
 
 def label_stats(ds, ax=None):
-    """Positive rate of each AU of a dataset (over its known labels), with the number of unknown
-    (-1) labels written above each AU that has any; returns the Figure (that of ``ax`` when
-    given). Shows how rare most AUs are (class imbalance). Notebook 00.
-    """
+    """Each AU's positive rate over the known labels, unknown counts above the bars: most AUs are
+    rare. Notebook 00."""
     rate = ds.positive_rate()
     unknown = ds.unknown_count()
     x = np.arange(len(ds.aus))
@@ -67,14 +61,8 @@ def label_stats(ds, ax=None):
 
 
 def sequence_plot(intensities, aus=ALL_AUS, frames=None, ax=None):
-    """AU intensity over the frames of one task: a curve per AU that is active (max > 0), rising
-    from onset to apex and falling at offset, and the presence threshold (intensity 1); returns
-    the Figure (that of ``ax`` when given).
-
-    ``intensities``: (F, len(aus)) with columns in ``aus`` order, e.g. the rows of one task of
-    ``ds.meta["intensities"]`` (``ALL_AUS`` order). ``frames``: x values (default 0..F-1).
-    Each AU keeps its colour from figure to figure. Notebook 00.
-    """
+    """AU intensities (F, len(aus)) over the frames of one task, a curve per active AU (each AU keeps
+    its colour across figures) and the presence threshold. Notebook 00."""
     intensities = np.asarray(intensities, np.float32)
     aus = tuple(aus)
     if intensities.ndim != 2 or intensities.shape[1] != len(aus):

@@ -1,20 +1,11 @@
 """The latent explorer as one self-contained HTML page (notebooks 02 and 04, and the static site).
 
-Bokeh draws one scatter per feature space from ONE shared data source, so a box or lasso selection
-in any space highlights the same faces in all the others (linked views). Small JavaScript callbacks
-(Bokeh's ``CustomJS``) do the rest in the browser, without a kernel:
-
-- hover a point: its face clean and as the model saw it, its AU labels and the predictions;
-- click a point: its nearest neighbours in the FULL feature space (not in the 2-D picture) as
-  thumbnails, highlighted in every view;
-- box or lasso select: the selection's mean face and AU rates beside the rates of all faces;
-- the "colour by" menu recolours every view (AU presence or intensity, predictions right or
-  wrong, subject, expression, occlusion).
-
-The faces travel as two JPEG sprite sheets inside a stylesheet; BokehJS is inlined
-(``resources=INLINE``): the page requests nothing from the network. In a notebook it is shown in
-an ``<iframe srcdoc>`` (:func:`iframe`), so JupyterLab needs no Bokeh extension and the executed
-notebook's HTML page carries the same working explorer.
+Bokeh draws one scatter per feature space from ONE shared data source, so a selection in any space
+highlights the same faces in all (linked views). JavaScript callbacks work without a kernel: hover
+shows a face clean and as the model saw it, a click its nearest neighbours in the FULL feature space,
+a box or lasso selection its mean face and AU rates, and a menu recolours every view. Faces travel as
+JPEG sprite sheets and BokehJS is inlined, so the page requests nothing from the network; notebooks
+show it in an ``<iframe srcdoc>`` (:func:`iframe`), which needs no JupyterLab extension.
 """
 from __future__ import annotations
 
@@ -39,9 +30,8 @@ THUMB = 64  # px of a face in the panels
 
 
 def separating_colours(values: np.ndarray, xy: np.ndarray, palette=MANY) -> dict[str, str]:
-    """A colour per category of ``values`` (M,) such that categories whose points lie close
-    together in the picture ``xy`` (M, 2) get different colours: greedy, each category (largest
-    first) takes the colour whose nearest same-coloured category centroid is farthest away."""
+    """A colour per category of ``values`` (M,) such that categories close together in ``xy`` (M, 2)
+    differ: each category, largest first, takes the colour whose nearest use is farthest away."""
     cats = list(dict.fromkeys(values.tolist()))
     if len(cats) <= len(palette):
         return dict(zip(cats, palette))
@@ -256,4 +246,3 @@ def iframe(document: str, height: int = 900) -> str:
     (trusted output) and in a static HTML page alike."""
     return (f'<iframe class="occfau-explorer" srcdoc="{html.escape(document, quote=True)}" '
             f'style="width:100%;height:{height}px;border:1px solid #ddd"></iframe>')
-

@@ -12,9 +12,8 @@ from .pretraining import masked_view
 
 
 def occlusion_gallery(occluded: dict, n_faces: int = 3, patch_size: int | None = None):
-    """Columns = conditions (``{label: occlusion.Occluded}``), rows = the first ``n_faces``
-    faces; with ``patch_size`` one more row shows what the MAE encoder receives for face 0
-    (hidden patches grey). Notebook 03."""
+    """Columns = conditions (``{label: occlusion.Occluded}``), rows = faces; with ``patch_size`` one
+    more row shows what the MAE encoder receives for face 0. Notebook 03."""
     labels = list(occluded)
     rows = n_faces + (patch_size is not None)
     fig, axes = _panel_grid(rows * len(labels), len(labels), 1.25, label_width=0.9)
@@ -32,13 +31,8 @@ def occlusion_gallery(occluded: dict, n_faces: int = 3, patch_size: int | None =
 
 def level_curves(results: dict[str, dict], families: dict[str, dict[str, float]], aus, reference: str = "clean",
                  chance: float | None = None):
-    """F1 against occlusion level, one panel per family: the average (thick) and each AU (thin).
-
-    results: ``{condition label: result}`` from :func:`experiments.evaluate_conditions`;
-    families: ``{family name: {condition label: level}}`` (level = fraction of the image hidden,
-    say); the ``reference`` condition is drawn at level 0 of every family; ``chance`` (a fraction,
-    e.g. the "always present" average F1) is drawn as a dotted line on every panel. Notebook 03.
-    """
+    """F1 against occlusion level, one panel per family ``{name: {condition: level}}``: the average
+    (thick) and each AU (thin), ``reference`` at level 0, ``chance`` dotted. Notebook 03."""
     aus = tuple(aus)
     fig = _figure(4.2 * len(families), 3.2)
     axes = fig.subplots(1, len(families), sharey=True, squeeze=False)[0]
@@ -62,9 +56,8 @@ def level_curves(results: dict[str, dict], families: dict[str, dict[str, float]]
 
 
 def sensitivity_maps(drop: np.ndarray, truth: np.ndarray, aus, regions):
-    """Side by side: where each AU shows on the face (``truth``, the renderer's share of the AU's
-    pixel change per region, from :func:`occlusion.region_overlap`) and how much the detector's F1
-    drops when that region is hidden (``drop``, F1 points). Both (n_au, n_regions). Notebook 03."""
+    """Side by side, (n_au, n_regions): where each AU shows (``truth``, :func:`occlusion.region_overlap`)
+    and how many F1 points the detector loses when the region is hidden (``drop``). Notebook 03."""
     aus, regions = tuple(aus), list(regions)
     fig = _figure(9.5, 0.32 * len(aus) + 1.6)
     axes = fig.subplots(1, 2)
@@ -86,15 +79,9 @@ def sensitivity_maps(drop: np.ndarray, truth: np.ndarray, aus, regions):
 
 def occluder_explorer(predict, face: np.ndarray, labels, aus, occluder: str = "block", cx: float = 0.0,
                       cy: float = 0.45, side: float = 0.5, seed: int = 0):
-    """An occluded face next to every AU's probability before and after the occlusion.
-
-    predict: ``predict(images uint8 (N, S, S, 3)) -> probs (N, n_au)`` (e.g. a teacher's);
-    face: one uint8 face (S, S, 3), labels its (n_au,) ground truth (1 / 0 / -1).
-    occluder: ``"block"`` -- a mean-colour square of side ``side`` (fraction of the image) centred
-    at canonical ``(cx, cy)`` (x right, y down, the image spans [-1, 1]) -- or any spec of
-    :func:`occlusion.apply` (``"sunglasses"``, ``"mouth"``, ``"patches:0.5"`` ...), drawn with
-    ``seed``. The widget of notebook 03 (``widgets.occluder_explorer``) redraws this as the sliders move.
-    """
+    """An occluded face beside each AU's probability (``predict(uint8 faces) -> probs``) before and
+    after: ``occluder`` ``"block"`` is a square of ``side`` (fraction of the image) centred at
+    ``(cx, cy)`` in [-1, 1], anything else a spec of :func:`occlusion.apply`. Notebook 03's widget."""
     face = np.asarray(face)
     if occluder == "block":
         h = side  # half the side in canonical units (the image is 2 wide)
@@ -122,8 +109,7 @@ def occluder_explorer(predict, face: np.ndarray, labels, aus, occluder: str = "b
 
 
 def drift_bars(drift: dict[str, dict[str, np.ndarray]]):
-    """How much the tokens of the *visible* patches change under each occluder (``{occluder:
-    latent_space.token_drift(...)}``): mean 1 - cosine similarity to the clean encoding (0 = unchanged),
+    """How much the *visible* patches' tokens change under each occluder (:func:`latent_space.token_drift`),
     hidden patches dropped vs occluder pixels fed in. Notebook 03."""
     names = list(drift)
     x = np.arange(len(names))

@@ -9,11 +9,9 @@ from ._base import _figure, _panel_grid, _show_image
 
 
 def loss_spikes(history: dict, factor: float = 3.0) -> list[dict]:
-    """Logged steps whose loss is over ``factor`` times the median of the five logged before it (one
-    event per run of such steps: its first):
-    ``[{"step", "loss", "before", "parts": {part: (before, at)}}]``, the parts (a student's ``wa``,
-    ``node``, ``edge``, ``edge_ce``) being the same comparison for each logged loss term. A spike
-    where every part jumps at once is the optimiser leaving its basin, not a change of what is logged."""
+    """The first of each run of logged steps whose loss exceeds ``factor`` x the median of the five
+    before: ``[{"step", "loss", "before", "parts": {part: (before, at)}}]`` for each logged loss part.
+    A spike where every part jumps at once is the optimiser leaving its basin."""
     loss = np.asarray(history["loss"], np.float64)
     parts = [k for k in ("wa", "node", "edge", "edge_ce") if len(history.get(k, [])) == len(loss)]
     out, high = [], False
@@ -28,12 +26,8 @@ def loss_spikes(history: dict, factor: float = 3.0) -> list[dict]:
 
 def loss_curve(history: dict, ax=None, title: str = "MAE pretraining",
                ylabel: str = "reconstruction loss (hidden patches)", log: bool = True):
-    """Training loss and learning rate against the optimiser step; ``history`` as returned by
-    every training loop (``experiments.mae_for_profile``, ``teacher.trained_teacher``,
-    ``distill.trained_student``). The loss is one batch's, logged every few steps, on a log axis
-    (``log``) so that the early fall and the late plateau both read; every spike of
-    :func:`loss_spikes` is marked and labelled with its step and the factor of its jump. Notebooks
-    01, 03 and 04."""
+    """Training loss (log axis: the early fall and the late plateau both read) and learning rate
+    of any training loop's ``history``, each :func:`loss_spikes` spike marked. Notebooks 01, 03, 04."""
     if ax is None:
         ax = _figure(5.5, 3.0).add_subplot()
     ax.plot(history["step"], history["loss"], marker=".", color="#0072B2")
@@ -59,10 +53,8 @@ def loss_curve(history: dict, ax=None, title: str = "MAE pretraining",
 
 
 def run_curves(records: list[dict]):
-    """Loss curves of a command-line run, from its ``metrics.jsonl`` records (see
-    :func:`occfau_lib.metrics.read_jsonl`): one panel per kind of model (mae, teacher, student), one
-    line per fold. Records without a logged history (a model loaded from the cache) are skipped.
-    Notebook 05."""
+    """Loss curves of a command-line run's ``metrics.jsonl`` records, one panel per kind of model,
+    one line per fold; models loaded from the cache are skipped. Notebook 05."""
     trained = [r for r in records if r.get("history", {}).get("loss")]
     kinds = list(dict.fromkeys(r["model"] for r in trained))
     if not kinds:
@@ -81,15 +73,13 @@ def run_curves(records: list[dict]):
 
 
 def masked_view(image: np.ndarray, visible: np.ndarray, patch_size: int) -> np.ndarray:
-    """uint8 image (S, S, 3) with its hidden patches (visible (L,) False) drawn light grey, the way
-    MAE figures show what the encoder receives. Notebook 01."""
+    """uint8 image (S, S, 3) with its hidden patches light grey: what the encoder receives. Notebook 01."""
     return np.where(patch_pixels(visible, patch_size)[..., None], np.uint8(200), image)
 
 
 def mae_views(model, images: np.ndarray, visibles: list[np.ndarray], labels: list[str]):
-    """The four-panel MAE view, one row per masking: original / what the encoder sees /
-    reconstruction / reconstruction pasted into the visible patches. ``images``: uint8
-    (S, S, 3) or one per row (R, S, S, 3); ``visibles``: R patch-visibility masks (L,). Notebook 01."""
+    """One row per visibility mask (L,): original / what the encoder sees / reconstruction /
+    reconstruction with the visible pixels pasted in, of one image or one per row. Notebook 01."""
     images = np.asarray(images)
     images = np.repeat(images[None], len(visibles), 0) if images.ndim == 3 else images
     vis = np.stack(visibles)
@@ -109,15 +99,14 @@ def mae_views(model, images: np.ndarray, visibles: list[np.ndarray], labels: lis
 
 
 def mae_view(model, images: np.ndarray, mask_ratio: float = 0.75, sample: int = 0, seed: int = 0):
-    """One four-panel row for ``images[sample]`` under MAE's random masking at ``mask_ratio``
-    (fixed by ``seed``): what the mask-ratio widget of notebook 01 redraws."""
+    """:func:`mae_views` of ``images[sample]`` under random masking: notebook 01's mask-ratio widget."""
     L = model.vit.embeddings.patch_embeddings.num_patches
     visible = random_patches(1, L, mask_ratio, seed)[0]
     return mae_views(model, images[sample], [visible], [f"{mask_ratio:.0%} hidden"])
 
 
 def region_error_plot(errors: np.ndarray, ratios, regions, ax=None):
-    """Reconstruction error of hidden pixels per face region (lines) against the mask ratio;
+    """Hidden pixels' reconstruction error per region against the mask ratio,
     ``errors`` (n_ratios, n_regions) from ``latent_space.region_errors``. Notebook 01."""
     if ax is None:
         ax = _figure(5.5, 3.2).add_subplot()
@@ -131,8 +120,7 @@ def region_error_plot(errors: np.ndarray, ratios, regions, ax=None):
 
 
 def condition_bars(values: dict[str, np.ndarray], ylabel: str, title: str = "", ax=None):
-    """Mean (bar) and spread (dots) of a per-sample score under several conditions, e.g. AU12
-    probability on clean faces vs reconstructions of hidden mouths. Notebook 01."""
+    """Mean (bar) and spread (dots) of a per-sample score per condition. Notebook 01."""
     if ax is None:
         ax = _figure(1.3 * len(values) + 2, 3.2).add_subplot()
     rng = np.random.default_rng(0)  # fixed jitter: same figure every time

@@ -14,8 +14,7 @@ REFERENCE_STYLES = (("black", (0, (1, 1.5))), ("#CC79A7", (0, (6, 2))), ("#009E7
 
 
 def _reference_lines(ax, references: dict | None) -> None:
-    """One horizontal line per ``references`` entry (a fraction, drawn in percent), each with its own
-    colour and dash pattern and its name written at the right end of the line."""
+    """A horizontal line per ``references`` entry (a fraction, drawn in percent), named at its right end."""
     for j, ((name, value), (colour, dashes)) in enumerate(zip((references or {}).items(), REFERENCE_STYLES * 3)):
         ax.axhline(100 * value, color=colour, ls=dashes, lw=1.4, label=name)
         ax.annotate(name, (1.0 - 0.24 * (j % 4), 100 * value), xycoords=("axes fraction", "data"), xytext=(-3, 2),
@@ -24,11 +23,8 @@ def _reference_lines(ax, references: dict | None) -> None:
 
 def probe_by_layer(results: dict[str, list[float]], references: dict[str, float] | None = None, ax=None,
                    ylabel: str = "average F1 (%)"):
-    """Linear-probe score per encoder layer: one line per feature space (e.g. ``{"trained MAE ·
-    CLS": [...], "random MAE · mean": [...]}``, a value in [0, 1] per layer, layer 0 = the
-    embeddings), and a dashed horizontal line per ``references`` entry (``{"raw pixels": 0.41}``);
-    values are drawn in percent. Returns the Figure (that of ``ax`` when given). Notebook 02.
-    """
+    """Probe score per encoder layer (layer 0 = the embeddings), one line per feature space, one
+    horizontal line per ``references`` entry; fractions drawn in percent. Notebook 02."""
     if not results:
         raise ValueError("probe_by_layer: no results to draw")
     if ax is None:
@@ -48,12 +44,8 @@ def probe_by_layer(results: dict[str, list[float]], references: dict[str, float]
 
 
 def per_au_bars(rows: dict[str, dict[int, float]], aus, ax=None, ylabel: str = "F1 (%)", chance=None):
-    """Grouped bars: per-AU scores (values in [0, 1], drawn in percent) of several methods or
-    conditions, one colour per row of ``rows`` (``{name: {au: value}}``, e.g. the ``"f1"`` of
-    :func:`occfau_lib.probe.probe_folds` results); nan draws no bar. ``chance`` (``{au: value}``, e.g.
-    the "always present" F1 per AU) is drawn as a dotted tick over each AU's group. Returns the
-    Figure (that of ``ax`` when given). Notebooks 02-03.
-    """
+    """Grouped per-AU bars, one colour per row of ``rows`` ``{name: {au: value}}`` (nan: no bar), and
+    ``chance`` ``{au: value}`` as a dotted tick over each group. Notebooks 02-03."""
     aus = tuple(aus)
     if not rows:
         raise ValueError("per_au_bars: no rows to draw")
@@ -75,44 +67,32 @@ def per_au_bars(rows: dict[str, dict[int, float]], aus, ax=None, ylabel: str = "
 
 
 def survival_heatmap(matrix, conditions, aus, ax=None, relative: bool = True, title: str | None = None):
-    """Heat map of a score per hiding condition (rows) and AU (columns), each cell annotated.
-
-    ``relative=True``: ``matrix`` is the fraction of the clean F1 that survives (from
-    :func:`occfau_lib.probe.retained` with a reference), coloured dark (lost) to light (kept) on
-    [0, 1] on the colour-blind-safe cividis scale -- values above 1 are written but coloured as 1. ``relative=False``: absolute F1 in
-    [0, 1]. nan cells (no clean F1 to retain) are left blank and marked "–". Returns the Figure
-    (that of ``ax`` when given). Notebook 02.
-    """
+    """Heat map per hiding condition (rows) and AU (columns): with ``relative`` the fraction of clean
+    F1 retained (:func:`probe.retained`; above 1 coloured as 1), else F1. Notebook 02."""
     return _annotated_heatmap(matrix, conditions, aus, "cividis" if relative else "viridis", (0, 1), ax,
                               title or ("fraction of clean F1 retained" if relative else "F1"))
 
 
 def gain_heatmap(matrix, conditions, aus, ax=None, title: str = "F1 gain (points)", digits: int = 0):
-    """Heat map of a signed difference per condition (rows) and AU (columns), e.g. student F1 minus
-    the teacher's on the same occluded faces, in points: blue = gain, red = loss (a diverging scale
-    that colour-blind readers tell apart), white = no difference. Notebook 04."""
+    """Heat map of a signed difference per condition and AU, e.g. student minus teacher F1 in
+    points: blue = gain, red = loss, white = none. Notebook 04."""
     matrix = np.asarray(matrix, np.float64)
     bound = max(1e-9, float(np.nanmax(np.abs(matrix)))) if np.isfinite(matrix).any() else 1.0
     return _annotated_heatmap(matrix, conditions, aus, "RdBu", (-bound, bound), ax, title, digits=digits)
 
 
 def survival_difference(first, second, conditions, aus, names=("MAE patch tokens", "raw pixels"), ax=None):
-    """One map instead of two side by side: the fraction of clean F1 that ``first`` keeps minus the
-    fraction ``second`` keeps, per hiding condition (rows) and AU (columns), on a diverging
-    colour-blind-safe scale (blue: ``names[0]`` keeps more). Notebook 02."""
+    """The fraction of clean F1 ``first`` retains minus that ``second`` retains, per condition and AU
+    (blue: ``names[0]`` keeps more). Notebook 02."""
     diff = np.asarray(first, np.float64) - np.asarray(second, np.float64)
     return gain_heatmap(diff, conditions, aus, ax, f"fraction of clean F1 retained: {names[0]} minus {names[1]}",
                         digits=2)
 
 
-
 def umap_scatter(emb, values, title: str = "", categorical: bool | None = None, ax=None, max_legend: int = 12):
-    """A 2-D embedding (M, 2) as a scatter coloured by ``values`` (M,): categories (subject ids,
-    AU presence 0/1, with -1 drawn grey as "unknown") get one colour each and a legend (up to
-    ``max_legend`` categories; more are only counted in the title), continuous values (head yaw,
-    intensity) a colour bar. ``categorical=None`` decides from the dtype: float is continuous,
-    anything else categorical. Returns the Figure (that of ``ax`` when given). Notebook 02.
-    """
+    """A 2-D embedding (M, 2) coloured by ``values`` (M,): categories (-1 grey, "unknown") with a
+    legend of up to ``max_legend``, or continuous values (float, unless ``categorical``) with a
+    colour bar. Notebook 02."""
     emb, values = np.asarray(emb), np.asarray(values)
     if emb.ndim != 2 or emb.shape[1] != 2 or len(values) != len(emb):
         raise ValueError(f"umap_scatter: need emb (M, 2) and values (M,); got {emb.shape} and {values.shape}")
@@ -146,8 +126,7 @@ def umap_scatter(emb, values, title: str = "", categorical: bool | None = None, 
 
 
 def umap_view(emb, colourings: dict, colour_by: str):
-    """:func:`umap_scatter` of ``emb`` coloured by ``colourings[colour_by]`` (``{name: (M,) values}``)
-    and titled by it: notebook 02's widget redraws it for the colouring picked in a drop-down."""
+    """:func:`umap_scatter` coloured by ``colourings[colour_by]``: notebook 02's drop-down widget."""
     if colour_by not in colourings:
         raise ValueError(f"umap_view: no colouring {colour_by!r}; choose one of {list(colourings)}")
     return umap_scatter(emb, colourings[colour_by], title=f"coloured by {colour_by}")
@@ -155,11 +134,8 @@ def umap_view(emb, colourings: dict, colour_by: str):
 
 def hiding_curves(curves: dict[str, list[float]], hidden_fractions, references: dict[str, float] | None = None,
                   ax=None, ylabel: str = "average F1 (%)"):
-    """Score against the fraction of patches hidden (0 = clean): one line per feature space
-    (``{"MAE patch tokens": [f1 at 0, at 0.25, ...]}``, values in [0, 1] drawn in percent) and a
-    dotted horizontal line per ``references`` entry (e.g. the "always present" chance level).
-    Returns the Figure (that of ``ax`` when given). Notebook 02.
-    """
+    """Score against the fraction of patches hidden (0 = clean), one line per feature space, one
+    horizontal line per ``references`` entry; fractions drawn in percent. Notebook 02."""
     fractions = 100 * np.asarray(hidden_fractions, np.float64)
     if not curves:
         raise ValueError("hiding_curves: no curves to draw")
@@ -179,12 +155,9 @@ def hiding_curves(curves: dict[str, list[float]], hidden_fractions, references: 
 
 
 def regime_curves(regime: dict, chance: float | None = None, ax=None):
-    """Notebook 02's data-regime study (:func:`experiments.data_regime`) as gains: the pretrained
-    MAE's probe F1 minus the random encoder's (points) against the corpus size, one line per probe
-    (linear, MLP) and step budget, with the spread of those gains over the corpus sizes shaded per
-    probe; the random encoder is the zero line, and ``chance`` (always present, percent) is drawn
-    relative to it per probe (dotted). Above zero, pretraining taught the latent something a random
-    encoder lacks; the spread says how far apart the runs land."""
+    """Notebook 02's data-regime study (:func:`experiments.data_regime`): the pretrained MAE's probe
+    F1 minus the random encoder's against the corpus size, one line per probe and step budget, the
+    spread shaded. Above zero, pretraining taught the latent something a random encoder lacks."""
     if ax is None:
         ax = _figure(5.4, 3.2).add_subplot()
     colours = {"linear": "#0072B2", "mlp": "#E69F00"}
