@@ -6,8 +6,9 @@ training mixture (:func:`occlusion.training_occlusion`) and is trained to
 
     L = L_WA(student probs, labels) + alpha * KD(node) + beta * KD(edge) + lambda * CE(student edges)
 
-with KD the mean squared error between the features. alpha = 0, beta = 0 or both give the
-ablations (:data:`ABLATIONS`).
+with KD the mean squared error between the features. The student's probabilities come from the
+teacher's prototypes, so L_WA too pulls its features into the teacher's space. alpha = 0, beta = 0 or
+both give the ablations (:data:`ABLATIONS`).
 """
 from __future__ import annotations
 

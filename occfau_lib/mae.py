@@ -76,7 +76,7 @@ def mae_config_of(model: ViTMAEForPreTraining) -> MAEConfig:
                      c.mask_ratio, c.norm_pix_loss)
 
 
-# --- Encoding exactly the visible patches ---------------------------------------------------
+# --- Encoding exactly the visible patches ---------------------------------------------------------
 def check_images(images: torch.Tensor, model: ViTMAEForPreTraining) -> None:
     """Raise a clear error unless ``images`` is float (B, 3, S, S) at the model's size."""
     size = model.config.image_size
@@ -251,7 +251,7 @@ def paste_visible(images: torch.Tensor, recon: torch.Tensor, visible: torch.Tens
     return torch.where(keep, images, recon)
 
 
-# --- Pretraining: AdamW, warm-up + cosine, checkpoint-or-train with resume ------------------
+# --- Pretraining: AdamW, warm-up + cosine, checkpoint-or-train with resume ------------------------
 def pretrain(images: np.ndarray | AUDataset | FaceCorpus, mae_cfg: MAEConfig, cfg: PretrainConfig, device: str | Engine = "cpu",
              progress: bool = True, resume_path: Path | None = None, log_every: int = 50,
              mask_ratios: tuple[float, float] | None = None) -> tuple[ViTMAEForPreTraining, dict]:
@@ -336,7 +336,7 @@ def pretrained_mae(images: np.ndarray | AUDataset | FaceCorpus, mae_cfg: MAEConf
         images, mae_cfg, cfg, engine, progress, resume_path=partial, mask_ratios=mask_ratios), save_model, load, resume)
 
 
-# --- Probe-ready features of every layer -----------------------------------------------------
+# --- Probe-ready features of every layer ----------------------------------------------------------
 @torch.no_grad()
 def extract_features(model: ViTMAEForPreTraining, images: np.ndarray, visible: np.ndarray | None = None,
                      batch_size: int = INFERENCE_BATCH, progress: bool = False,
@@ -363,7 +363,7 @@ def extract_features(model: ViTMAEForPreTraining, images: np.ndarray, visible: n
     return {"cls": torch.cat(cls, 1).numpy(), "mean": torch.cat(mean, 1).numpy(), "patch": torch.cat(patch).numpy()}
 
 
-# --- What reconstructions tell us (notebook 01) ----------------------------------------------
+# --- What reconstructions tell us (notebook 01) ---------------------------------------------------
 @torch.no_grad()
 def reconstruct_images(model: ViTMAEForPreTraining, images: np.ndarray, visible: np.ndarray, paste: bool = True,
                        batch_size: int = INFERENCE_BATCH, encoded: list[Encoded] | None = None) -> np.ndarray:

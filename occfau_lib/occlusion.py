@@ -61,7 +61,7 @@ def occlude(images: np.ndarray, hidden: np.ndarray, fill=MEAN_FILL) -> np.ndarra
     return out
 
 
-# --- The two protocol families -----------------------------------------------------------------
+# --- The two protocol families --------------------------------------------------------------------
 def block_side(side_224: int, size: int) -> int:
     """Side in pixels at image ``size`` of a block that is ``side_224`` pixels wide at 224 px."""
     return max(1, int(round(side_224 * size / 224)))
@@ -102,7 +102,7 @@ def training_specs(n: int, rng: np.random.Generator, clean_rate: float = 0.0) ->
     return ["clean" if rng.random() < clean_rate else spec for spec in picks]
 
 
-# --- Realistic occluders for teaching, drawn in the renderer's face frame ----------------------
+# --- Realistic occluders for teaching, drawn in the renderer's face frame -------------------------
 def _jittered_grid(n: int, size: int, rng: np.random.Generator):
     """Face-frame coordinates (n, S, S) of every pixel, shifted and scaled a little per face."""
     c = pixel_centres(size)
@@ -179,7 +179,7 @@ REALISTIC = {"sunglasses": _sunglasses, "medical_mask": _medical_mask, "hand": _
              "scarf": _scarf}
 
 
-# --- One API for every occluder: spec -> occluded batch ---------------------------------------
+# --- One API for every occluder: spec -> occluded batch -------------------------------------------
 @dataclass(frozen=True)
 class Occluded:
     """A batch of occluded faces: what the detector sees and what the MAE may encode."""

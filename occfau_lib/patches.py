@@ -21,7 +21,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MEAN_FILL = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)
 
 
-# --- Pixels: uint8 <-> float, normalisation ----------------------------------------------------
+# --- Pixels: uint8 <-> float, normalisation -------------------------------------------------------
 def to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 ``(N, S, S, 3)`` (or one ``(S, S, 3)``) -> float ``(N, 3, S, S)`` in [0, 1], on the
     device of a tensor input. Read-only arrays (memory-mapped caches, PIL buffers) are copied."""
@@ -49,7 +49,7 @@ def denormalize(images: torch.Tensor) -> torch.Tensor:
     return (images * std + mean).clamp(0, 1)
 
 
-# --- Patches: visibility <-> pixels, random masks ----------------------------------------------
+# --- Patches: visibility <-> pixels, random masks -------------------------------------------------
 def patch_visibility(hidden: np.ndarray, patch_size: int, threshold: float = 0.5) -> np.ndarray:
     """Hidden-pixel masks ``(..., S, S)`` -> patch visibility ``(..., L)``: a patch is hidden when
     more than ``threshold`` of its pixels are hidden (row-major grid, as the MAE orders patches)."""
@@ -93,7 +93,7 @@ def random_patches(n: int, num_patches: int, ratio: float, seed: int = 0) -> np.
     return (~_first_k(n, num_patches, hide, torch.Generator().manual_seed(seed))).numpy()
 
 
-# --- The canonical face frame ------------------------------------------------------------------
+# --- The canonical face frame ---------------------------------------------------------------------
 def pixel_centres(size: int) -> np.ndarray:
     """Canonical coordinate of each pixel centre along one axis, ``(size,)`` in (-1, 1)."""
     return (np.arange(size) + 0.5) / size * 2 - 1

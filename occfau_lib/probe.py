@@ -25,7 +25,7 @@ from .patches import patch_pixels
 MAX_POS_WEIGHT = 10.0
 
 
-# --- The probe ---------------------------------------------------------------------------------
+# --- The probe ------------------------------------------------------------------------------------
 class LinearProbe(nn.Module):
     """MAE-style linear probe, one logit per AU: ``BatchNorm1d(D, affine=False)`` then ``Linear(D, n_au)``.
 
@@ -200,7 +200,7 @@ def probe_probs(probe: LinearProbe, x: np.ndarray, missing: np.ndarray | None = 
     return torch.cat(out).numpy() if out else np.zeros((0, probe.linear.out_features), np.float32)
 
 
-# --- The subject-exclusive 3-fold protocol -----------------------------------------------------
+# --- The subject-exclusive 3-fold protocol --------------------------------------------------------
 def fit_folds(train_features: np.ndarray, ds, epochs: int, folds: Sequence[int] = (1, 2, 3),
               **fit_kwargs) -> dict[int, LinearProbe]:
     """``{fold: probe}`` trained on the ``train_features`` (N, D) of the fold's training subjects."""

@@ -26,7 +26,7 @@ from .patches import crop_to_face, ALIGNED_CROP, to_uint8
 EXPOSURE_TARGET, EXPOSURE_METERING = 0.58, 0.8
 
 
-# --- Soft 2-D shapes: tensors (B, 1, H, W), per-face scalars (B, 1, 1, 1) ------------------------
+# --- Soft 2-D shapes: tensors (B, 1, H, W), per-face scalars (B, 1, 1, 1) -------------------------
 # ``aa`` is the pixel size in face-frame units (one-pixel anti-aliasing).
 def _cover(dist, aa):
     """Coverage of a shape from a signed distance (negative inside), with a one-pixel ramp."""
@@ -69,7 +69,7 @@ def _paint(img, cover, color):
     return img + cover * (color - img)
 
 
-# --- The renderer ------------------------------------------------------------------------------
+# --- The renderer ---------------------------------------------------------------------------------
 def render_faces(identities, aus, nuisances, seeds, size: int = 64) -> np.ndarray:
     """uint8 faces (B, size, size, 3) from identities (B, P), AU intensities 0-5 (B, 15), nuisances
     (B, Q) and sensor-noise seeds (B,); the same inputs give the same pixels in any batch."""
@@ -91,7 +91,7 @@ def render_faces(identities, aus, nuisances, seeds, size: int = 64) -> np.ndarra
         return to_uint8(_camera(face, seeds))  # from (B, 3, S, S) in [0, 1]
 
 
-# --- The painters, in drawing order ------------------------------------------------------------
+# --- The painters, in drawing order ---------------------------------------------------------------
 class _Face:
     """What the painters share while drawing one batch: each pixel's face-frame coordinates
     (``u``, ``v``, after the inverse head pose), the faces' parameters, the image so far and the
@@ -361,7 +361,7 @@ PAINTERS = (_background_and_hair, _skin, _forehead, _brows, _eyes, _cheeks, _nos
             _chin, _composite)
 
 
-# --- One face from readable arguments ----------------------------------------------------------
+# --- One face from readable arguments -------------------------------------------------------------
 def render_face(identity=None, aus=None, pose=(0.0, 0.0, 0.0), lighting=(-0.3, -0.4, 0.6), seed: int = 0,
                 size: int = 64, **nuisance) -> np.ndarray:
     """One uint8 face (size, size, 3): ``identity`` None is the average face; ``aus`` {AU: 0-5} or

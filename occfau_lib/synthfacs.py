@@ -74,7 +74,7 @@ PRESENCE_THRESHOLD = 1.0  # an AU "occurs" from FACS intensity A (1) upwards, as
 SPONTANEOUS_RATE = 0.08  # chance per task that an AU outside the expression flickers on weakly
 
 
-# --- Samplers: identities, expressions in onset-apex-offset sequences, nuisances ---------------
+# --- Samplers: identities, expressions in onset-apex-offset sequences, nuisances ------------------
 def sample_identities(n: int, rng: np.random.Generator, lookalike_rate: float = 0.3):
     """``n`` identities (n, P) and the name of each one's AU look-alike quirk ('' if none)."""
     ids = np.clip(rng.normal(size=(n, len(IDENTITY_PARAMS))), -2.5, 2.5).astype(np.float32)
@@ -168,7 +168,7 @@ def sample_nuisances(frames: int, rng: np.random.Generator, base_pose: np.ndarra
     return out
 
 
-# --- An unlabelled pretraining corpus, separate from every labelled world ----------------------
+# --- An unlabelled pretraining corpus, separate from every labelled world -------------------------
 #: First word of every corpus face's seed: no labelled world draws from this stream.
 CORPUS_STREAM = 0xC0_4B05
 
@@ -212,7 +212,7 @@ class FaceCorpus:
         return render_faces(np.stack(ids), np.stack(aus), np.stack(nus), np.array(seeds), self.size)
 
 
-# --- Datasets: subjects x tasks x frames, cached under data/ by config hash --------------------
+# --- Datasets: subjects x tasks x frames, cached under data/ by config hash -----------------------
 @dataclass
 class World:
     """Everything a SynthFACS dataset is made of, as flat per-image arrays (N = images)."""
@@ -315,7 +315,7 @@ def build_dataset(profile: Profile | str | None = None, aus="all", cfg: DataConf
                         name="synthfacs", meta=meta)
 
 
-# --- Ground truth: where each AU changes pixels ------------------------------------------------
+# --- Ground truth: where each AU changes pixels ---------------------------------------------------
 def au_region_maps(size: int = 64, n_identities: int = 16, seed: int = 0) -> dict[int, np.ndarray]:
     """Per AU, the mean absolute pixel change (size, size) in [0, 1] from a neutral face to the same
     face with that AU at intensity 5, over random frontal identities: exactly where the AU shows."""

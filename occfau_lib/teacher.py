@@ -29,7 +29,7 @@ TEACHER_VERSION = 1
 EPS = 1e-8
 
 
-# --- Building blocks -------------------------------------------------------------------------
+# --- Building blocks ------------------------------------------------------------------------------
 class LinearBlock(nn.Module):
     """Linear -> BatchNorm over channels -> ReLU, applied to every token: (B, D, C_in) -> (B, D, C)."""
 
@@ -169,7 +169,7 @@ class TeacherOutput:
 class GraphHead(nn.Module):
     """Everything after the backbone: tokens (B, D, C_in) -> linear block -> ANFL (AU maps, nodes,
     facial graph) -> MEFL (edges) -> two gated graph convolutions -> :class:`TeacherOutput`.
-    [ours] Trained end to end in one stage (ME-GraphAU trains ANFL first, then MEFL from it)."""
+    [ours] Trained end to end in one stage, which fits a CPU budget (ME-GraphAU trains ANFL first)."""
 
     def __init__(self, c_in: int, n_au: int, width: int, k_neighbours: int):
         super().__init__()
@@ -255,7 +255,7 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
     backbone.load_state_dict(usable, strict=False)
 
 
-# --- Losses ------------------------------------------------------------------------------------
+# --- Losses ---------------------------------------------------------------------------------------
 def au_weights(labels: np.ndarray) -> torch.Tensor:
     """ME-GraphAU's per-AU weights (N,): inverse positive rate over the known training labels,
     normalised to sum to N (an AU that never occurs counts as occurring once)."""
@@ -299,7 +299,7 @@ def teacher_loss(out: TeacherOutput, labels: torch.Tensor, weights: torch.Tensor
     return wa_loss(out.probs, labels, weights) + edge_weight * edge_loss(out.edge_logits, labels)
 
 
-# --- Training and prediction ---------------------------------------------------------------
+# --- Training and prediction ----------------------------------------------------------------------
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Random shift (reflect-pad by 1/16 of the side, crop back) and horizontal flip per image:
     ME-GraphAU's random crop + flip, at small scale."""
@@ -369,7 +369,7 @@ def collect(outputs) -> dict[str, np.ndarray]:
     return {"probs": torch.cat(probs).numpy(), "node": torch.cat(nodes).numpy(), "both": torch.cat(both).numpy()}
 
 
-# --- Checkpoint or train, per fold -----------------------------------------------------------
+# --- Checkpoint or train, per fold ----------------------------------------------------------------
 def trained_teacher(ds, fold: int, data_key: dict, cfg: TeacherConfig | str = "tiny",
                     train_cfg: TeacherTrainConfig = TeacherTrainConfig(), device: str | Engine = "cpu",
                     progress: bool = True, init: Teacher | None = None, resume: bool = True) -> tuple[Teacher, dict]:
