@@ -32,7 +32,7 @@ Methods: models, losses and training
 
 Top floor: experiments, figures and entry points
 - ``experiments``   the models a profile uses, the one evaluation over occlusion conditions, the
-                    table of methods, the data-regime study
+                    table of methods
 - ``latent_space``  what the MAE's latent holds and shows: hiding conditions, reconstruction error
                     by region, token drift, feature-space geometry (UMAP, neighbours)  (01-04)
 - ``viz``           the plotting functions every figure uses

@@ -203,7 +203,7 @@ class Profile:
     # Faces of the unlabelled corpus the MAE pretrains on (synthfacs.FaceCorpus: fresh people, a real
     # MAE's separate corpus); 0 = the labelled world's own images (as a run on real data does)
     pretrain_corpus: int = 0
-    # Notebook 02's data-regime study (experiments.data_regime): corpus sizes x pretraining step budgets
+    # The data-regime study's corpus sizes x pretraining step budgets (benchmarks/bench_regime.py)
     regime_corpora: tuple[int, ...] = (1024, 4096, 16384)
     regime_steps: tuple[int, ...] = (256, 1024)
     probe_epochs: int = 30  # linear-probe epochs (MAE paper: 90 on ImageNet)

@@ -2,7 +2,7 @@
 
 The top floor of the library (nothing below imports it): the models a profile uses, each through
 the checkpoint-or-train cache; the one evaluation harness, :func:`evaluate_conditions`; notebook
-04's table of methods, :func:`compare_methods`; notebook 02's data-regime study, :func:`data_regime`.
+04's table of methods, :func:`compare_methods`.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from transformers import ViTMAEForPreTraining
 
 from . import mae
 from .cache import (array_fingerprint, checkpoint_or_train, config_dict as cache_config, config_hash, data_root,
-                    load_npz, load_or_build, model_fingerprint, not_recorded, read_state, save_model, save_npz)
+                    load_npz, load_or_build, model_fingerprint, read_state, save_model, save_npz)
 from .config import INFERENCE_BATCH, MAE_CONFIGS
 from .distill import ABLATIONS, trained_student
 from .mae import encode, pretrained_mae
@@ -29,7 +29,7 @@ from .probe import LinearProbe, fit_probe, missing_tokens, pixel_features, probe
 from .record import RANDOM_STUDENT
 from .student import Student
 from .student import predict as student_predict
-from .synthfacs import RENDERER_VERSION, FaceCorpus, load_world, world_key
+from .synthfacs import FaceCorpus, load_world, world_key
 from .teacher import Teacher, trained_teacher
 from .teacher import predict as teacher_predict
 from .train import Engine, new_history
@@ -219,15 +219,6 @@ def latent_probe(ds, fold: int, mae_model, depth: int | None, epochs: int, seed:
                                                  missing_tokens(occ.visible, dim))
 
 
-def clean_probe_f1(ds, mae_model, depth: int | None, epochs: int, folds=(1,), seed: int = 0, hidden: int = 0,
-                   data_key: dict | None = None) -> float:
-    """Average F1 (%) of :func:`latent_probe` on clean test faces over ``folds``."""
-    probes = {k: latent_probe(ds, k, mae_model, depth, epochs, seed, hidden, data_key) for k in folds}
-    result = evaluate_conditions(lambda k, occ: probes[k](occ), ds, {"clean": "clean"},
-                                 mae_model.config.patch_size, folds)["clean"]
-    return round(100 * result["avg_f1"], 2)
-
-
 def with_seed(profile, seed: int):
     """``profile`` with the teacher's and the student's training seed set to ``seed``."""
     return replace(profile, teacher_train=replace(profile.teacher_train, seed=seed),
@@ -308,67 +299,3 @@ def compare_methods(profile, ds, data_key: dict, mae_model, conditions: dict[str
         methods[name] = lambda k, occ, per_fold=per_fold, enc=encodings[name]: student_predict(
             per_fold[k], occ.images, occ.visible, encoded=enc(occ, per_fold[k].input_depth))["probs"]
     return evaluate_methods(methods, ds, conditions, p, folds, test_stride=test_stride, progress=progress)
-
-
-REGIME_VERSION = 1  # bump when data_regime's measurement changes: cached and shipped results are remade
-
-
-def data_regime(profile, ds, corpus_sizes=None, steps=None, folds=(1,), hidden: int = 256,
-                seed: int = 0, progress: bool = True, data_key: dict | None = None) -> dict:
-    """When does an MAE's latent beat a random encoder's? Notebook 02's data-regime study.
-
-    For every corpus size ``N`` and step budget ``T`` (default: the profile's ``regime_corpora`` x
-    ``regime_steps``) the profile's MAE is pretrained on ``N`` fresh unlabelled faces for ``T``
-    steps, then read at the student's block by a linear and an MLP probe (width ``hidden``) on
-    ``folds``; the same probes read a random encoder. Returns ``{"runs": [{corpus, steps, linear,
-    mlp}, ...], "random": {linear, mlp}, "folds"}`` in percent. The scores are cached (and shipped)
-    as kind ``"regime"``; the MAEs they come from are not shipped.
-    """
-    corpus_sizes = tuple(profile.regime_corpora if corpus_sizes is None else corpus_sizes)
-    steps = tuple(profile.regime_steps if steps is None else steps)
-    batch = profile.pretrain.batch_size
-    cfg = MAE_CONFIGS[profile.mae]
-    for n in corpus_sizes:
-        for t in steps:
-            if n > t * batch or (t * batch) % n:
-                raise ValueError(f"a corpus of {n} faces does not divide {t} steps of {batch} faces into whole "
-                                 "epochs; choose sizes that divide steps x batch")
-    data_key = data_key or dataset_key(ds)
-    key = {"version": REGIME_VERSION, "renderer": RENDERER_VERSION, "mae_version": mae.MAE_VERSION,
-           "probe_version": PROBE_VERSION, "data": data_key, "aus": list(ds.aus),
-           "mae": cfg, "pretrain": profile.pretrain, "corpora": list(corpus_sizes), "steps": list(steps),
-           "folds": list(folds), "hidden": hidden, "seed": seed, "depth": profile.distill.depth,
-           "probe_epochs": profile.probe_epochs}
-
-    def probed(model) -> dict:
-        return {name: clean_probe_f1(ds, model, profile.distill.depth, profile.probe_epochs, folds, seed, width, data_key)
-                for name, width in (("linear", 0), ("mlp", hidden))}
-
-    def measure(_partial) -> tuple[dict, dict]:
-        start = time.perf_counter()
-        torch.manual_seed(seed)
-        runs = []
-        with not_recorded():  # make models ships the result only
-            for n in corpus_sizes:
-                for t in steps:
-                    corpus = FaceCorpus(n, ds.image_size, seed)
-                    pretrain = replace(profile.pretrain, epochs=t * batch // n, warmup_epochs=0)
-                    model, _ = pretrained_mae(corpus, cfg, pretrain, corpus.key(), progress=progress)
-                    runs.append([n, t, *probed(model).values()])
-            random = list(probed(mae.random_encoder(cfg, seed)).values())
-        scores = {"runs": torch.tensor(runs, dtype=torch.float64),  # (R, 4): corpus, steps, linear, mlp
-                  "random": torch.tensor(random, dtype=torch.float64)}
-        return scores, {"seconds": time.perf_counter() - start}
-
-    def save(obj: tuple[dict, dict], config: dict, path) -> None:
-        torch.save({"model": obj[0], "history": obj[1], "config": config}, path)
-
-    def load(path) -> tuple[tuple[dict, dict], dict]:
-        state = read_state(path)
-        return ({k: v.double() for k, v in state["model"].items()}, state.get("history", {})), state["config"]
-
-    result, _ = checkpoint_or_train("regime", cache_config(key), measure, save, load)
-    runs = [{"corpus": int(n), "steps": int(t), "linear": round(float(lin), 2), "mlp": round(float(mlp), 2)}
-            for n, t, lin, mlp in result["runs"].tolist()]
-    lin, mlp = result["random"].tolist()
-    return {"runs": runs, "random": {"linear": round(lin, 2), "mlp": round(mlp, 2)}, "folds": list(folds)}

@@ -3,8 +3,7 @@
 :func:`notebook_models` asks for exactly the models the notebooks use on a profile, each
 through the one checkpoint-or-train cache (:func:`cache.checkpoint_or_train`): the MAE (notebooks
 01-04), one teacher per fold (03), on the distillation folds the occlusion-augmented teacher,
-the four student ablations and the student on a random encoder (04), and the data-regime study's result (02: its scores, not its
-six MAEs). :func:`make_models` records them and writes each one to
+the four student ablations and the student on a random encoder (04). :func:`make_models` records them and writes each one to
 ``data/models/<kind>-<hash>.safetensors`` with ``manifest.json``: per file its kind, its full cache
 key (config, data, code version), sha256, size, the command and the training's seconds. The cache
 then loads a shipped file only when the manifest lists it with exactly the key the current code
@@ -39,7 +38,6 @@ def notebook_models(profile, progress: bool = True) -> None:
     experiments.teachers_for_profile(profile, ds, key, progress=progress)
     experiments.method_models(profile, ds, key, encoder, profile.distill_folds, progress=progress)
     experiments.method_probes(profile, ds, key, encoder, profile.distill_folds)
-    experiments.data_regime(profile, ds, progress=progress, data_key=key)
 
 
 #: Kinds stored in float32 even with ``--half``: a probe is small (0.7 MB) and its F1 then stays exact.
