@@ -265,24 +265,8 @@ def shipped(kind: str, config: dict) -> Path | None:
     return None
 
 
-def write_safetensors(state: dict, path: Path, half: bool = False) -> None:
-    """A checkpoint dict as safetensors: its tensor dicts as tensors ``<group>/<name>`` (float32 in
-    fp16 with ``half``; float64 results stay exact), everything else as JSON metadata."""
-    from safetensors.torch import save_file
-
-    tensors, rest = {}, {}
-    for group, value in state.items():
-        if isinstance(value, dict) and value and all(torch.is_tensor(v) for v in value.values()):
-            for name, t in value.items():
-                t = t.detach().cpu().contiguous()
-                tensors[f"{group}/{name}"] = t.half() if half and t.dtype == torch.float32 else t
-        else:
-            rest[group] = value
-    dtypes = {k: str(v.dtype) for k, v in state.get("model", state.get("head", {})).items()} if half else {}
-    save_file(tensors, str(path), metadata={"json": json.dumps(rest), "dtypes": json.dumps(dtypes)})
-
-
 def _read_safetensors(path: Path) -> dict:
+    """What ``tools/ship_models.py`` wrote: tensors ``<group>/<name>`` plus JSON metadata."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:

@@ -79,7 +79,7 @@ def test_safetensors_round_trip_in_fp16_keeps_the_dtype(tmp_path):
     score = torch.tensor([77.53], dtype=torch.float64)
     state = {"model": {"w": torch.randn(3, 4), "steps": torch.tensor(5), "score": score},
              "history": {"loss": [0.5]}, "config": {"a": 1}}
-    cache.write_safetensors(state, tmp_path / "m.safetensors", half=True)
+    shipped.write_safetensors(state, tmp_path / "m.safetensors", half=True)
     back = cache.read_state(tmp_path / "m.safetensors")
     assert back["history"] == {"loss": [0.5]} and back["config"] == {"a": 1}
     assert back["model"]["w"].dtype == torch.float32 and torch.allclose(back["model"]["w"], state["model"]["w"], atol=1e-2)
