@@ -6,14 +6,10 @@ header columns, and the generic CSV dataset (:func:`load_csv`); the BP4D and DIS
     image,subject,AU1,AU2,AU12,part      # "part" (1, 2 or 3) is optional
     faces/a_0001.png,a,1,0,,1            # image path: absolute or relative to the CSV's folder
 
-  *AU columns* are named ``AU`` (any case), an optional ``_``, space or ``-``, and the AU number:
-  ``AU12``, ``au12``, ``AU012``, ``AU_12``, ``AU 12`` and ``AU-12`` all label AU12 (two of them in
-  one file are an error). Values 0 or 1, and empty, -1 or 9 for unknown. Intensity columns such as
-  OpenFace's ``AU12_r`` are not labels: threshold them into an ``AU12`` column (e.g. present when
-  intensity >= 2). Any other column that looks like an AU (``AU__12``, ``AU.12``, a bare ``12``)
-  is an error naming it, never dropped silently; columns that do not look like AUs (``notes``) are
-  not read. Without a ``part`` column, subjects are dealt into three parts by
-  :func:`data.default_parts`.
+Labels are 0 or 1, and empty, -1 or 9 for unknown. How AU columns are recognised (``AU12``,
+``AU_12``, ``au 12`` ...; OpenFace's ``AU12_r`` is no label; an AU look-alike is an error naming it):
+``docs/command-line.md``. Without a ``part`` column, subjects are dealt into three parts by
+:func:`data.default_parts`.
 """
 from __future__ import annotations
 
