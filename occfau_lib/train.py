@@ -106,19 +106,6 @@ class _Rows(torch.utils.data.Dataset):
         return self.fetch(rows)
 
 
-class _EpochOrder(torch.utils.data.Sampler):
-    """The loader's sampler: the current epoch's batches, set by :meth:`Run.batches` before each epoch."""
-
-    def __init__(self):
-        self.batches: list[np.ndarray] = []
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self):
-        return len(self.batches)
-
-
 class EpochCheckpoint:
     """Resume a training loop where it stopped, to the same result as an uninterrupted run.
 
@@ -261,9 +248,9 @@ class Run:
             return zip(order, (torch.from_numpy(fetch(rows)) for rows in order))
         if self._loader is None:
             self._loader = torch.utils.data.DataLoader(
-                _Rows(fetch), sampler=_EpochOrder(), batch_size=None, num_workers=self.engine.cfg.workers,
+                _Rows(fetch), sampler=[], batch_size=None, num_workers=self.engine.cfg.workers,
                 pin_memory=self.engine.cuda, persistent_workers=True)
-        self._loader.sampler.batches = order
+        self._loader.sampler[:] = order  # the sampler is this list: the epoch's batches
         return zip(order, iter(self._loader))
 
     def set_lr(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> float:
