@@ -249,22 +249,9 @@ def append_jsonl(path, record: dict) -> None:
         os.close(fd)
 
 
-def _record_after_a_torn_one(line: str) -> dict | None:
-    """The complete record at the end of ``line`` after a torn one, else None."""
-    decoder = json.JSONDecoder()
-    for start in (i for i, c in enumerate(line) if c == "{" and i > 0):
-        try:
-            record, end = decoder.raw_decode(line, start)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and not line[end:].strip():
-            return record
-    return None
-
-
 def read_jsonl(path) -> list[dict]:
-    """The records of a JSON-lines log; a line that is not a JSON object is skipped with a warning
-    naming the file and line (a complete record written after a torn one on its line is kept)."""
+    """The records of a JSON-lines log; a line that is not a JSON object (torn by a killed writer,
+    edited by hand) is skipped with a warning naming the file and line."""
     records = []
     for i, line in enumerate(Path(path).read_text().splitlines(), 1):
         if line.strip():
@@ -272,14 +259,8 @@ def read_jsonl(path) -> list[dict]:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
                 record = err.msg
-            if not isinstance(record, dict):
-                kept = _record_after_a_torn_one(line)
-                if kept is not None:
-                    warnings.warn(f"{path}, line {i}: a torn record ({line[:40]}...) is followed by a complete "
-                                  "one on the same line; the torn part is skipped, the record kept", stacklevel=2)
-                    records.append(kept)
-                    continue
+            if isinstance(record, dict):
+                records.append(record)
+            else:
                 warnings.warn(f"{path}, line {i}: not a JSON record ({str(record)[:40]}); skipped", stacklevel=2)
-                continue
-            records.append(record)
     return records
