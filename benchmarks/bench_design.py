@@ -24,7 +24,7 @@ one JSON line per variant to ``--out``/``design_<kind>.jsonl``.
   the recipe ``random`` is the control: the same student on a randomly initialised encoder, and
   ``NAME@PATH`` reads a snapshot that ``pretrain_mae.py`` kept during a long pretraining (recorded as ``NAME``
   at the snapshot's step: the budget curve). Each row also has the clean linear-probe F1 on the student's
-  block (:func:`experiments.clean_probe_f1`, same fold and seed). Every seed run
+  block (:func:`claims.clean_probe_f1`, same fold and seed). Every seed run
   so far (``--out``/``design_mae.jsonl``) is summarised in ``--record`` (``mae_recipes_<profile>.json``):
   mean and std over seeds, and each recipe's gain over the random encoder, paired by seed.
 
@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from claims import clean_probe_f1
 from occfau_lib import distill, experiments, mae, occlusion, student, synthfacs, teacher
 from occfau_lib.config import MAE_CONFIGS, MAEConfig, PretrainConfig, get_profile
 from occfau_lib.loaders import load_dataset
@@ -178,7 +179,7 @@ def mae_rows(profile, recipes, fold: int, steps: int, corpus_size: int, student_
         model, _ = distill.trained_student(ds, fold, key, encoder, tch, cfg, progress=False)
         scores = _scores(ds, lambda k, occ: student.predict(model, occ.images, occ.visible)["probs"],
                          encoder.config.patch_size, fold)
-        probe_f1 = experiments.clean_probe_f1(ds, encoder, cfg.depth, profile.probe_epochs, folds=(fold,), seed=seed)
+        probe_f1 = clean_probe_f1(ds, encoder, cfg.depth, profile.probe_epochs, folds=(fold,), seed=seed)
         loss = history.get("loss")  # none for a snapshot or the random encoder
         trained = {"random": 0, "snapshot": history.get("step")}.get(name, steps)
         yield {"recipe": spec, "steps": trained, "corpus": corpus_size,

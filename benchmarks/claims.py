@@ -34,7 +34,7 @@ from occfau_lib import mae, occlusion, student, teacher
 from occfau_lib.cache import config_dict, config_hash, model_fingerprint
 from occfau_lib.config import NOTEBOOK_SETTINGS, TEACHER_CONFIGS
 from occfau_lib.distill import DISTILL_VERSION
-from occfau_lib.experiments import clean_probe_f1, compare_methods, method_models, with_seed
+from occfau_lib.experiments import compare_methods, evaluate_conditions, latent_probe, method_models, with_seed
 from occfau_lib.files import commit, read_json, write_json
 from occfau_lib.metrics import aggregate_folds
 from occfau_lib.record import (AUGMENTED, CHANCE, EDGE_KD, NO_KD, NODE_KD, PIXELS, RANDOM_STUDENT, RECONSTRUCT,
@@ -63,6 +63,16 @@ def summarise(per_seed: dict[int, dict]) -> dict:
                                       "auc_mean": round(auc_mean, 2), "auc_std": round(auc_std, 2),
                                       "fold_std": round(float(np.std(per_fold)), 2)}
     return out
+
+
+def clean_probe_f1(ds, mae_model, depth: int | None, epochs: int, folds=(1,), seed: int = 0, hidden: int = 0,
+                   data_key: dict | None = None) -> float:
+    """Average F1 (%) of :func:`experiments.latent_probe` on clean test faces over ``folds``: how much AU
+    information a latent holds (claim (a)'s probe gain, the data-regime study)."""
+    probes = {k: latent_probe(ds, k, mae_model, depth, epochs, seed, hidden, data_key) for k in folds}
+    result = evaluate_conditions(lambda k, occ: probes[k](occ), ds, {"clean": "clean"},
+                                 mae_model.config.patch_size, folds)["clean"]
+    return round(100 * result["avg_f1"], 2)
 
 
 def probe_gain(profile, ds, mae_model, folds, seed: int = 0, data_key: dict | None = None) -> dict:

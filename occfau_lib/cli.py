@@ -1,24 +1,17 @@
 """Command line: the method's stages outside the notebooks, ``python -m occfau_lib <stage> ...``.
 
-Stages, in order (each loads what the previous ones cached under ``$OCCFAU_DATA_DIR/cache``, or
-builds it; running a finished stage again is instant)::
+::
 
     python -m occfau_lib pretrain-mae  --config demo
     python -m occfau_lib train-teacher --config demo --fold 1 --fold 2 --fold 3
     python -m occfau_lib distill       --config demo --fold 1
     python -m occfau_lib evaluate      --config demo --fold 1 --out runs/demo
 
-``--config`` is a preset (smoke, demo, paper-bp4d, paper-disfa) or a YAML file (default:
-``$OCCFAU_PROFILE`` when set, else demo); trailing ``key=value`` arguments override single
-settings (``distill.epochs=2``), see :func:`occfau_lib.cli_settings.run_config`. ``--dataset``
-picks SynthFACS (default) or a licensed dataset under ``--data-root``. ``--resume`` continues an
-interrupted training from its last epoch checkpoint (model, optimiser, step, random
-generators), to the same weights as an uninterrupted run; without it an interrupted run starts
-over (Ctrl-C prints the command that resumes). Every stage writes the resolved config and the
-dataset it read (``config.yaml``) and one JSON line per trained model or evaluation to
-``<out>/metrics.jsonl``; ``evaluate`` also writes per-AU F1 for each fold and their average as
-Markdown and CSV. A bad setting, file or folder is one line on stderr naming it, exit status 2.
-The rules a user can rely on are in ``docs/command-line.md``.
+Each stage loads what the earlier ones cached, or builds it. ``--config`` is a preset or a YAML
+file, trailing ``key=value`` arguments override settings (:func:`cli_settings.run_config`);
+``--resume`` continues an interrupted training. Every stage writes ``config.yaml`` and
+``metrics.jsonl`` to ``--out``; ``evaluate`` also per-AU F1 tables. A bad setting, file or
+folder is one line on stderr, exit status 2. The rules: ``docs/command-line.md``.
 """
 from __future__ import annotations
 
@@ -46,7 +39,7 @@ from .loaders import load_dataset
 from .synthfacs import world_key
 from .train import Engine, distributed, local_device
 
-#: The profile field holding the folds each stage trains or scores by default (``--fold`` overrides).
+#: The profile field with the folds each stage trains or scores unless ``--fold`` is given.
 STAGE_FOLDS = {"pretrain-mae": None, "train-teacher": "folds", "distill": "distill_folds", "evaluate": "distill_folds"}
 
 STAGES = {
@@ -93,22 +86,15 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-#: The paper presets train in bf16 autocast, made for GPUs; a CPU without bfloat16 units emulates it,
-#: several times slower than fp32 (docs/decisions.md, "Smaller choices").
+#: A CPU without bfloat16 units emulates the paper presets' bf16 autocast (docs/decisions.md, "Smaller choices").
 CPU_BF16_WARNING = ("[occfau] engine.precision=bf16 on the CPU: bfloat16 autocast is emulated on CPUs without bf16 "
-                    "units (measured 7-10x slower than fp32 per training step); add engine.precision=fp32 for a "
-                    "CPU run")
+                    "units, several times slower than fp32; add engine.precision=fp32 for a CPU run")
 
 
 class Run:
-    """What every stage needs: the resolved profile, the dataset, its cache key, the engine, the log.
-
-    Everything a user gives is checked here, before any data is read or model trained: settings
-    of every stage (:func:`cli_settings.run_config`), the device, the MAE weights' path, the
-    folders written to, dataset flags; then the dataset's labels (:mod:`occfau_lib.loaders`) and
-    the folds the stage trains. A run directory holds one run: reusing it with another config or
-    dataset is refused unless ``--overwrite``.
-    """
+    """What every stage needs: the profile, the dataset and its cache key, the engine, the log.
+    Everything a user gives is checked here, before any model is trained; a run directory holds
+    one run (another config or dataset in it is refused unless ``--overwrite``)."""
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
@@ -137,7 +123,6 @@ class Run:
             self._claim_out()
 
     def _folds(self) -> tuple[int, ...]:
-        """The folds this stage trains or scores: ``--fold`` (each once), else the profile's."""
         if self.args.fold:
             repeated = sorted({k for k in self.args.fold if self.args.fold.count(k) > 1})
             if repeated:
@@ -147,9 +132,8 @@ class Run:
         return tuple(getattr(self.profile, field)) if field else ()
 
     def _check_folds(self) -> None:
-        """Every fold the stage trains can train: subjects on both sides, a known label among its
-        training faces (all unknown: nothing to learn from), and a full batch for the teacher and
-        the student, so that no stage fails after an earlier one trained."""
+        """Every fold can train (subjects on both sides, a known label, a full batch), so that no
+        stage fails after an earlier one trained."""
         where = self.args.data_root or self.ds.name
         for k in self.folds:
             train, _ = self.ds.fold_rows(k)  # an empty side is a ValueError naming the fold
@@ -163,7 +147,6 @@ class Run:
                                      f"{len(train)} training faces")
 
     def _dataset(self):
-        """The dataset and its cache key: SynthFACS by its config, a file dataset by content."""
         args = self.args
         kwargs = {k: v for k, v in (("labels", args.labels), ("images", args.images), ("threshold", args.threshold),
                                     ("numbering", args.numbering)) if v is not None}
@@ -184,9 +167,7 @@ class Run:
         return ds, ds.key()
 
     def _claim_out(self) -> None:
-        """Write ``config.yaml``: the resolved settings and the dataset read (its name, folder and
-        cache key). A directory that holds another config's or dataset's run is refused (or, with
-        ``--overwrite``, emptied of that run's config and records)."""
+        """Write ``config.yaml``: the resolved settings and the dataset read."""
         root = self.args.data_root and str(Path(self.args.data_root).resolve())
         resolved = {"base": self.profile.name, **{k: v for k, v in asdict(self.profile).items() if k != "name"},
                     "dataset": {"name": self.args.dataset, "root": root, "key": self.data_key}}
@@ -206,7 +187,7 @@ class Run:
         self.config_id = config_hash(resolved)
 
     def log(self, **record) -> None:
-        """Append one JSON line to ``<out>/metrics.jsonl`` and print a short form (rank 0 only)."""
+        """One JSON line to ``<out>/metrics.jsonl``, printed short (rank 0 only)."""
         if self.rank > 0:
             return
         record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "stage": self.args.stage, "config": self.config_id,
@@ -232,8 +213,7 @@ class Run:
 
 
 def check_device(name: str | None) -> str:
-    """The device to train on (default: cuda if available), checked before any work: a name
-    torch does not know, or a GPU this machine does not have, is a ValueError saying what exists."""
+    """The device to train on (default: cuda if available); an unknown or absent one is a ValueError."""
     if name is None:
         return local_device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -265,7 +245,7 @@ def _changed(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 def summary(history: dict) -> dict:
-    """The loss log, last logged loss and throughput of a training history (as stored with the model)."""
+    """Loss log, last loss and throughput of a training history."""
     out = {}
     if history.get("loss"):
         out["final_loss"] = round(float(history["loss"][-1]), 5)
@@ -294,8 +274,7 @@ def distill(run: Run) -> None:
 
 
 def gathered(predict, rank: int, world: int):
-    """``predict(fold, occluded)`` run by every process on its share of the test faces, the
-    shares gathered back in order, so F1 is computed over the whole fold on every rank."""
+    """``predict`` on this process's share of the test faces, the shares gathered back in order."""
     def run(k, occ):
         rows = np.arange(rank, len(occ.images), world)
         part = predict(k, replace(occ, images=occ.images[rows], hidden=occ.hidden[rows], visible=occ.visible[rows]))
@@ -336,7 +315,6 @@ def evaluate(run: Run) -> None:
 
 
 def resume_command(argv: list[str]) -> str:
-    """The command that continues an interrupted run: the same arguments plus ``--resume``."""
     return shlex.join(["python", "-m", "occfau_lib", *argv, *([] if "--resume" in argv else ["--resume"])])
 
 

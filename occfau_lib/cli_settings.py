@@ -1,8 +1,9 @@
-"""Run settings for the command line: a preset or a YAML file, then ``key=value`` overrides,
-every key and value checked against the config dataclasses, and the settings of every stage
-checked against each other, before any work starts.
+"""The command line's settings: a preset (:data:`config.PRESETS`) or a YAML file, then
+``key=value`` overrides, every key and value checked against the config dataclasses and the
+stages' settings against each other, before any work starts.
 
-Used by :mod:`occfau_lib.cli`; the presets themselves are profiles (:data:`config.PRESETS`).
+PyYAML parses; the checks are a few dozen lines here because they are stricter than a config
+library's (a bool is no int, 2.9 no int, a duplicate YAML key an error) and name the setting.
 """
 from __future__ import annotations
 
@@ -16,14 +17,11 @@ import yaml
 from .config import MAE_CONFIGS, PRESETS, PROFILE_ENV, TEACHER_CONFIGS, Profile
 from .tables import read_text
 
-#: The command line's preset when neither ``--config`` nor ``$OCCFAU_PROFILE`` names one.
 DEFAULT_CONFIG = "demo"
 
 
 def config_name(given: str | None) -> str:
-    """``--config`` if given, else ``$OCCFAU_PROFILE`` (a preset name), else :data:`DEFAULT_CONFIG`.
-    A variable naming no preset is a ValueError naming the variable (``paper`` included: the
-    command line's paper presets are one per dataset)."""
+    """``--config`` if given, else ``$OCCFAU_PROFILE`` (a preset name), else :data:`DEFAULT_CONFIG`."""
     if given:
         return given
     name = os.environ.get(PROFILE_ENV) or DEFAULT_CONFIG
@@ -35,8 +33,7 @@ def config_name(given: str | None) -> str:
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """YAML's safe loader, except that a key given twice in one mapping is an error (YAML itself
-    keeps the last one silently: ``epochs: 1`` then ``epochs: 3`` would train 3 epochs)."""
+    """YAML's safe loader, except that a key given twice in one mapping is an error (not the last one kept)."""
 
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
@@ -55,8 +52,7 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def load_yaml(text: str, where: str):
-    """``text`` parsed as YAML (:class:`_StrictLoader`); malformed YAML or a duplicate key is a
-    one-line ValueError starting with ``where`` (the file, or the override) and the line."""
+    """``text`` as YAML; bad YAML is a one-line ValueError starting with ``where`` and the line."""
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
@@ -67,12 +63,10 @@ def load_yaml(text: str, where: str):
 
 
 def run_config(config: str, overrides=()) -> Profile:
-    """The profile of a command-line run: ``config`` is a preset name (:data:`PRESETS`) or a YAML
-    file (``base: <preset>`` plus any fields, nested as in :class:`Profile`), then ``overrides``
-    ``"key=value"`` with dotted keys (``distill.epochs=2``, ``teacher_train.lr=3e-4``,
-    ``folds=[1,2]``, ``distill.depth=null``). Every key and value is checked against the
-    dataclasses: an unknown key, a wrong type or a malformed override is a ``ValueError`` that
-    names it."""
+    """The profile of a run: ``config`` is a preset or a YAML file (``base: <preset>`` plus fields
+    nested as in :class:`Profile`), then ``"key=value"`` overrides with dotted keys
+    (``distill.epochs=2``, ``folds=[1,2]``, ``distill.depth=null``). A bad key or value is a
+    ValueError naming it."""
     fields: dict = {}
     if config in PRESETS:
         base = PRESETS[config]
@@ -115,9 +109,8 @@ def run_config(config: str, overrides=()) -> Profile:
 
 
 def check_stages(profile: Profile) -> None:
-    """The settings that only meet in a later stage, checked together before the first one runs:
-    the faces' size is the MAE's input size (the student reads the MAE), and the student reads at
-    most as many MAE blocks as there are."""
+    """Settings that meet in a later stage: the faces' size is the MAE's input size, and the
+    student reads at most as many MAE blocks as there are."""
     arch = MAE_CONFIGS[profile.mae]
     if profile.data.img_size != arch.img_size:
         raise ValueError(f"setting 'data.img_size' = {profile.data.img_size}: the {profile.mae!r} MAE reads "
@@ -150,7 +143,6 @@ def _apply(obj, changes: dict, where: str):
 
 
 def _coerce(value, current, annotation: str, path: str):
-    """``value`` (from YAML) as the type of the field it replaces, or a ValueError naming ``path``."""
     optional = "None" in str(annotation)
     if value is None:
         if optional:
@@ -173,8 +165,7 @@ def _coerce(value, current, annotation: str, path: str):
 
 
 def _scalar(value, kind: type):
-    """``value`` as ``kind`` (bool, int, float or str) without a lossy conversion: a bool is no
-    number, a number no bool, 2.9 no int; TypeError or ValueError otherwise."""
+    """``value`` as ``kind`` without a lossy conversion (a bool is no number, 2.9 no int)."""
     if kind is bool:
         if not isinstance(value, bool):
             raise TypeError

@@ -1,8 +1,7 @@
 """Named size profiles: ``smoke`` (tests), ``demo`` (laptop CPU, the default) and ``paper`` (GPU).
 
-One environment variable, ``OCCFAU_PROFILE``, picks the profile everywhere: notebooks, benchmarks
-and the library read it through :func:`get_profile`. Each field says what it controls and, where
-the value departs from the paper's setting, why.
+``$OCCFAU_PROFILE`` picks the profile everywhere (:func:`get_profile`). Each field says what it
+controls and, where it departs from the paper, why.
 """
 from __future__ import annotations
 
@@ -67,10 +66,9 @@ MAE_CONFIGS = {
 
 @dataclass(frozen=True)
 class Schedule:
-    """What the three training runs (MAE pretraining, teacher, student) share: AdamW with a linear
-    warm-up then cosine decay per step (:func:`train.lr_at`), run by the plain loops around :class:`train.Run`. Subclasses
-    add the learning rate (``lr``) and their own settings. A run with no epochs, an empty batch, a
-    negative rate, warm-up or weight decay is refused when the config is made, before any work."""
+    """What the three trainings share: AdamW, linear warm-up then cosine decay per step
+    (:func:`train.lr_at`). Subclasses add ``lr`` and their own settings; impossible values are
+    refused when the config is made."""
 
     epochs: int = 20  # ME-GraphAU: 20
     batch_size: int = 64  # ME-GraphAU: 64
@@ -174,15 +172,13 @@ class DistillConfig(Schedule):
             raise ValueError(f"layer_decay must be in (0, 1] or null; got {self.layer_decay}")
 
 
-#: Faces per forward pass when a trained model only reads (teacher, student, MAE encoder and decoder):
-#: the activations of 64 faces stay in a CPU's caches, and answers do not depend on it (docs/decisions.md).
+#: Faces per forward pass when a trained model only reads; answers do not depend on it (docs/decisions.md).
 INFERENCE_BATCH = 64
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """How training uses a GPU (:class:`occfau_lib.train.Engine`). Never part of a model's cache
-    key except a non-default precision, which changes the numbers."""
+    """How training uses a GPU (:class:`occfau_lib.train.Engine`); only a non-default precision enters a model's key."""
 
     precision: str = "fp32"  # "bf16": bfloat16 autocast of the forward passes (paper presets, on CUDA)
     workers: int = 0  # data-loading processes (pinned memory on CUDA); 0: load in the training process
@@ -204,11 +200,10 @@ class Profile:
     batch_size: int = 64  # paper (ME-GraphAU schedule): 64
     mae: str = "tiny"  # key of MAE_CONFIGS; paper: "paper" (ViT-B/16, official weights)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    # Faces of the unlabelled SynthFACS corpus the MAE pretrains on (synthfacs.FaceCorpus: fresh people,
-    # disjoint from the labelled world's), the analogue of a real MAE's large separate corpus; 0 =
-    # pretrain on the labelled world's own images (as a run on real data does)
+    # Faces of the unlabelled corpus the MAE pretrains on (synthfacs.FaceCorpus: fresh people, a real
+    # MAE's separate corpus); 0 = the labelled world's own images (as a run on real data does)
     pretrain_corpus: int = 0
-    # Notebook 02's data-regime study (experiments.data_regime): corpus sizes x pretraining step budgets
+    # The data-regime study's corpus sizes x pretraining step budgets (benchmarks/bench_regime.py)
     regime_corpora: tuple[int, ...] = (1024, 4096, 16384)
     regime_steps: tuple[int, ...] = (256, 1024)
     probe_epochs: int = 30  # linear-probe epochs (MAE paper: 90 on ImageNet)
@@ -218,13 +213,10 @@ class Profile:
     distill: DistillConfig = field(default_factory=DistillConfig)
     distill_folds: tuple[int, ...] = (1, 2, 3)  # folds notebook 04 trains students for (4 per fold)
     engine: EngineConfig = field(default_factory=EngineConfig)  # precision, loader workers (GPU runs)
-    # Notebooks 03 and 04 (and their solutions) score every test_stride-th frame of each test video
-    # (experiments.evaluate_conditions); 1 = every frame, the protocol of the papers' tables, which the
-    # command line's evaluate stage (notebook 05, the researcher's runs) always uses
+    # Notebooks 03-04 score every test_stride-th frame of each test video; 1 = every frame (the papers'
+    # protocol, always used by the command line)
     test_stride: int = 1
-    # Notebook 02 (and its solutions) encodes and probes every probe_stride-th frame of each video, for
-    # training and test alike (probe.frame_subset); 1 = every frame
-    probe_stride: int = 1
+    probe_stride: int = 1  # notebook 02 encodes and probes every probe_stride-th frame (probe.frame_subset)
 
     def __post_init__(self):
         for name, what in (("test_stride", "every n-th test frame"), ("probe_stride", "every n-th frame probed")):
@@ -232,10 +224,8 @@ class Profile:
                 raise ValueError(f"profile {self.name!r}: {name} must be >= 1 ({what}); got {getattr(self, name)}")
 
 
-#: The Profile fields that only choose which folds, frames and study points the notebooks run, never how
-#: a model is trained or a face is scored: the claims benchmark passes its own folds and test stride, so
-#: its runs that differ only here are the same runs (``benchmarks/claims.py``: setup_key), and a new
-#: notebook setting never orphans the recorded runs.
+#: Profile fields that choose only which folds, frames and study points the notebooks run, never how a
+#: model is trained or a face scored: left out of the claims benchmark's run key (docs/decisions.md).
 NOTEBOOK_SETTINGS = ("folds", "distill_folds", "test_stride", "probe_stride", "regime_corpora", "regime_steps")
 
 
@@ -246,20 +236,15 @@ PROFILES: dict[str, Profile] = {
                      regime_corpora=(64, 128), regime_steps=(4, 8), probe_epochs=3,
                      teacher_train=TeacherTrainConfig(epochs=1, batch_size=16, lr=3e-3),
                      distill=DistillConfig(depth=1, epochs=1, batch_size=16, lr=3e-3), distill_folds=(1,), test_stride=2),
-    # Minutes on a 2-core laptop: the numbers quoted in the notebooks and README. Each choice and the
-    # measurements behind it: docs/decisions.md, "The demo profile".
+    # Minutes on a 2-core laptop: the numbers quoted in the notebooks and README (docs/decisions.md).
     "demo": Profile("demo", DataConfig(img_size=64, n_subjects=96, n_tasks=8, frames_per_task=10),
-                    # 1,200 steps of 64 faces over 38,400 fresh unlabelled faces (2 epochs)
                     pretrain=PretrainConfig(epochs=2, batch_size=64, base_lr=1.5e-3, warmup_epochs=0.2),
                     pretrain_corpus=38_400,
                     # from scratch: 30x ME-GraphAU's rate (no pretrained backbone), half its batch, converged at 12
                     teacher_train=TeacherTrainConfig(epochs=12, batch_size=32, lr=3e-3, warmup_epochs=0.5),
                     # the mapping from scratch at 30x the teacher's paper rate, block 3 of 6, ME-GraphAU's 20 epochs
                     distill=DistillConfig(depth=3, epochs=20, lr=3e-3), distill_folds=(1,),
-                    # notebooks 03-04 score 2 or 3 frames of each 10-frame test video (neighbours are near-duplicates)
-                    test_stride=4,
-                    # notebook 02 encodes and probes every 2nd frame of each video
-                    probe_stride=2),
+                    test_stride=4, probe_stride=2),  # neighbouring frames are near-duplicates
     # GPU scale: 224 px faces, BP4D-sized subject pool.
     "paper": Profile("paper", DataConfig(img_size=224, n_subjects=41, n_tasks=8, frames_per_task=100), mae="paper",
                      teacher="paper",
@@ -271,10 +256,7 @@ PROFILES: dict[str, Profile] = {
 
 
 def get_profile(name: str | None = None, **overrides) -> Profile:
-    """The profile named ``name``, else ``$OCCFAU_PROFILE``, else ``demo``.
-
-    ``overrides`` replace top-level fields (``get_profile("smoke", batch_size=8)``).
-    """
+    """The profile ``name``, else ``$OCCFAU_PROFILE``, else ``demo``; ``overrides`` replace top-level fields."""
     name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
     try:
         profile = PROFILES[name]
@@ -284,8 +266,8 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
 
 
 def setup(seed: int = 0, profile: str | None = None) -> Profile:
-    """The one setup call at the top of every notebook: seeds, deterministic kernels where
-    PyTorch allows it, a consistent figure style, and a line saying what runs where."""
+    """The first call of every notebook: seeds, deterministic kernels, the figure style, and a line
+    saying what runs where."""
     import random
 
     import matplotlib
@@ -305,12 +287,8 @@ def setup(seed: int = 0, profile: str | None = None) -> Profile:
     return prof
 
 
-# --------------------------------------------------------------------------------------------
-# Run configurations for the command line (python -m occfau_lib)
-# --------------------------------------------------------------------------------------------
-#: Command-line presets: the notebook profiles plus one paper preset per dataset. They differ
-#: from "paper" only where ME-GraphAU differs by dataset (docs/method-notes.md): lambda of the edge loss
-#: 0.05 (BP4D) / 0.01 (DISFA), the facial graph's K 4 / 3.
+#: Command-line presets: the notebook profiles plus one paper preset per dataset, differing where
+#: ME-GraphAU does (docs/method-notes.md): the edge loss's lambda 0.05 / 0.01, the graph's K 4 / 3.
 PRESETS: dict[str, Profile] = {
     "smoke": PROFILES["smoke"],
     "demo": PROFILES["demo"],

@@ -1,24 +1,12 @@
 """Every AU dataset behind one interface: SynthFACS in memory, BP4D, DISFA or any CSV on disk.
 
-Taught in notebook 00. Whatever the source, a dataset is an :class:`AUDataset`:
-
-* ``labels``: int8 array ``(N, n_au)``, 1 = present, 0 = absent, -1 = unknown. Unknown labels
-  are masked out of losses and metrics, never read as "absent".
-* ``aus``: the AU number of each label column (see :mod:`occfau_lib.aus`).
-* ``subjects``: the subject id of each sample, and ``parts``: three subject-exclusive lists of
-  subjects. ``fold(k)`` gives the standard 3-fold protocol: fold 1 tests part 3, fold 2 tests
-  part 2, fold 3 tests part 1, and each trains on the other two parts, so no face is seen in both
-  training and testing.
-* ``ds[i]`` is ``{"image": float32 (3, S, S) in [0, 1], "labels": float32 (n_au,) of 1/0/-1,
-  "subject": str, "index": int}``, ready for a ``torch.utils.data.DataLoader``.
-
-Two storage kinds: :class:`ArrayDataset` keeps uint8 images in memory (SynthFACS), and
-:class:`FileDataset` reads image files lazily, checking each one (missing, corrupt, not RGB,
-wrong size) with an error that names the file.
-
-The file datasets (BP4D, DISFA, any CSV) are read and validated by :mod:`occfau_lib.loaders`,
-which also holds the one entry point :func:`~occfau_lib.loaders.load_dataset`; the SynthFACS
-world is rendered by :mod:`occfau_lib.synthfacs`. Both build the classes defined here.
+An :class:`AUDataset` has ``labels`` (int8 ``(N, n_au)``: 1 present, 0 absent, -1 unknown, masked
+out of losses and metrics), ``aus`` (the AU of each column), ``subjects`` and three
+subject-exclusive ``parts``: ``fold(k)`` tests part 4-k and trains on the other two, so no face is
+in both. ``ds[i]`` is ``{"image": float32 (3, S, S) in [0, 1], "labels", "subject", "index"}``.
+:class:`ArrayDataset` keeps uint8 images in memory (SynthFACS); :class:`FileDataset` reads image
+files lazily, each checked with an error naming the file. The loaders live in
+:mod:`occfau_lib.loaders` and :mod:`occfau_lib.synthfacs`.
 """
 from __future__ import annotations
 
@@ -38,7 +26,6 @@ from .patches import to_tensor
 
 Parts = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
 
-#: Image file types the loaders pick up as frames.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
@@ -49,26 +36,13 @@ def default_parts(subjects: Sequence[str]) -> Parts:
 
 
 class AUDataset(torch.utils.data.Dataset):
-    """Images with AU occurrence labels, subject ids and three subject-exclusive parts.
+    """Images with AU labels, subject ids and three subject-exclusive parts. Subclasses store the
+    images (``_image(i)``); ``meta`` holds extra per-sample arrays that follow every subset."""
 
-    Subclasses store the images and implement ``_image(i)``; everything else (label handling,
-    splits, statistics) lives here. ``meta`` holds optional extra per-sample arrays (e.g. AU
-    intensities or head pose), each with N rows; they follow every subset.
-    """
-
-    #: Attributes with one entry per sample, sliced together by :meth:`subset`.
     _per_sample: tuple[str, ...] = ("labels", "subjects")
 
-    def __init__(
-        self,
-        labels: np.ndarray,
-        subjects: Sequence[str],
-        aus: Sequence[int],
-        name: str,
-        image_size: int,
-        parts: Parts | None = None,
-        meta: dict[str, np.ndarray] | None = None,
-    ):
+    def __init__(self, labels: np.ndarray, subjects: Sequence[str], aus: Sequence[int], name: str, image_size: int,
+                 parts: Parts | None = None, meta: dict[str, np.ndarray] | None = None):
         self.name = str(name)
         self.aus = au_set(aus)
         self.image_size = int(image_size)
@@ -81,10 +55,8 @@ class AUDataset(torch.utils.data.Dataset):
         labels = np.asarray(labels)
         expected = (len(self.subjects), len(self.aus))
         if labels.shape != expected:
-            raise ValueError(
-                f"{self.name}: labels have shape {labels.shape}, expected {expected} "
-                f"(one row per subject id, one column per AU in {au_labels(self.aus)})"
-            )
+            raise ValueError(f"{self.name}: labels have shape {labels.shape}, expected {expected} "
+                             f"(one row per subject id, one column per AU in {au_labels(self.aus)})")
         bad = np.setdiff1d(np.unique(labels), [-1, 0, 1])
         if bad.size:
             raise ValueError(f"{self.name}: label values must be 1, 0 or -1 (unknown), found {bad.tolist()}")
@@ -123,24 +95,18 @@ class AUDataset(torch.utils.data.Dataset):
         }
 
     def _image(self, i: int) -> np.ndarray:
-        """Image ``i`` as uint8 ``(S, S, 3)``."""
         raise NotImplementedError
 
     def batch_images(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
-        """The images of ``rows`` as one uint8 array ``(len(rows), S, S, 3)`` (a training batch)."""
+        """uint8 ``(len(rows), S, S, 3)``."""
         return np.stack([self._image(int(i)) for i in rows])
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}({self.name!r}, {len(self)} images of {self.image_size}px, "
-            f"{len(np.unique(self.subjects))} subjects, AUs {list(self.aus)})"
-        )
+        return (f"{type(self).__name__}({self.name!r}, {len(self)} images of {self.image_size}px, "
+                f"{len(np.unique(self.subjects))} subjects, AUs {list(self.aus)})")
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> AUDataset:
-        """The same kind of dataset restricted to ``indices`` (positions or a boolean mask).
-
-        ``aus``, ``parts`` and ``name`` are kept, so folds of a subset still line up.
-        """
+        """The same kind of dataset restricted to ``indices`` (positions or a mask); parts are kept."""
         idx = np.asarray(indices)
         if idx.dtype != bool:
             idx = idx.astype(np.int64)
@@ -155,16 +121,14 @@ class AUDataset(torch.utils.data.Dataset):
         aus = au_set(aus)
         missing = [a for a in aus if a not in self.aus]
         if missing:
-            raise ValueError(
-                f"{self.name} has no labels for {au_labels(missing)}; its AUs are {au_labels(self.aus)}"
-            )
+            raise ValueError(f"{self.name} has no labels for {au_labels(missing)}; its AUs are {au_labels(self.aus)}")
         new = copy.copy(self)
         new.aus = aus
         new.labels = self.labels[:, [self.aus.index(a) for a in aus]]
         return new
 
     def with_subjects(self, subjects: Sequence[str]) -> AUDataset:
-        """The samples of ``subjects``; raises ValueError("empty split: ...") if there are none."""
+        """The samples of ``subjects`` (none: ValueError "empty split")."""
         wanted = [subjects] if isinstance(subjects, str) else [str(s) for s in subjects]
         mask = np.isin(self.subjects, wanted)
         if not mask.any():
@@ -172,9 +136,7 @@ class AUDataset(torch.utils.data.Dataset):
         return self.subset(mask)
 
     def fold_rows(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Row positions ``(train, test)`` of subject-exclusive fold ``k``: fold 1 tests part 3,
-        fold 2 part 2, fold 3 part 1, each training on the other two parts. Positions, so that
-        features computed once for the whole dataset can be sliced (notebook 02's probes)."""
+        """Row positions ``(train, test)`` of fold ``k``: fold 1 tests part 3, fold 2 part 2, fold 3 part 1."""
         if k not in (1, 2, 3):
             raise ValueError(f"fold k must be 1, 2 or 3, got {k!r}")
         test_part = 3 - k  # index into self.parts
@@ -192,35 +154,22 @@ class AUDataset(torch.utils.data.Dataset):
         return self.subset(train), self.subset(test)
 
     def positive_rate(self) -> np.ndarray:
-        """Fraction of present labels per AU ``(n_au,)``, over known labels only (nan if none known)."""
+        """Fraction of present labels per AU over known ones (nan if none is known)."""
         known = (self.labels >= 0).sum(axis=0)
         present = (self.labels == 1).sum(axis=0)
         return np.where(known > 0, present / np.maximum(known, 1), np.nan)
 
     def unknown_count(self) -> np.ndarray:
-        """Number of unknown (-1) labels per AU ``(n_au,)``."""
         return (self.labels == -1).sum(axis=0)
 
 
 class ArrayDataset(AUDataset):
-    """Images held in memory as uint8 ``(N, S, S, 3)``: the SynthFACS world.
-
-    Subsets share the original image array (they only keep row numbers), so folds of a large
-    world cost no copy; ``images`` gathers a subset's images when asked for.
-    """
+    """uint8 images ``(N, S, S, 3)`` in memory, shared by subsets (they keep row numbers only)."""
 
     _per_sample = AUDataset._per_sample + ("_rows",)
 
-    def __init__(
-        self,
-        images: np.ndarray,
-        labels: np.ndarray,
-        subjects: Sequence[str],
-        aus: Sequence[int],
-        name: str,
-        parts: Parts | None = None,
-        meta: dict[str, np.ndarray] | None = None,
-    ):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, subjects: Sequence[str], aus: Sequence[int], name: str,
+                 parts: Parts | None = None, meta: dict[str, np.ndarray] | None = None):
         images = np.asarray(images)
         if images.dtype != np.uint8:
             raise ValueError(f"{name}: images must be uint8, got {images.dtype}")
@@ -234,7 +183,6 @@ class ArrayDataset(AUDataset):
 
     @property
     def images(self) -> np.ndarray:
-        """This dataset's images, uint8 ``(N, S, S, 3)``: a copy gathered from the shared array."""
         return self._images[self._rows]
 
     def _image(self, i: int) -> np.ndarray:
@@ -245,31 +193,15 @@ class ArrayDataset(AUDataset):
 
 
 class FileDataset(AUDataset):
-    """Images read from files on each access, checked so a bad file fails loudly and by name.
-
-    Every file must exist when the dataset is built (FileNotFoundError otherwise). On access a
-    file must decode; it is turned upright by its EXIF orientation tag (a JPEG stored sideways
-    with orientation 6 is read rotated, as image viewers show it), then must be 3-channel RGB
-    (grayscale or RGBA is an error, never converted silently) and be ``image_size`` square; with
-    ``resize=True`` other square sizes are resized (bilinear, antialiased), while non-square
-    images are always an error. ``skipped_frames`` counts labelled frames a loader dropped
-    because their image was absent.
-    """
+    """Images read from files on access: each must exist, decode, be RGB (never converted) and
+    ``image_size`` square after its EXIF orientation (other square sizes resized with ``resize``).
+    ``skipped_frames`` counts labelled frames a loader dropped for lack of an image."""
 
     _per_sample = AUDataset._per_sample + ("paths",)
 
-    def __init__(
-        self,
-        paths: Sequence[str | Path],
-        labels: np.ndarray,
-        subjects: Sequence[str],
-        aus: Sequence[int],
-        name: str,
-        image_size: int,
-        parts: Parts | None = None,
-        resize: bool = False,
-        meta: dict[str, np.ndarray] | None = None,
-    ):
+    def __init__(self, paths: Sequence[str | Path], labels: np.ndarray, subjects: Sequence[str], aus: Sequence[int],
+                 name: str, image_size: int, parts: Parts | None = None,
+                 resize: bool = False, meta: dict[str, np.ndarray] | None = None):
         self.paths = np.asarray([str(p) for p in paths], dtype=str)  # (N,)
         if len(self.paths) != len(subjects):
             raise ValueError(f"{name}: {len(self.paths)} image paths but {len(subjects)} subject ids")
@@ -288,19 +220,15 @@ class FileDataset(AUDataset):
                 img.load()
                 ImageOps.exif_transpose(img, in_place=True)  # upright as viewers show it (EXIF orientation)
                 if img.mode != "RGB":
-                    raise ValueError(
-                        f"{path}: expected a 3-channel RGB image, found mode {img.mode!r} "
-                        f"with {len(img.getbands())} channel(s)"
-                    )
+                    raise ValueError(f"{path}: expected a 3-channel RGB image, found mode {img.mode!r} "
+                                     f"with {len(img.getbands())} channel(s)")
                 width, height = img.size
                 if width != height:
                     raise ValueError(f"{path}: expected a square {size}x{size} image, found {width}x{height}")
                 if width != size:
                     if not self.resize:
-                        raise ValueError(
-                            f"{path}: expected {size}x{size} image, found {width}x{height} "
-                            "(pass resize=True to resize square images)"
-                        )
+                        raise ValueError(f"{path}: expected {size}x{size} image, found {width}x{height} "
+                                         "(pass resize=True to resize square images)")
                     img = img.resize((size, size), Image.Resampling.BILINEAR)
                 return np.asarray(img, dtype=np.uint8)  # (S, S, 3)
         except FileNotFoundError:
@@ -309,11 +237,8 @@ class FileDataset(AUDataset):
             raise ValueError(f"{path}: image file is corrupt or cannot be decoded ({err})") from err
 
     def key(self) -> dict:
-        """What identifies this dataset in the cache keys of everything trained on it: a content
-        fingerprint of the labels (values, AU columns, subjects, parts) and of the image list
-        (each file's path, size and modification time), plus the image size and resize rule. A
-        relabelled row, a re-cropped or touched image, another subset: a different key, so a
-        model trained on the old data is never reused. Costs one ``stat`` per file."""
+        """This dataset in the cache keys of what is trained on it: fingerprints of the labels and
+        of every file's path, size and modification time, so changed data is never reused."""
         labels = hashlib.sha256(self.labels.tobytes())
         labels.update(json.dumps([list(self.aus), self.subjects.tolist(), self.parts]).encode())
         files = hashlib.sha256()
@@ -324,9 +249,7 @@ class FileDataset(AUDataset):
                 "labels": labels.hexdigest()[:16], "images": files.hexdigest()[:16]}
 
     def batch_images(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Decode a batch's files on :data:`LOAD_WORKERS` threads (PIL releases the GIL while it
-        decodes), in ``rows`` order: the same array as one by one, several times faster on many
-        cores. The first bad file raises its own error."""
+        """Decode a batch's files on :data:`LOAD_WORKERS` threads (PIL releases the GIL), in order."""
         from concurrent.futures import ThreadPoolExecutor
 
         rows = [int(i) for i in rows]
@@ -336,5 +259,4 @@ class FileDataset(AUDataset):
             return np.stack(list(pool.map(self._image, rows)))
 
 
-#: Threads that decode image files for one batch (:meth:`FileDataset.batch_images`).
 LOAD_WORKERS = min(8, os.cpu_count() or 1)

@@ -1,14 +1,10 @@
 """The latent explorer's data: the same test faces in several feature spaces, ready to browse.
 
-A notebook picks test faces, shows them clean and under occlusion conditions (:func:`faces_under`),
-computes their features in a few spaces from the shipped models (:func:`mae_space`,
-:func:`student_space`, :func:`teacher_space`, :func:`pixel_space`) and hands everything to
-:func:`explore`, which projects each space to 2-D (UMAP, PCA or t-SNE), finds every face's nearest
-neighbours in the FULL space (a 2-D picture distorts distances; the neighbours do not) and prepares
-the colourings. The result draws itself as the linked, self-contained page of
-:func:`occfau_lib.viz.latent_explorer.page` (hover a point: its face; click: its neighbours; box or
-lasso: the selection's mean face and AU rates), in JupyterLab and in the static site alike.
-:func:`export_projector` writes the same spaces for the TensorBoard Embedding Projector.
+Faces under occlusion conditions (:func:`faces_under`), their features in a few spaces
+(:func:`mae_space` ...), then :func:`explore`: each space projected to 2-D, every face's nearest
+neighbours found in the full space (a 2-D picture distorts distances), the colourings. The result
+draws itself as the page of :func:`occfau_lib.viz.latent_explorer.page`; :func:`export_projector`
+writes the spaces for the TensorBoard Embedding Projector.
 """
 from __future__ import annotations
 
@@ -44,8 +40,7 @@ def pick_rows(n: int, count: int) -> np.ndarray:
 
 def faces_under(images: np.ndarray, conditions: dict[str, str], patch_size: int,
                 seed: int = occlusion.TEST_SEED) -> Faces:
-    """``images`` (N, S, S, 3) under every condition (``{label: occlusion spec}``, e.g. ``{"clean":
-    "clean", "lower half": "lower_half"}``): N rows per condition, in that order."""
+    """``images`` (N, S, S, 3) under every condition ``{label: occlusion spec}``: N rows each, in order."""
     parts = [occlusion.apply(images, spec, patch_size, seed=seed) for spec in conditions.values()]
     n = len(images)
     return Faces(clean=np.concatenate([images] * len(parts)), seen=np.concatenate([p.images for p in parts]),
@@ -53,11 +48,8 @@ def faces_under(images: np.ndarray, conditions: dict[str, str], patch_size: int,
                  condition=np.repeat(np.array(list(conditions), dtype=str), n), face=np.tile(np.arange(n), len(parts)))
 
 
-# ----- feature spaces from the shipped models -----
-
 def mae_space(model, faces: Faces, block: int | None = None) -> np.ndarray:
-    """(M, D) mean of the visible patch tokens after ``block`` (None: the last) of an MAE, trained
-    or random; hidden patches are not encoded (:func:`occfau_lib.mae.extract_features`)."""
+    """(M, D) mean of the visible patch tokens after ``block`` (None: the last); hidden ones are not encoded."""
     from .mae import extract_features
 
     return extract_features(model, faces.seen, faces.visible, depth=block)["mean"][-1]
@@ -72,8 +64,7 @@ def student_space(student, faces: Faces) -> tuple[np.ndarray, np.ndarray]:
 
 
 def teacher_space(teacher, faces: Faces) -> tuple[np.ndarray, np.ndarray]:
-    """The teacher's node features (M, N*C) on what it sees (the occluder's pixels included), and
-    its AU probabilities (M, N)."""
+    """The teacher's node features (M, N*C) on what it sees, occluder included, and its AU probabilities."""
     from .teacher import predict
 
     out = predict(teacher, faces.seen)
@@ -85,13 +76,9 @@ def pixel_space(faces: Faces) -> np.ndarray:
     return faces.seen.reshape(len(faces), -1).astype(np.float32) / 255
 
 
-# ----- projections and neighbours -----
-
 def project(features: np.ndarray, method: str = "umap", seed: int = 0, key: dict | None = None) -> np.ndarray:
-    """(M, 2) picture of ``features`` (M, D): ``"umap"`` (cached by content,
-    :func:`occfau_lib.latent_space.umap_embedding`), ``"pca"`` (the two main axes) or ``"tsne"``.
-    UMAP and t-SNE read the 50 main axes of features wider than 64 (the neighbours of
-    :func:`nearest` stay in the full space)."""
+    """(M, 2) picture of ``features`` (M, D) by ``"umap"`` (cached), ``"pca"`` or ``"tsne"``; UMAP and
+    t-SNE read the 50 main axes of features wider than 64."""
     x = np.asarray(features, np.float32)
     if method in ("umap", "tsne") and x.shape[1] > 64 and len(x) > 64:
         from sklearn.decomposition import PCA  # the usual first step: 50 main axes, seconds instead of minutes
@@ -126,15 +113,11 @@ def nearest(features: np.ndarray, k: int = 8) -> np.ndarray:
     return out
 
 
-# ----- colourings -----
-
 def colourings(faces: Faces, labels: np.ndarray, aus, subjects=None, prototypes=None, intensities=None,
                probs: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """``{name: (M,) values}`` to colour the points by: per AU its presence (``"present"``,
-    ``"absent"``, ``"unknown"``), its intensity (float, from ``intensities`` (N, 15) in ALL_AUS
-    order) and whether ``probs`` (M, n_au) got it right (``"correct: present"``, ``"missed"`` ...);
-    then the subject, the expression prototype and the occlusion condition. Per-face arrays
-    (``labels`` (N, n_au), ``subjects``, ``prototypes``) are indexed by ``faces.face``."""
+    """``{name: (M,) values}`` to colour the points by: per AU its presence, intensity (``intensities``
+    (N, 15) in ALL_AUS order) and whether ``probs`` (M, n_au) got it right; then subject,
+    expression and occlusion. Per-face arrays are indexed by ``faces.face``."""
     aus, face = tuple(aus), faces.face
     out: dict[str, np.ndarray] = {}
     for j, name in enumerate(au_labels(aus)):
@@ -159,8 +142,7 @@ def colourings(faces: Faces, labels: np.ndarray, aus, subjects=None, prototypes=
 
 
 def au_summary(labels: np.ndarray, aus, probs: np.ndarray | None = None) -> tuple[list[str], list[str]]:
-    """Per row, the AUs labelled present and (with ``probs``) those predicted present, as text:
-    what the explorer's hover panel prints under the faces."""
+    """Per row, the AUs labelled and (with ``probs``) predicted present, as the hover panel prints them."""
     names = au_labels(tuple(aus))
     truth = [" ".join(n for n, y in zip(names, row) if y == 1) or "none" for row in labels]
     if probs is None:
@@ -168,8 +150,6 @@ def au_summary(labels: np.ndarray, aus, probs: np.ndarray | None = None) -> tupl
     pred = [" ".join(f"{n} {p:.2f}" for n, p in zip(names, row) if p >= 0.5) or "none" for row in probs]
     return truth, pred
 
-
-# ----- the whole explorer -----
 
 @dataclass(repr=False)
 class Exploration:
@@ -207,10 +187,9 @@ class Exploration:
 def explore(spaces: dict[str, np.ndarray], faces: Faces, labels: np.ndarray, aus, projection: str = "umap",
             probs: np.ndarray | None = None, k: int = 8, colour_by: str = "", title: str = "",
             **per_face) -> Exploration:
-    """Project each space ``{name: (M, D) features}`` of the rows ``faces`` and find its neighbours;
-    ``labels`` (N, n_au) per face; ``probs`` (M, n_au) the predictions the hover panel and the
-    "prediction" colourings show; ``per_face``: ``subjects``, ``prototypes``, ``intensities`` for
-    :func:`colourings`. ``colour_by``: the colouring shown first (default: the first AU's presence)."""
+    """Project each space ``{name: (M, D)}`` of ``faces`` and find its neighbours. ``labels`` (N, n_au)
+    per face, ``probs`` (M, n_au) predictions, ``per_face`` more arrays for :func:`colourings`,
+    ``colour_by`` the colouring shown first."""
     if not spaces:
         raise ValueError("explore: give at least one feature space")
     for name, x in spaces.items():
@@ -227,8 +206,6 @@ def explore(spaces: dict[str, np.ndarray], faces: Faces, labels: np.ndarray, aus
         default_colour=colour_by or next(iter(colours)))
 
 
-# ----- the TensorBoard Embedding Projector -----
-
 def sprite(images: np.ndarray, cols: int | None = None) -> np.ndarray:
     """uint8 images (M, S, S, 3) tiled row by row on a square-ish grid (white where none is left)."""
     images = np.asarray(images, np.uint8)
@@ -242,11 +219,8 @@ def sprite(images: np.ndarray, cols: int | None = None) -> np.ndarray:
 
 def export_projector(folder, features: np.ndarray, metadata: dict[str, np.ndarray], images: np.ndarray | None = None,
                      name: str = "occfau") -> Path:
-    """Write ``features`` (M, D) for the TensorBoard Embedding Projector (projector.tensorflow.org
-    "Load", or TensorBoard's projector plugin): ``vectors.tsv``, ``metadata.tsv`` (one column per
-    ``metadata`` entry, with a header row) and, with ``images``, ``sprite.png`` (a square grid,
-    thumbnails of at most 8192 px in all), plus ``projector_config.pbtxt`` tying them together.
-    Returns the folder."""
+    """``features`` (M, D) for the TensorBoard Embedding Projector: ``vectors.tsv``, ``metadata.tsv``,
+    with ``images`` a ``sprite.png`` (at most 8192 px), and ``projector_config.pbtxt``. Returns the folder."""
     from PIL import Image
 
     folder = Path(folder)

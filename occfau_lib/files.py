@@ -1,8 +1,6 @@
 """Files and folders: atomic writes, JSON records, folders checked before any work, OS errors as one line.
 
-Used by the cache, the method's command line (:mod:`occfau_lib.cli`: the data folder and ``--out``),
-the benchmarks' records and the notebook runner (``tools/run_notebooks.py``). Imports no torch, so
-the notebook runner stays light.
+Imports no torch, so the notebook runner (``tools/run_notebooks.py``) stays light.
 """
 from __future__ import annotations
 
@@ -23,25 +21,22 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
-        return True
+        pass
     return True
 
 
 def remove_stale_tmp(folder: Path) -> int:
-    """Delete the temporary files that killed writers left in ``folder`` (their process is gone);
-    returns how many. Called by every :func:`atomic_write`, so they never pile up."""
-    removed = 0
-    for tmp in Path(folder).glob(".*.tmp"):
-        match = _TMP.match(tmp.name)
-        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
-            tmp.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    """Delete the temporary files that killed writers left in ``folder``; returns how many."""
+    stale = [tmp for tmp in Path(folder).glob(".*.tmp") if (m := _TMP.match(tmp.name))
+             and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1)))]
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return len(stale)
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` then move the result onto ``path`` in one step: a killed run never
-    leaves a half-written file."""
+    """``write(tmp_path)``, then the result moved onto ``path`` in one step: a killed run never
+    leaves a half-written file (and the next write removes its temporary file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(path.parent)
@@ -55,13 +50,13 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 
 def write_json(record: dict, path: str | Path) -> Path:
-    """A benchmark record (or run) as indented JSON, written atomically."""
+    """A record as indented JSON, written atomically."""
     text = json.dumps(record, indent=1, ensure_ascii=False) + "\n"
     return atomic_write(Path(path), lambda tmp: tmp.write_text(text))
 
 
 def read_json(path: str | Path) -> dict:
-    """What :func:`write_json` wrote; a file that is not a JSON object is a ValueError naming it."""
+    """What :func:`write_json` wrote; anything but a JSON object is a ValueError naming the file."""
     try:
         record = json.loads(Path(path).read_text())
     except (ValueError, UnicodeDecodeError) as err:
@@ -72,12 +67,12 @@ def read_json(path: str | Path) -> dict:
 
 
 def commit() -> str:
-    """The code a record was made with: the checked-out commit, ``+dirty`` if files were changed."""
+    """The checked-out commit, ``+dirty`` if tracked files were changed (``unknown`` outside git)."""
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
     try:
-        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
-                              check=True, cwd=Path(__file__).parent).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=Path(__file__).parent).stdout.strip()
+        head, dirty = git("rev-parse", "--short=12", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
@@ -90,13 +85,9 @@ def describe(err: OSError) -> str:
 
 
 def writable_folder(path: str | Path, what: str, create: bool = True) -> Path:
-    """``path`` as a folder this process can write into (made, with its parents, when ``create``).
-
-    A path under a file, a folder that is not writable, a name the file system refuses (too long,
-    a symlink loop) is a ValueError that starts with ``what`` (the setting it came from) and the
-    path, so the user sees which setting to fix instead of a traceback from deep inside a run.
-    With ``create=False`` nothing is made: the nearest existing folder is checked instead.
-    """
+    """``path`` as a folder this process can write into (made when ``create``; else the nearest
+    existing folder is checked). Anything in the way is a ValueError starting with ``what`` (the
+    setting it came from) and the path."""
     path = Path(path)
     try:
         existing = path

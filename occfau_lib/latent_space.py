@@ -1,17 +1,6 @@
-"""What the MAE's latent holds and shows: hiding conditions, reconstructions, tokens, feature spaces.
-
-The measurements notebooks 01-04 make on a frozen encoder, beside the method itself:
-
-- :func:`hiding_conditions`, :func:`encode_conditions` (:func:`cached_visible_features`): fixed
-  random and face-region hiding patterns and the (cached) latents of the faces encoded from their
-  visible patches only (notebook 02, "AU information under hiding");
-- :func:`region_errors`: where on the face hidden pixels are hard to reconstruct (notebook 01);
-- :func:`token_drift`: how much an occluder disturbs the tokens of the patches it leaves visible
-  (notebook 03);
-- the geometry of feature spaces (notebooks 02, 04): :func:`feature_views` (the MAE latent, the
-  student's and the teacher's node features of the same faces), :func:`umap_embedding` (a cached
-  2-D picture) and :func:`neighbour_agreement` (which label organises the space, measured in the
-  full dimensions).
+"""What the MAE's latent holds and shows, measured on a frozen encoder (notebooks 01-04): hiding
+conditions and their cached latents, reconstruction error by face region, how an occluder moves
+the tokens of the patches it leaves visible, and the geometry of feature spaces.
 """
 from __future__ import annotations
 
@@ -34,22 +23,11 @@ from .student import predict as student_predict
 from .teacher import predict as teacher_predict
 
 
-# --------------------------------------------------------------------------------------------
-# Hiding patches: fixed conditions, encoded once (notebook 02)
-# --------------------------------------------------------------------------------------------
 def hiding_conditions(n: int, img_size: int, patch_size: int, ratios: Sequence[float] = (0.25, 0.5, 0.75),
                       regions: Sequence[str] = (), seed: int = 0, clean: bool = True) -> dict[str, np.ndarray]:
-    """Patch-visibility masks (n, L), True = visible, for fixed test conditions:
-
-    - ``"clean"`` (if ``clean``): every patch visible, the reference;
-    - ``"25% random"`` ...: ``round(ratio * L)`` patches hidden uniformly at random per face
-      (:func:`patches.random_patches`, seed ``seed + i`` for the i-th ratio: the same masks on
-      every run);
-    - one per face region (``"mouth"``, ``"upper_half"``, ...): the patches that the region's box
-      covers by more than half (:func:`occlusion.region_mask` -> :func:`patches.patch_visibility`),
-      the same for every face.
-    """
-
+    """Patch-visibility masks (n, L), True = visible: ``"clean"``, ``"25% random"`` ... (seed
+    ``seed + i`` for the i-th ratio) and one per face region (the patches its box covers by more
+    than half)."""
     num_patches = (img_size // patch_size) ** 2
     out = {"clean": np.ones((n, num_patches), bool)} if clean else {}
     for i, r in enumerate(ratios):
@@ -63,15 +41,9 @@ def hiding_conditions(n: int, img_size: int, patch_size: int, ratios: Sequence[f
 def cached_visible_features(model, model_key: dict, images: np.ndarray, data_key: dict,
                             visible: np.ndarray | None = None, keep_patch: bool = False,
                             progress: bool = False) -> dict[str, np.ndarray]:
-    """:func:`mae.extract_features` of ``images`` encoded from their ``visible`` patches only,
-    cached in ``data/cache/visible-<hash>.npz``: ``cls`` and ``mean`` (each (n_layers + 1, N, D),
-    every layer) and, with ``keep_patch``, the last layer's ``patch`` tokens (N, L, D) stored as
-    float16 (half the disk and memory; ample precision for a probe).
-
-    The key holds ``model_key``, ``data_key`` (which images: include any row selection), the
-    number of images and a content hash of the ``visible`` mask, so a different hiding pattern can
-    never be served from the cache.
-    """
+    """:func:`mae.extract_features` of ``images`` from their ``visible`` patches, cached (keyed by the
+    model, the data and the mask's content): ``cls`` and ``mean`` (n_layers + 1, N, D) and, with
+    ``keep_patch``, the last layer's ``patch`` tokens (N, L, D) in float16."""
     key = {"model": model_key, "data": data_key, "n": int(len(images)), "keep_patch": bool(keep_patch),
            "visible": "all" if visible is None else array_fingerprint(np.asarray(visible, bool))}
     path = data_root() / "cache" / f"visible-{config_hash(key)}.npz"
@@ -89,24 +61,17 @@ def cached_visible_features(model, model_key: dict, images: np.ndarray, data_key
 def encode_conditions(model, model_key: dict, images: np.ndarray, data_key: dict,
                       conditions: dict[str, np.ndarray], rows: np.ndarray | None = None,
                       keep_patch: bool = False, progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
-    """Encode ``images[rows]`` once per hiding condition (``{name: visible (M, L)}``, e.g. from
-    :func:`hiding_conditions`): ``{name: features}`` as in :func:`cached_visible_features`, cached."""
+    """``{name: features}`` of ``images[rows]`` under each condition ``{name: visible (M, L)}``, cached."""
     rows = np.arange(len(images)) if rows is None else np.asarray(rows, np.int64)
     subset, key = images[rows], {**data_key, "rows": array_fingerprint(rows)}
     return {name: cached_visible_features(model, model_key, subset, key, visible, keep_patch, progress)
             for name, visible in conditions.items()}
 
 
-# --------------------------------------------------------------------------------------------
-# What reconstructions and tokens show (notebooks 01, 03)
-# --------------------------------------------------------------------------------------------
 @torch.no_grad()
 def region_errors(model: ViTMAEForPreTraining, images: np.ndarray, ratios, region_masks: dict[str, np.ndarray],
                   seed: int = 0) -> np.ndarray:
-    """Mean squared reconstruction error (pixels in [0, 1]) of *hidden* pixels inside each face
-    region, for random masking at each ratio: (n_ratios, n_regions). Where is the face hard to
-    invent, and how fast does that grow with the mask ratio?"""
-
+    """(n_ratios, n_regions) mean squared reconstruction error of the hidden pixels in each region."""
     L = model.vit.embeddings.patch_embeddings.num_patches
     x = to_tensor(images)
     out = np.zeros((len(ratios), len(region_masks)))
@@ -124,18 +89,9 @@ def region_errors(model: ViTMAEForPreTraining, images: np.ndarray, ratios, regio
 @torch.no_grad()
 def token_drift(model: ViTMAEForPreTraining, clean: np.ndarray, occluded: np.ndarray,
                 visible: np.ndarray, batch_size: int = INFERENCE_BATCH) -> dict[str, np.ndarray]:
-    """How much an occluder disturbs the latent of the patches it does **not** cover.
-
-    For uint8 faces ``clean`` and ``occluded`` (N, S, S, 3) and the occluder's patch
-    visibility (N, L), the cosine similarity of each face's *visible* patch tokens to the same
-    tokens of the clean face encoded whole, averaged over those patches, two ways (N,) each:
-
-    - ``"dropped"``: the hidden patches are dropped before the encoder (the method's way);
-    - ``"fed"``: the occluded image goes in whole, occluder pixels included (a plain encoder).
-    Attention mixes every token with every other, so feeding the occluder in changes the tokens
-    of visible patches too; dropping removes the occluder's influence but also the context the
-    hidden patches gave. Notebook 03.
-    """
+    """How much an occluder moves the tokens of the patches it does not cover: per face (N,), the
+    mean cosine similarity of the visible tokens to the clean face's, with the hidden patches
+    ``"dropped"`` before the encoder (the method) or ``"fed"`` in with the occluder's pixels."""
     L = model.vit.embeddings.patch_embeddings.num_patches
     out = {"dropped": [], "fed": []}
     for i in range(0, len(clean), batch_size):
@@ -149,15 +105,9 @@ def token_drift(model: ViTMAEForPreTraining, clean: np.ndarray, occluded: np.nda
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-# --------------------------------------------------------------------------------------------
-# The geometry of feature spaces (notebooks 02, 04)
-# --------------------------------------------------------------------------------------------
 def feature_views(student: Student, teacher, images: np.ndarray, occluded) -> dict[str, np.ndarray]:
-    """The three spaces of notebook 04's UMAP views, for ``images`` (M, S, S, 3) clean and as
-    ``occluded`` (an :class:`occlusion.Occluded` of the same faces): rows 0..M-1 clean, M..2M-1
-    occluded. ``"MAE latent"``: (2M, D) mean of the visible tokens after the student's block;
-    ``"student node"`` and ``"teacher node"``: (2M, N, C) (the teacher reads the occluder's pixels,
-    the student drops the hidden patches)."""
+    """Notebook 04's three spaces for ``images`` clean (rows 0..M-1) and ``occluded`` (M..2M-1):
+    ``"MAE latent"`` (2M, D) at the student's block, ``"student node"`` and ``"teacher node"`` (2M, N, C)."""
     every = np.ones_like(occluded.visible)
     both = np.concatenate([images, occluded.images])
     visible = np.concatenate([every, occluded.visible])
@@ -168,16 +118,9 @@ def feature_views(student: Student, teacher, images: np.ndarray, occluded) -> di
 
 def umap_embedding(features: np.ndarray, key: dict, n_neighbors: int = 15, min_dist: float = 0.1,
                    random_state: int = 0, max_points: int = 3000) -> tuple[np.ndarray, np.ndarray]:
-    """A 2-D UMAP (McInnes et al., 2018) of ``features`` (N, D): ``(idx (M,), emb (M, 2))`` where
-    ``idx`` are the rows embedded (all of them, or ``max_points`` drawn without replacement with
-    ``random_state``, sorted) and ``emb[i]`` is the position of row ``idx[i]``.
-
-    UMAP is run with a fixed ``random_state`` (which also makes it single-threaded and so
-    deterministic) and ``n_neighbors`` capped below the number of points. The result is cached
-    in ``data/cache/umap-<hash>.npz``, keyed by ``key`` (what the features are), the parameters
-    and a content hash of the embedded features: the first call compiles UMAP's numba code and
-    takes tens of seconds, a re-run is instant.
-    """
+    """A 2-D UMAP of ``features`` (N, D): ``(idx (M,), emb (M, 2))``, the rows embedded (at most
+    ``max_points``, drawn with ``random_state``) and their positions. Deterministic (a fixed
+    ``random_state``) and cached by ``key``, the parameters and the features' content."""
     features = np.asarray(features, np.float32)
     if features.ndim != 2 or len(features) < 3:
         raise ValueError(f"umap_embedding needs features (N >= 3, D); got shape {features.shape}")
@@ -208,15 +151,10 @@ def umap_embedding(features: np.ndarray, key: dict, n_neighbors: int = 15, min_d
 
 def neighbour_agreement(features: np.ndarray, values: np.ndarray, k: int = 10,
                         exclude: np.ndarray | None = None) -> tuple[float, float]:
-    """How strongly a label organises a feature space: ``(agreement, chance)``.
-
-    ``agreement`` is the fraction of each row's ``k`` nearest neighbours (Euclidean, in the
-    original D dimensions, not in a 2-D picture) that share its value of ``values`` (subject id,
-    AU presence, ...), averaged over rows. Rows whose value is -1 (an unknown label) are ignored.
-    ``exclude`` (M,) optional group ids (e.g. the recording sequence): neighbours from the row's
-    own group are skipped, so near-duplicate frames of one sequence cannot make the agreement.
-    ``chance`` is what randomly drawn (allowed) neighbours would give.
-    """
+    """How strongly a label organises a feature space: ``(agreement, chance)``, the share of each
+    row's ``k`` nearest neighbours (in the full space) with its value, and what random neighbours
+    give. Rows valued -1 are ignored; neighbours in the row's own ``exclude`` group (e.g. its
+    video) are skipped, so near-duplicate frames cannot make the agreement."""
     features, values = np.asarray(features, np.float32), np.asarray(values)
     groups = np.arange(len(values)) if exclude is None else np.asarray(exclude)
     keep = ~(values.astype(str) == "-1")

@@ -1,15 +1,10 @@
 """Labelled faces on disk: BP4D, DISFA and any CSV, read, validated and returned as a FileDataset.
 
-Taught in notebook 00 (the interface) and used by the command line. BP4D and DISFA are licensed
-and never shipped; obtain them from their owners and point a loader at the folder you have. Each
-loader accepts the layouts the datasets are distributed in and the one ME-GraphAU's preprocessing
-leaves, or explicit ``labels=`` / ``images=`` sub-paths (relative to ``root`` or absolute). Images
-must be face crops, square and RGB; ``resize=True`` scales other square sizes to ``image_size``.
-
-Every label file is checked before any model sees it; a problem is an error naming the file and
-row (text that is not UTF-8, ragged rows, duplicate or ambiguous AU columns, duplicate frames, an
-image listed under two subjects, values outside the format), never a silent guess. Frames with a
-label but no image, or an image but no label, are counted in a warning (and ``ds.skipped_frames``).
+BP4D and DISFA are licensed and never shipped: point a loader at the folder you have. Each
+loader takes the layout the dataset is distributed in, the one ME-GraphAU's preprocessing leaves,
+or explicit ``labels=`` / ``images=`` paths. Images are square RGB face crops (``resize=True``
+scales other square sizes). Every label file is checked first, a problem an error naming the file
+and row; frames with a label but no image (or the reverse) are counted in a warning.
 
 **BP4D** (``load_bp4d(root)``): occurrence files ``<Subject>_<Task>.csv`` and frames per task::
 
@@ -25,22 +20,14 @@ label but no image, or an image but no label, are counted in a warning (and ``ds
     root/ActionUnit_Labels/SN001/SN001_au1.txt   # lines "frame,intensity", frames counted from 1
     root/img/SN001/0.png                         # <Subject>/<n>.png|.jpg (or root/images/, images=...)
 
-  *Frame numbering rule.* DISFA's label files count video frames from 1. ME-GraphAU's
-  preprocessing (the common way to extract the frames) writes label line ``i`` to ``(i-1).png``,
-  numbering images from 0; other extractors number them from 1 like the labels. ``numbering``
-  says which: ``0`` (label frame f -> image f-1, ME-GraphAU's), ``1`` (f -> f), or ``"auto"``
-  (default): per subject, the rule under which more label frames find an image; a tie is read as
-  ME-GraphAU's 0-based rule, and choosing the 1-based rule is announced in a warning. Images and
-  labels must then line up: if label frames have no image or images have no label, a warning
-  gives the counts and the first/last frames of each side. An AU is present when its intensity is
-  at least ``threshold`` (2, the usual choice; 1..5).
+  ``numbering``: ``0`` maps label frame f to image f-1 (ME-GraphAU's preprocessing), ``1`` to f,
+  ``"auto"`` (default) picks per subject the rule under which more frames line up (a tie is
+  0-based; the 1-based rule is announced in a warning). An AU is present from intensity
+  ``threshold`` (default 2).
 
-**Any other dataset** (``load_csv(path, image_size)``): a CSV with one row per image, read by
-:mod:`occfau_lib.tables` (its docstring gives the format and how AU columns are recognised).
+**Any other dataset** (``load_csv(path, image_size)``): :mod:`occfau_lib.tables`.
 
-Both licensed datasets use the official subject-exclusive parts (``BP4D_PARTS``,
-``DISFA_PARTS``), so results compare with the literature; a tree holding only some subjects gives
-smaller parts.
+Both licensed datasets use the official subject-exclusive parts (``BP4D_PARTS``, ``DISFA_PARTS``).
 """
 from __future__ import annotations
 
@@ -71,17 +58,13 @@ DISFA_PARTS: Parts = (
     ("SN013", "SN018", "SN011", "SN028", "SN012", "SN006", "SN031", "SN021", "SN024"),
     ("SN003", "SN029", "SN023", "SN025", "SN008", "SN005", "SN007", "SN017", "SN004"),
 )
-#: Names accepted by :func:`load_dataset`.
 DATASETS = ("synthfacs", "bp4d", "disfa", "csv")
-#: Where the loaders look when ``labels=`` / ``images=`` are not given, first match wins.
+#: Where the loaders look when ``labels=`` / ``images=`` are not given, first match first.
 BP4D_LABEL_DIRS = ("AU_OCC", "AUCoding/AU_OCC")
 DISFA_LABEL_DIRS = ("ActionUnit_Labels",)
 IMAGE_DIRS = ("images", "img")
 
 
-# --------------------------------------------------------------------------------------------
-# Shared pieces: folders, frame files, label tables
-# --------------------------------------------------------------------------------------------
 def _require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
         raise FileNotFoundError(f"{what} directory not found: {path}")
@@ -118,9 +101,6 @@ def _frame_range(frames) -> str:
     return f"{len(frames)} (frames {frames[0]}..{frames[-1]})" if frames else "0"
 
 
-# --------------------------------------------------------------------------------------------
-# BP4D
-# --------------------------------------------------------------------------------------------
 def _read_bp4d_file(csv_path: Path, aus: tuple[int, ...]) -> dict[int, list[int]]:
     """Frame -> labels (1/0/-1 for ``aus``) of one ``<Subject>_<Task>.csv``, every row checked."""
     table = read_table(csv_path)
@@ -150,8 +130,7 @@ def _read_bp4d_file(csv_path: Path, aus: tuple[int, ...]) -> dict[int, list[int]
 
 def load_bp4d(root: str | Path, image_size: int = 224, aus: str | Sequence[int] = BP4D_AUS, resize: bool = False,
               labels: str | Path | None = None, images: str | Path | None = None) -> FileDataset:
-    """BP4D from the layouts in the module docstring: ``<labels>/<Subject>_<Task>.csv`` and
-    ``<images>/<Subject>/<Task>/<frame>`` (``labels``/``images`` found under ``root`` if not given)."""
+    """BP4D: ``<labels>/<Subject>_<Task>.csv`` and ``<images>/<Subject>/<Task>/<frame>``."""
     root = _require_dir(Path(root), "BP4D root")
     aus = au_set(aus)
     label_dir = _sub_dir(root, labels, BP4D_LABEL_DIRS, "BP4D label (AU_OCC)")
@@ -188,7 +167,6 @@ def load_bp4d(root: str | Path, image_size: int = 224, aus: str | Sequence[int] 
 
 
 def _warn_unmatched(name: str, no_image: list[str], no_label: list[str]) -> None:
-    """One warning with the counts (and first examples) of labels without images and vice versa."""
     if not no_image and not no_label:
         return
     parts = []
@@ -199,9 +177,6 @@ def _warn_unmatched(name: str, no_image: list[str], no_label: list[str]) -> None
     warnings.warn(f"{name}: " + "; ".join(parts), stacklevel=3)
 
 
-# --------------------------------------------------------------------------------------------
-# DISFA
-# --------------------------------------------------------------------------------------------
 def read_intensities(path: Path) -> dict[int, int]:
     """Frame -> intensity (0..5) of one DISFA ``<Subject>_au<k>.txt`` file, every line checked."""
     if not path.is_file():
@@ -238,8 +213,7 @@ def image_offset(label_frames, image_frames, numbering: int | str) -> int:
 def load_disfa(root: str | Path, image_size: int = 224, aus: str | Sequence[int] = DISFA_AUS, resize: bool = False,
                threshold: int = 2, labels: str | Path | None = None, images: str | Path | None = None,
                numbering: int | str = "auto") -> FileDataset:
-    """DISFA from the layouts in the module docstring; an AU is present iff its intensity is at
-    least ``threshold``; ``numbering`` is the frame-numbering rule (module docstring)."""
+    """DISFA (layouts and ``numbering``: the module docstring); present from intensity ``threshold``."""
     if isinstance(threshold, bool) or threshold not in range(1, 6):
         raise ValueError(f"DISFA threshold must be an intensity 1..5 (2 is usual); got {threshold!r}")
     root = _require_dir(Path(root), "DISFA root")
@@ -294,18 +268,10 @@ def load_disfa(root: str | Path, image_size: int = 224, aus: str | Sequence[int]
     return dataset
 
 
-# --------------------------------------------------------------------------------------------
-# One entry point
-# --------------------------------------------------------------------------------------------
 def load_dataset(name: str, root: str | Path | None = None, profile: str | Profile | None = None,
                  **kwargs) -> AUDataset:
-    """One entry point: ``"synthfacs"``, ``"bp4d"``, ``"disfa"`` or ``"csv"`` (``root`` = the CSV file).
-
-    ``profile`` (a name or a :class:`~occfau_lib.config.Profile`) sizes the SynthFACS world, which
-    needs no ``root``; for file datasets it sets ``image_size`` (unless given), so real images
-    match what the profile's models expect. ``kwargs`` go to the loader (``labels=``,
-    ``images=``, ``resize=``, DISFA's ``threshold=`` and ``numbering=``).
-    """
+    """``"synthfacs"``, ``"bp4d"``, ``"disfa"`` or ``"csv"`` (``root``: the CSV file). ``profile`` sizes
+    the SynthFACS world and sets a file dataset's ``image_size`` unless given; ``kwargs`` go to the loader."""
     key = name.lower()
     if key == "synthfacs":
         return synthfacs.build_dataset(profile, **kwargs)

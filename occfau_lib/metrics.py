@@ -1,21 +1,9 @@
 """AU detection metrics and results tables, computed the way the BP4D/DISFA literature does.
 
-Used by notebooks 00-05 (and the benchmarks) to score every model the same way:
-
-* **per-AU F1** of the positive class, with probabilities thresholded at 0.5 and counts accumulated
-  over the *whole* test fold (not averaged over batches or subjects);
-* **per-AU ROC AUC**, threshold-free, as a complement to F1;
-* **3-fold protocol**: each AU's score is averaged over the 3 subject-exclusive folds, and the
-  reported "Avg" is the mean of those per-AU means over AUs.
-
-Labels are arrays of shape ``(N, n_au)`` with 1 = present, 0 = absent and -1 = unknown (BP4D
-codes "unknown" as 9; dataset loaders map it to -1). Unknown entries are dropped from that AU's
-metric only (a mask per column): treating them as negatives would invent absent labels and bias
-both F1 and AUC. Arrays may be numpy arrays or torch tensors; columns follow a tuple of AU numbers
-(see :mod:`occfau_lib.aus`).
-
-The counting itself is scikit-learn's (``f1_score``, ``roc_auc_score``); this module only adds the
-masking, the fold protocol and the table formatting.
+Per-AU F1 of the positive class (probabilities thresholded at 0.5, counts over the whole test
+fold) and ROC AUC, each AU averaged over the 3 subject-exclusive folds, "Avg" the mean over AUs.
+Labels are ``(N, n_au)`` arrays of 1 / 0 / -1 (unknown); unknown entries are dropped from their
+AU's metric only, never read as absent. The counting itself is scikit-learn's.
 """
 from __future__ import annotations
 
@@ -38,14 +26,13 @@ MISSING = "–"
 
 
 def to_numpy(x: Any) -> np.ndarray:
-    """Return ``x`` as a numpy array; torch tensors are detached and moved to the CPU first."""
+    """``x`` as a numpy array (a torch tensor detached and moved to the CPU)."""
     if hasattr(x, "detach"):  # torch.Tensor, without importing torch here
         x = x.detach().cpu().numpy()
     return np.asarray(x)
 
 
 def _check(labels: Any, probs: Any | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Convert and validate ``labels`` (N, n_au) in {-1, 0, 1} and ``probs`` of the same shape."""
     y = to_numpy(labels)
     if y.ndim != 2:
         raise ValueError(f"labels must have shape (N, n_au); got shape {y.shape}")
@@ -65,20 +52,16 @@ def _check(labels: Any, probs: Any | None = None) -> tuple[np.ndarray, np.ndarra
 
 
 def _nanmean(values: Any) -> float:
-    """Mean ignoring nan; nan (without numpy's warning) when every value is nan or there are none."""
+    """Mean ignoring nan; nan (without a warning) when nothing is left."""
     v = np.asarray(values, dtype=np.float64)
     v = v[~np.isnan(v)]
     return float(v.mean()) if v.size else math.nan
 
 
 def f1_per_au(labels: Any, probs: Any, threshold: float = 0.5) -> np.ndarray:
-    """F1 of the positive class for each AU column, over all kept (non -1) rows.
-
-    ``probs`` are probabilities (predicted present where ``probs >= threshold``) or 0/1
-    predictions. An AU with no positive labels and no positive predictions among its kept rows
-    scores 0.0 (scikit-learn's ``zero_division=0``, as the literature reports it); an AU whose
-    entries are all unknown has no score: nan.
-    """
+    """F1 of the positive class per AU over its known rows (present where ``probs >= threshold``).
+    No positives and no positive predictions score 0.0, as the literature reports it; an AU with
+    only unknown labels is nan."""
     y, p = _check(labels, probs)  # (N, n_au) each
     pred = (p >= threshold).astype(np.int64)  # (N, n_au)
     out = np.full(y.shape[1], np.nan)  # (n_au,)
@@ -91,10 +74,7 @@ def f1_per_au(labels: Any, probs: Any, threshold: float = 0.5) -> np.ndarray:
 
 
 def auc_per_au(labels: Any, probs: Any) -> np.ndarray:
-    """ROC AUC for each AU column over its kept (non -1) rows; nan where only one class remains.
-
-    AUC ranks the scores, so pass probabilities or logits (0/1 predictions give a coarse AUC).
-    """
+    """ROC AUC per AU over its known rows; nan where only one class remains."""
     y, p = _check(labels, probs)  # (N, n_au) each
     out = np.full(y.shape[1], np.nan)  # (n_au,)
     for j in range(y.shape[1]):
@@ -111,14 +91,8 @@ def average_f1(labels: Any, probs: Any, threshold: float = 0.5) -> float:
 
 
 def evaluate(labels: Any, probs: Any, aus: tuple[int, ...], threshold: float = 0.5) -> dict:
-    """Score one test fold: per-AU F1 and AUC keyed by AU number, their averages and counts.
-
-    Returns plain Python types so the result can be written with ``json.dump`` (nan is written
-    as ``NaN``; JSON turns the int AU keys into strings, which :func:`aggregate_folds` accepts)::
-
-        {"f1": {au: float}, "auc": {au: float}, "avg_f1": float, "avg_auc": float,
-         "n": int (rows), "n_unknown": {au: int (rows labelled -1)}}
-    """
+    """One test fold, in plain Python types: ``{"f1": {au: float}, "auc": {au: float}, "avg_f1",
+    "avg_auc", "n": rows, "n_unknown": {au: rows labelled -1}}``."""
     y, p = _check(labels, probs)  # (N, n_au) each
     aus = tuple(int(a) for a in aus)
     if len(aus) != y.shape[1]:
@@ -136,19 +110,14 @@ def evaluate(labels: Any, probs: Any, aus: tuple[int, ...], threshold: float = 0
 
 
 def _by_au(scores: dict) -> dict[int, float]:
-    """``{au: value}`` with int keys (JSON round trips turn them into strings)."""
     return {int(k): float(v) for k, v in scores.items()}
 
 
 def aggregate_folds(fold_results: list[dict]) -> dict:
-    """Combine :func:`evaluate` results of the folds into the numbers a paper reports.
+    """The folds' :func:`evaluate` results as a paper reports them: per AU the mean and std
+    (``ddof=0``) over folds, ``avg_f1`` / ``avg_auc`` the mean over AUs of the per-AU means::
 
-    Per AU: mean and standard deviation over folds (population std, ``ddof=0``; folds where the
-    AU has no score are skipped). ``avg_f1``/``avg_auc`` are the means over AUs of those per-AU
-    means, which is how "Avg" is computed in the BP4D/DISFA tables::
-
-        {"f1": {au: mean}, "auc": {au: mean}, "f1_std": {au: std}, "auc_std": {au: std},
-         "avg_f1": float, "avg_auc": float, "n_folds": int}
+        {"f1", "auc", "f1_std", "auc_std": {au: value}, "avg_f1", "avg_auc", "n_folds"}
     """
     if not fold_results:
         raise ValueError("aggregate_folds needs at least one fold result")
@@ -171,20 +140,15 @@ def aggregate_folds(fold_results: list[dict]) -> dict:
 
 
 def au_row(row: dict, aus: tuple[int, ...]) -> list[float]:
-    """Values of one ``{au: value}`` row in AU order (string keys of a JSON round trip accepted); an
-    AU missing from the row is nan."""
+    """One ``{au: value}`` row in AU order (string keys accepted, a missing AU nan)."""
     scores = _by_au(row)
     return [scores.get(int(a), math.nan) for a in aus]
 
 
 def format_table(rows: dict[str, dict[int, float]], aus: tuple[int, ...], digits: int = 1,
                  scale: float = 100, average: bool = True) -> str:
-    """GitHub-Markdown table: one row per method/condition, one column per AU, then ``Avg``.
-
-    Values are multiplied by ``scale`` (100: percentages) and printed with ``digits`` decimals;
-    nan (or an AU missing from a row) prints as ``–``. ``Avg`` is the mean over the listed AUs,
-    ignoring nan. No trailing newline.
-    """
+    """Markdown: one row per method, one column per AU, then ``Avg`` (ignoring nan); values times
+    ``scale``, nan as ``–``."""
     header = ["Method", *au_labels(tuple(aus))] + (["Avg"] if average else [])
     lines = ["| " + " | ".join(header) + " |",
              "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
@@ -202,11 +166,7 @@ def format_table(rows: dict[str, dict[int, float]], aus: tuple[int, ...], digits
 
 def format_csv(rows: dict[str, dict[int, float]], aus: tuple[int, ...], digits: int = 4,
                average: bool = True) -> str:
-    """The same table as CSV text, for machines: columns ``method, AU1, ..., Avg``.
-
-    Values stay unscaled (fractions in [0, 1], not percentages) with ``digits`` decimals, and
-    nan is written as ``nan`` so ``float()`` and pandas read it back. Lines end with ``\\n``.
-    """
+    """The same table as CSV (``method, AU1, ..., Avg``), fractions, nan as ``nan``."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["method", *au_labels(tuple(aus))] + (["Avg"] if average else []))
@@ -220,10 +180,8 @@ def format_csv(rows: dict[str, dict[int, float]], aus: tuple[int, ...], digits: 
 
 def conditions_table(results: dict[str, dict[str, dict]], metric: str = "avg_f1", fmt: str = "md",
                      digits: int = 1) -> str:
-    """Methods x test conditions, from ``{method: evaluate_conditions(...)}``: one row per
-    method, one column per condition, the value ``metric`` of each aggregate ("avg_f1",
-    "avg_auc"). ``fmt="md"``: Markdown in percent with ``digits`` decimals; ``fmt="csv"``:
-    fractions with 4 decimals (nan as ``nan``)."""
+    """Methods x conditions from ``{method: evaluate_conditions(...)}``, the value ``metric``:
+    Markdown in percent (``fmt="md"``) or CSV fractions (``fmt="csv"``)."""
     if fmt not in ("md", "csv"):
         raise ValueError(f"fmt must be 'md' or 'csv'; got {fmt!r}")
     conditions = list(next(iter(results.values())))
@@ -242,13 +200,8 @@ def conditions_table(results: dict[str, dict[str, dict]], metric: str = "avg_f1"
 
 
 def cooccurrence(labels, kind: str = "conditional") -> np.ndarray:
-    """AU co-occurrence matrix (n_au, n_au) from labels (N, n_au) of 1/0/-1.
-
-    Each pair (i, j) uses only the rows where both labels are known (-1 is masked pairwise).
-    ``kind="conditional"``: entry [i, j] = P(AU j present | AU i present), nan if AU i is never
-    present. ``kind="correlation"``: the phi coefficient (Pearson correlation of the 0/1
-    labels), nan where either AU is constant. Notebook 00 (drawn by ``viz.cooccurrence_heatmap``).
-    """
+    """AU co-occurrence (n_au, n_au) from labels (N, n_au), each pair over the rows where both are
+    known: ``"conditional"`` [i, j] = P(AU j | AU i), or ``"correlation"`` (phi coefficient)."""
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(f"cooccurrence: labels must be (N, n_au), got shape {labels.shape}")
@@ -269,10 +222,8 @@ def cooccurrence(labels, kind: str = "conditional") -> np.ndarray:
 
 
 def top_pairs(matrix, aus, k: int = 5) -> list[tuple[str, float]]:
-    """The ``k`` strongest AU pairs of an (N, N) pair matrix, largest first, as ``("AU6+AU12", value)``:
-    the brightest off-diagonal cells of a pair heat map, in numbers. A pair's value is the mean of
-    its two cells ([i, j] and [j, i]: the teacher's and the student's edges are directed); the
-    diagonal (an AU with itself) and nan cells are left out. Notebook 04."""
+    """The ``k`` strongest AU pairs of an (N, N) matrix as ``("AU6+AU12", value)``, largest first; a
+    pair's value is the mean of its two (directed) cells, the diagonal and nan left out."""
     m = np.asarray(matrix, np.float64)
     aus = tuple(aus)
     if m.shape != (len(aus), len(aus)):
@@ -285,9 +236,8 @@ def top_pairs(matrix, aus, k: int = 5) -> list[tuple[str, float]]:
 
 
 def append_jsonl(path, record: dict) -> None:
-    """Append ``record`` to a JSON-lines log as one line, in one ``write`` (a killed run never
-    leaves half of it). A log whose last line was torn by a run killed mid-write (no final
-    newline) gets a newline first, so the new record starts a line of its own."""
+    """``record`` as one line of a JSON-lines log, in one ``write``; after a torn last line (no
+    final newline) the record starts a line of its own."""
     line = (json.dumps(record) + "\n").encode()
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -299,25 +249,9 @@ def append_jsonl(path, record: dict) -> None:
         os.close(fd)
 
 
-def _record_after_a_torn_one(line: str) -> dict | None:
-    """The complete record at the end of ``line`` when a torn one precedes it (written on the
-    same line by an older version of :func:`append_jsonl`), else None."""
-    decoder = json.JSONDecoder()
-    for start in (i for i, c in enumerate(line) if c == "{" and i > 0):
-        try:
-            record, end = decoder.raw_decode(line, start)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and not line[end:].strip():
-            return record
-    return None
-
-
 def read_jsonl(path) -> list[dict]:
-    """The records of a JSON-lines log (one JSON object per line, e.g. a run's ``metrics.jsonl``),
-    in order. A line that is not a JSON object (torn by a killed writer, edited by hand) is
-    skipped with a warning naming the file and line, so one bad line never hides the others; a
-    complete record written onto the end of a torn one is kept, and the warning says so."""
+    """The records of a JSON-lines log; a line that is not a JSON object (torn by a killed writer,
+    edited by hand) is skipped with a warning naming the file and line."""
     records = []
     for i, line in enumerate(Path(path).read_text().splitlines(), 1):
         if line.strip():
@@ -325,14 +259,8 @@ def read_jsonl(path) -> list[dict]:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
                 record = err.msg
-            if not isinstance(record, dict):
-                kept = _record_after_a_torn_one(line)
-                if kept is not None:
-                    warnings.warn(f"{path}, line {i}: a torn record ({line[:40]}...) is followed by a complete "
-                                  "one on the same line; the torn part is skipped, the record kept", stacklevel=2)
-                    records.append(kept)
-                    continue
+            if isinstance(record, dict):
+                records.append(record)
+            else:
                 warnings.warn(f"{path}, line {i}: not a JSON record ({str(record)[:40]}); skipped", stacklevel=2)
-                continue
-            records.append(record)
     return records

@@ -1,10 +1,7 @@
-"""The claims record, read and shown: notebook 04's ledger and tables, the README's block.
+"""The claims record written by ``benchmarks/claims.py``, read back and shown as tables and a ledger.
 
-``benchmarks/claims.py`` writes the record (every method x condition over folds and seeds, and the
-paper's claims checked against it); this module reads it back and formats it. Every number is a
-percentage; ``mean`` is over seeds of the k-fold average, ``std`` the seed-to-seed spread of that
-average (``fold_std``: the spread over folds). A difference smaller than the seed spread is not a
-finding.
+Numbers are percentages; ``mean`` is over seeds of the k-fold average, ``std`` the seed-to-seed
+spread (``fold_std``: over folds). A difference smaller than the seed spread is not a finding.
 """
 from __future__ import annotations
 
@@ -21,22 +18,19 @@ CHANCE, PIXELS = "chance: always present", "pixels + logistic regression"
 
 
 def spread_name(record: dict) -> str:
-    """What the ``±`` of a record's tables is: the seed-to-seed std of the k-fold average when the
-    record has several seeds, else (one seed) the std over folds, which also holds subject variation."""
+    """What a table's ``±`` is: the seed std with several seeds, else the std over folds."""
     return "seed std" if len(record["seeds"]) > 1 else "fold std, one seed"
 
 
 def cell_std(record: dict, cell: dict, metric: str = "f1") -> float:
-    """The ``±`` of one methods x condition cell (:func:`spread_name`): the seed std of ``metric``
-    with several seeds, else F1's fold std (nan for AUC, which has no spread with one seed)."""
+    """The ``±`` of one cell (:func:`spread_name`; nan for AUC with one seed)."""
     if len(record["seeds"]) > 1:
         return cell[metric + "_std"]
     return cell["fold_std"] if metric == "f1" else float("nan")
 
 
 def methods_table(record: dict, metric: str = "f1", conditions=None) -> str:
-    """Markdown: methods x conditions, ``mean ± std`` of ``metric`` ("f1" or "auc") in percent; the
-    std is :func:`spread_name`'s (F1's fold std stands in for AUC's with one seed)."""
+    """Markdown: methods x conditions, ``mean ± std`` of ``metric`` ("f1" or "auc")."""
     methods = record["methods"]
     conditions = conditions or list(next(iter(methods.values())))
     lines = ["| Method | " + " | ".join(conditions) + " |", "|:---|" + "---:|" * len(conditions)]
@@ -49,7 +43,7 @@ def methods_table(record: dict, metric: str = "f1", conditions=None) -> str:
 
 
 def ledger(record: dict) -> str:
-    """Markdown: one line per claim, ✓ (holds), ✗ (fails) or ? (undecided: needs more seeds), with its numbers."""
+    """Markdown: one line per claim, ✓ (holds), ✗ (fails) or ? (undecided), with its numbers."""
     lines = [f"Record of commit `{record['commit']}`, profile {record['profile']}, folds {record['folds']}, "
              f"seeds {record['seeds']}: teacher clean F1 {record['teacher_clean_f1']:.1f}, pixels + logistic "
              f"regression {record['pixel_lr_f1']:.1f}, always present {record['chance_f1']:.1f}.", ""]
@@ -61,7 +55,7 @@ def ledger(record: dict) -> str:
 
 
 def read_record(path: str | Path) -> dict:
-    """A record written by :func:`write_record`; a missing key is a ValueError naming it."""
+    """A claims record; a missing key is a ValueError naming it."""
     record = json.loads(Path(path).read_text())
     missing = [k for k in ("commit", "profile", "folds", "seeds", "teacher_clean_f1", "pixel_lr_f1", "chance_f1",
                            "methods", "claims") if k not in record]

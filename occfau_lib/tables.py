@@ -1,23 +1,15 @@
-"""Label tables on disk: text and CSV files read with errors that name the file and row, AU
-header columns, and the generic CSV dataset (:func:`load_csv`).
-
-The BP4D and DISFA loaders (:mod:`occfau_lib.loaders`) read their label files through the same
-helpers. Label files are UTF-8 text (a byte-order mark is accepted); a Latin-1, Windows-1252 or
-UTF-16 file is an error naming the file and line, never a codec traceback.
+"""Label tables on disk: UTF-8 text and CSV files read with errors that name the file and row, AU
+header columns, and the generic CSV dataset (:func:`load_csv`); the BP4D and DISFA loaders use them.
 
 **Any dataset listed in a CSV** (``load_csv(path, image_size)``), one row per image::
 
     image,subject,AU1,AU2,AU12,part      # "part" (1, 2 or 3) is optional
     faces/a_0001.png,a,1,0,,1            # image path: absolute or relative to the CSV's folder
 
-  *AU columns* are named ``AU`` (any case), an optional ``_``, space or ``-``, and the AU number:
-  ``AU12``, ``au12``, ``AU012``, ``AU_12``, ``AU 12`` and ``AU-12`` all label AU12 (two of them in
-  one file are an error). Values 0 or 1, and empty, -1 or 9 for unknown. Intensity columns such as
-  OpenFace's ``AU12_r`` are not labels: threshold them into an ``AU12`` column (e.g. present when
-  intensity >= 2). Any other column that looks like an AU (``AU__12``, ``AU.12``, a bare ``12``)
-  is an error naming it, never dropped silently; columns that do not look like AUs (``notes``) are
-  not read. Without a ``part`` column, subjects are dealt into three parts by
-  :func:`data.default_parts`.
+Labels are 0 or 1, and empty, -1 or 9 for unknown. How AU columns are recognised (``AU12``,
+``AU_12``, ``au 12`` ...; OpenFace's ``AU12_r`` is no label; an AU look-alike is an error naming it):
+``docs/command-line.md``. Without a ``part`` column, subjects are dealt into three parts by
+:func:`data.default_parts`.
 """
 from __future__ import annotations
 
@@ -43,8 +35,7 @@ AU_LOOKALIKE = re.compile(r"(?i)\d+|au[\W_]*\d.*")
 
 
 def read_text(path: Path) -> str:
-    """The text of a label file: UTF-8, a byte-order mark accepted. UTF-16 or another encoding is
-    a ValueError naming the file and line (and saying how to fix it)."""
+    """A label file's UTF-8 text (a byte-order mark accepted); another encoding is a ValueError naming the line."""
     data = Path(path).read_bytes()
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\0" in data:
         raise ValueError(f"{path}: UTF-16 text (or NUL bytes); save it as UTF-8")
@@ -57,13 +48,12 @@ def read_text(path: Path) -> str:
 
 
 def read_table(path: Path) -> list[tuple[int, list[str]]]:
-    """The non-empty rows of a CSV as ``(row number, cells)`` (text read by :func:`read_text`)."""
+    """The non-empty rows of a CSV as ``(row number, cells)``."""
     rows = csv.reader(io.StringIO(read_text(path), newline=""))
     return [(n, row) for n, row in enumerate(rows, start=1) if any(cell.strip() for cell in row)]
 
 
 def check_ragged(path: Path, table: list[tuple[int, list[str]]]) -> None:
-    """Every row has as many cells as the header, else a ValueError naming the row."""
     width = len(table[0][1])
     for n, row in table[1:]:
         if len(row) != width:
@@ -72,8 +62,7 @@ def check_ragged(path: Path, table: list[tuple[int, list[str]]]) -> None:
 
 
 def au_columns(path: Path, header: Sequence[str], candidates: Sequence[int]) -> dict[int, int]:
-    """AU number -> column index for the header cells at ``candidates``; two columns naming the
-    same AU (``AU1`` and ``AU01``, or ``1`` twice) are an error naming both."""
+    """AU -> column index of the header cells at ``candidates``; two columns for one AU are an error."""
     columns: dict[int, int] = {}
     for j in candidates:
         try:
@@ -88,7 +77,6 @@ def au_columns(path: Path, header: Sequence[str], candidates: Sequence[int]) -> 
 
 
 def _csv_label(value: str, where: str) -> int:
-    """One generic-CSV label cell: 0/1, and empty, -1 or 9 for unknown (-1)."""
     value = value.strip()
     try:
         number = float(value) if value else -1.0
@@ -100,8 +88,7 @@ def _csv_label(value: str, where: str) -> int:
 
 
 def _csv_au_columns(csv_path: Path, header: list[str]) -> dict[int, int]:
-    """AU -> column of a generic CSV (rules in the module docstring); a column that looks like an
-    AU but is not read is explained, never ignored silently."""
+    """AU -> column of a generic CSV; a column that looks like an AU but is not read is explained, never skipped."""
     plain = [j for j, c in enumerate(header) if AU_COLUMN.fullmatch(c)]
     columns = au_columns(csv_path, header, plain)
     suffixed = [c for c in header if SUFFIXED_AU_COLUMN.fullmatch(c)]
@@ -126,7 +113,6 @@ def _csv_au_columns(csv_path: Path, header: list[str]) -> dict[int, int]:
 
 
 def _image_path(csv_path: Path, image: str, where: str) -> Path:
-    """The absolute path of a CSV row's image (relative to the CSV's folder), symlinks resolved."""
     try:
         return (csv_path.parent / image).resolve()  # absolute paths survive the join
     except (OSError, RuntimeError) as err:  # a symlink loop, a name too long

@@ -1,11 +1,8 @@
-"""What every training loop here shares: the schedule, the loss log, resume, the engine (device,
+"""What every training loop shares: the schedule, the loss log, resume, the engine (device,
 precision, data loading) and the torchrun plumbing.
 
-MAE pretraining (:mod:`occfau_lib.mae`), the teacher (:mod:`occfau_lib.teacher`) and the student
-(:mod:`occfau_lib.distill`) are plain loops (``zero_grad``, ``backward``, ``step``) around a
-:class:`Run`. What must behave identically everywhere -- the learning-rate schedule, refusing a NaN
-loss with a clear error, how the loss curve is logged, how an interrupted run resumes, how a GPU is
-used -- lives here once.
+MAE pretraining, the teacher and the student are plain loops (``zero_grad``, ``backward``,
+``step``) around a :class:`Run`, so these behave the same everywhere.
 """
 from __future__ import annotations
 
@@ -50,31 +47,21 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[n
 
 
 def new_history() -> dict:
-    """An empty loss log: ``{"step": [], "loss": [], "lr": []}``."""
     return {"step": [], "loss": [], "lr": []}
 
 
-# --------------------------------------------------------------------------------------------
-# The engine: device, precision, optimiser, data loading
-# --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Engine:
-    """Where and how a run computes: a device plus the GPU-side settings of
-    :class:`~occfau_lib.config.EngineConfig`. Every training function takes one where it takes a
-    ``device`` (a plain device name means the defaults: fp32, loading in the training process).
-
-    On CUDA: bf16 autocast of the forward passes when ``precision="bf16"`` (on CPU too, if asked);
-    the fused AdamW kernel; the teacher's CNN and its inputs in channels-last memory format;
-    ``workers`` loader processes that hand over batches in pinned memory for asynchronous
-    copies. On CPU with the defaults every one of these is a no-op, so CPU results are unchanged.
-    """
+    """Where and how a run computes: a device plus :class:`~occfau_lib.config.EngineConfig`
+    (a plain device name means the defaults). On CUDA: bf16 autocast when asked, fused AdamW,
+    channels-last convolutions, loader processes with pinned memory; on CPU with the defaults
+    each of these is a no-op."""
 
     device: str = "cpu"
     cfg: EngineConfig = field(default_factory=EngineConfig)
 
     @staticmethod
     def of(device: "str | Engine") -> "Engine":
-        """``device`` itself if it is an Engine, else an Engine with the default settings on it."""
         return device if isinstance(device, Engine) else Engine(str(device))
 
     @property
@@ -82,29 +69,25 @@ class Engine:
         return torch.device(self.device).type == "cuda"
 
     def autocast(self):
-        """Context for forward passes: bfloat16 autocast when ``precision="bf16"``, else nothing.
-        (bf16 keeps fp32's exponent range, so no loss scaling is needed, unlike fp16.)"""
+        """bfloat16 autocast of forward passes when ``precision="bf16"`` (no loss scaling needed)."""
         if self.cfg.precision != "bf16":
             return contextlib.nullcontext()
         return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16)
 
     def adamw(self, params, lr: float, weight_decay: float, betas=(0.9, 0.999)) -> torch.optim.AdamW:
-        """AdamW; on CUDA its fused kernel (one launch for all parameters instead of one per tensor)."""
+        """AdamW; on CUDA its fused kernel."""
         return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay,
                                  fused=True if self.cuda else None)
 
     @property
     def channels_last(self) -> bool:
-        """Convolutions in channels-last layout: faster with cuDNN's tensor-core kernels, not on CPU."""
         return self.cfg.channels_last and self.cuda
 
     def place(self, model: torch.nn.Module, conv: bool = False) -> torch.nn.Module:
-        """``model`` on the device (a CNN, ``conv=True``, in channels-last layout where it helps)."""
         model = model.to(self.device)
         return model.to(memory_format=torch.channels_last) if conv and self.channels_last else model
 
     def batch(self, x: torch.Tensor, conv: bool = False) -> torch.Tensor:
-        """An input batch on the device: an asynchronous copy when it comes from pinned memory."""
         x = x.to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if conv and self.channels_last and x.ndim == 4 else x
 
@@ -123,29 +106,12 @@ class _Rows(torch.utils.data.Dataset):
         return self.fetch(rows)
 
 
-class _EpochOrder(torch.utils.data.Sampler):
-    """The loader's sampler: the current epoch's batches, set by :meth:`Run.batches` before each epoch."""
-
-    def __init__(self):
-        self.batches: list[np.ndarray] = []
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self):
-        return len(self.batches)
-
-
 class EpochCheckpoint:
-    """Resume a training loop where it was interrupted, to the same result as an uninterrupted run.
+    """Resume a training loop where it stopped, to the same result as an uninterrupted run.
 
-    After every epoch, :meth:`save` writes (atomically) everything the rest of the run depends on:
-    model and optimiser state, step and epoch, the loop's random generators (a torch Generator for
-    batch order and augmentation, a numpy Generator for occlusion draws, torch's global RNG) and the
-    loss log, with the run's ``config``. :meth:`restore` puts them back if the file exists and its
-    config matches, so the next epoch draws exactly the batches, augmentations and occlusions it
-    would have drawn. ``path=None`` switches checkpointing off. (The learning rate needs no state:
-    it is a pure function of the step, :func:`lr_at`.)
+    :meth:`save` writes (atomically) after every epoch what the rest of the run depends on: model,
+    optimiser, step, epoch, the random generators and the loss log, with the run's ``config``;
+    :meth:`restore` puts them back when the file holds this config. ``path=None``: off.
     """
 
     def __init__(self, path: str | Path | None, config: dict):
@@ -185,13 +151,10 @@ class EpochCheckpoint:
         atomic_write(self.path, lambda tmp: torch.save(state, tmp))
 
 
-# --------------------------------------------------------------------------------------------
 # Several processes: torchrun + DistributedDataParallel
-# --------------------------------------------------------------------------------------------
 def distributed() -> tuple[int, int]:
-    """``(rank, world size)`` of this process. Under ``torchrun`` (``WORLD_SIZE`` > 1) the process
-    group is initialised on first use -- NCCL when CUDA is available, gloo on CPU; a plain run is
-    ``(0, 1)`` and touches nothing."""
+    """``(rank, world size)``; under torchrun the process group is initialised on first use
+    (NCCL with CUDA, else gloo). A plain run is ``(0, 1)``."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return 0, 1
@@ -203,8 +166,7 @@ def distributed() -> tuple[int, int]:
 
 
 def local_device(device: str) -> str:
-    """The device this process trains on: under torchrun, ``"cuda"`` means this process's own GPU
-    (``cuda:$LOCAL_RANK``, made the current device); anything else is returned as given."""
+    """Under torchrun ``"cuda"`` means this process's own GPU (``cuda:$LOCAL_RANK``)."""
     if device != "cuda" or distributed()[1] == 1:
         return device
     index = int(os.environ.get("LOCAL_RANK", "0"))
@@ -213,8 +175,7 @@ def local_device(device: str) -> str:
 
 
 def parallel(model: torch.nn.Module, device: str) -> torch.nn.Module:
-    """``model`` wrapped in DistributedDataParallel when running under torchrun (gradients are
-    averaged across processes in backward), else ``model`` itself."""
+    """``model`` in DistributedDataParallel under torchrun, else ``model`` itself."""
     _, world = distributed()
     if world == 1:
         return model
@@ -225,12 +186,9 @@ def parallel(model: torch.nn.Module, device: str) -> torch.nn.Module:
 
 
 def shard(batch_size: int) -> slice:
-    """This process's share of every global batch: rows ``rank, rank + world, ...``.
-
-    Every process draws the *whole* batch (same batch order, augmentation and occlusion random
-    numbers as a single process) and trains on its share; DDP averages the equal-sized shares'
-    gradients, which is the gradient of the whole batch's mean loss. (Batch-norm statistics are
-    per share, the one difference from a single process.)"""
+    """This process's share of every global batch: rows ``rank, rank + world, ...``. Every process
+    draws the whole batch (the same random numbers as one process) and DDP averages the shares'
+    gradients: the whole batch's gradient (batch-norm statistics are per share)."""
     rank, world = distributed()
     if batch_size % world:
         raise ValueError(f"batch size {batch_size} is not divisible by the {world} processes")
@@ -255,11 +213,9 @@ class Run:
             run.end_epoch()                                    # the checkpoint an interrupted run resumes from
         history = run.finish()
 
-    ``run.gen`` (a torch Generator: batch order, masks, augmentation) and ``run.rng`` (a numpy
-    Generator: occlusions) start from ``schedule.seed``; :class:`EpochCheckpoint` restores them, the
-    weights, the optimiser and the log when ``resume_path`` holds this ``config``'s run, so a resumed
-    run ends where an uninterrupted one does. Under torchrun :attr:`net` is the DDP-wrapped model and
-    :attr:`mine` this process's share of each batch (:func:`shard`).
+    ``run.gen`` (torch: batch order, masks, augmentation) and ``run.rng`` (numpy: occlusions) start
+    from ``schedule.seed`` and are restored with the rest by :class:`EpochCheckpoint` from
+    ``resume_path``. Under torchrun :attr:`net` is the DDP model, :attr:`mine` this process's rows.
     """
 
     def __init__(self, name: str, model: torch.nn.Module, opt: torch.optim.Optimizer, *, n: int, schedule: Schedule,
@@ -285,23 +241,21 @@ class Run:
         self.bar = tqdm(total=self.total, initial=self.step, desc=name, disable=not progress or self.rank > 0)
 
     def batches(self, fetch: Callable[[np.ndarray], np.ndarray]) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        """This epoch's ``(rows, uint8 faces)``: the order drawn from :attr:`gen` when the epoch starts
-        (before its augmentations), faces from ``fetch(rows)``, in ``engine.cfg.workers`` loader
-        processes when > 0 (which therefore change nothing in the result)."""
+        """This epoch's ``(rows, uint8 faces)``: the order drawn from :attr:`gen` first, faces from
+        ``fetch(rows)`` (in ``engine.cfg.workers`` loader processes when > 0, same result)."""
         order = epoch_batches(self.n, self.batch_size, self.gen)
         if not self.engine.cfg.workers:
             return zip(order, (torch.from_numpy(fetch(rows)) for rows in order))
         if self._loader is None:
             self._loader = torch.utils.data.DataLoader(
-                _Rows(fetch), sampler=_EpochOrder(), batch_size=None, num_workers=self.engine.cfg.workers,
+                _Rows(fetch), sampler=[], batch_size=None, num_workers=self.engine.cfg.workers,
                 pin_memory=self.engine.cuda, persistent_workers=True)
-        self._loader.sampler.batches = order
+        self._loader.sampler[:] = order  # the sampler is this list: the epoch's batches
         return zip(order, iter(self._loader))
 
     def set_lr(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> float:
-        """Set this step's scheduled rate (:func:`lr_at`; a group's ``"scale"`` multiplies it, e.g. a
-        fine-tuned block's layer decay) -- unless ``loss`` is not finite, which raises
-        FloatingPointError naming the run and the step (a NaN would silently turn every weight into NaN)."""
+        """Set this step's rate (:func:`lr_at`, times a group's ``"scale"``); a loss that is not
+        finite is a FloatingPointError naming the run and the step."""
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{self.name} loss became {loss.item()} at step {self.step}; "
                                      "lower the learning rate")
@@ -312,12 +266,10 @@ class Run:
 
     @property
     def logging(self) -> bool:
-        """True when the step being taken is one the loss log records."""
         return (self.step + 1) % self.log_every == 0 or self.step + 1 == self.total
 
     def log(self, loss: torch.Tensor, **parts: float) -> float:
-        """Count the step; every ``log_every`` steps and at the last, log its loss, rate and ``parts``
-        (rank 0's share) and show the loss on the progress bar. Returns the loss value."""
+        """Count the step; every ``log_every`` steps and at the last, log loss, rate and ``parts``."""
         value = loss.item()
         if self.logging:
             for key, v in {"step": self.step + 1, "loss": value, "lr": self.lr, **parts}.items():
@@ -334,8 +286,7 @@ class Run:
             self.checkpoint.save(self.model, self.opt, self.gen, self.rng, self.step, self.epoch, self.history)
 
     def finish(self) -> dict:
-        """Close the bar; the history with ``images_per_s`` of this session's steps and the
-        training's wall-clock ``seconds`` (summed over resumed sessions)."""
+        """The history, with ``images_per_s`` of this session and ``seconds`` over all sessions."""
         self.bar.close()
         elapsed = max(1e-9, time.perf_counter() - self.t0)
         self.history["images_per_s"] = (self.step - self.start) * self.batch_size / elapsed

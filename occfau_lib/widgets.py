@@ -1,18 +1,9 @@
 """The notebooks' interactive explorers: ipywidgets controls wired to a pure ``viz`` function.
 
-One job: an :class:`Explorer` lays out named controls in titled columns, calls a plotting function
-with their values (plus pinned ``fixed`` arguments) and shows the returned Figure as a PNG; it redraws
-when a control is *released* (``continuous_update=False``: renders take up to a few seconds). Only
-the arguments meant to move get a control -- unlike ``ipywidgets.interact``, which turns every
-default argument into a slider. Notebooks 00 and 03 call a builder below, one line each::
-
-    widgets.face_explorer()                                    # notebook 00
-    widgets.occluder_explorer(predict, images, labels, aus)    # notebook 03
-
-and notebooks 01, 02 and 04 build theirs from :class:`Explorer`, :func:`slider` and :func:`choice`.
-
-They work headless too (no kernel needed): set a control's ``value`` and ``explorer.image.value``
-holds the new PNG, which is how tests/test_viz.py checks them.
+An :class:`Explorer` lays out named controls in titled columns, calls a plotting function with
+their values and shows the Figure as a PNG, redrawn when a control is released. Unlike
+``ipywidgets.interact`` only the arguments meant to move get a control. Headless too: set a
+control's ``value`` and ``explorer.image.value`` holds the new PNG.
 """
 from __future__ import annotations
 
@@ -44,12 +35,8 @@ def choice(description: str, options, value=None, tip: str = ""):
 
 class Explorer(W.VBox):
     """``render(**control values, **fixed)`` drawn below its controls, redrawn when one changes.
-
-    ``groups``: ``{title: {argument name: widget}}``, one column each, or stacked as ``columns``
-    says (a list of lists of titles). ``controls`` maps argument names to widgets, ``image`` shows
-    the last figure (PNG bytes in ``image.value``), ``message`` the error of the last render if it
-    failed (the previous figure stays).
-    """
+    ``groups``: ``{title: {argument: widget}}``, one column each or stacked as ``columns`` says;
+    ``message`` shows the error of a failed render (the previous figure stays)."""
 
     def __init__(self, render, groups: dict[str, dict[str, W.ValueWidget]], fixed: dict | None = None,
                  columns: list[list[str]] | None = None, dpi: int = 80):
@@ -81,8 +68,7 @@ class Explorer(W.VBox):
 
 
 def face_explorer(size: int = 128) -> Explorer:
-    """Notebook 00: :func:`viz.face_explorer` with its 15 AU sliders split into upper face (AU1-7)
-    and lower face (AU9-26) columns, identity and head pose, light; ``size`` (pixels) is pinned."""
+    """Notebook 00: :func:`viz.face_explorer`: upper- and lower-face AU sliders, identity, pose, light."""
     au = {f"au{a}": slider(f"AU{a}", 0.0, 5.0, 0.5, 0.0, f"AU{a} {AUS[a].name} (intensity 0-5)") for a in ALL_AUS}
     groups = {
         "upper face": {k: w for k, w in au.items() if int(k[2:]) < 9},
@@ -102,9 +88,8 @@ def face_explorer(size: int = 128) -> Explorer:
 
 
 def occluder_explorer(predict, images, labels, aus, occluders=None) -> Explorer:
-    """Notebook 03: :func:`viz.occluder_explorer` on ``images[face]`` (uint8 (N, S, S, 3), ground
-    truth ``labels`` (N, n_au)); the block sliders are enabled for ``occluder="block"`` only, the
-    seed (shape of random occluders) for the others."""
+    """Notebook 03: :func:`viz.occluder_explorer` on ``images[face]``; the block sliders are enabled
+    for ``occluder="block"`` only, the seed for the others."""
     occluders = occluders or ["block", *occlusion.REALISTIC, *occlusion.REGION_BLOCKS, "patches:0.5"]
 
     def render(occluder, face, cx, cy, side, seed):

@@ -330,3 +330,19 @@ def test_claim_a_compares_the_student_on_the_mae_with_it_on_a_random_encoder_pai
     assert noisy["(a)"]["holds"] is False  # mean 7 but paired std 6: not a finding
     assert one["(a)"]["holds"] is None
     assert steady["(f)"]["holds"] is False and claims_for([11, 11, 11])["(f)"]["holds"] is True
+
+
+def test_the_regime_record_holds_what_notebook_02_draws():
+    """Notebook 02 reads the data-regime study from its benchmark record (benchmarks/bench_regime.py)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from occfau_lib import viz
+    from occfau_lib.config import get_profile
+    from occfau_lib.files import read_json
+
+    record, demo = read_json(BENCH / "results" / "regime_demo.json"), get_profile("demo")
+    assert record["profile"] == "demo" and record["folds"] == [1] and set(record["random"]) == {"linear", "mlp"}
+    assert [(r["corpus"], r["steps"]) for r in record["runs"]] == [(n, t) for n in demo.regime_corpora
+                                                                   for t in demo.regime_steps]
+    assert len(viz.regime_curves(record, chance=25.0).axes[0].lines) == 2 * 2 + 2 + 1

@@ -240,14 +240,6 @@ def test_append_jsonl_starts_a_new_line_after_a_torn_record(tmp_path):
         assert metrics.read_jsonl(path) == [{"a": 1}, {"b": 2}]
 
 
-def test_read_jsonl_keeps_a_record_written_onto_a_torn_one(tmp_path):
-    """Logs written before append_jsonl started a new line: the merged line's complete record is kept."""
-    path = tmp_path / "metrics.jsonl"
-    path.write_text('{"a": 1}\n{"stage": "tra{"b": {"c": 2}}\n')
-    with pytest.warns(UserWarning, match=r"line 2: a torn record .* followed by a complete one.* the record kept"):
-        assert metrics.read_jsonl(path) == [{"a": 1}, {"b": {"c": 2}}]
-
-
 def test_top_pairs_ranks_symmetrised_off_diagonal_cells():
     m = np.array([[0.9, 0.1, 0.4],
                   [0.3, 0.8, np.nan],

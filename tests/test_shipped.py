@@ -27,9 +27,9 @@ def test_make_models_ships_what_the_notebooks_use_and_it_loads_without_training(
     manifest = shipped.make_models(profile, half=True, progress=False)  # as `make models` ships them
     files = manifest["files"]
     kinds = sorted(entry["kind"] for entry in files.values())
-    # 3 teachers (one per fold) + the augmented teacher of fold 1; the data-regime scores, not their MAEs;
-    # the latent and pixel probes of notebook 04's table; the four KD ablations and the student on a random encoder
-    assert kinds == ["mae", "probe", "probe", "regime"] + ["student"] * 5 + ["teacher"] * 4
+    # 3 teachers (one per fold) + the augmented teacher of fold 1; the latent and pixel probes of notebook
+    # 04's table; the four KD ablations and the student on a random encoder
+    assert kinds == ["mae", "probe", "probe"] + ["student"] * 5 + ["teacher"] * 4
     for name, entry in files.items():
         path = dirs / "models" / name
         assert path.stat().st_size == entry["bytes"] and cache.file_sha256(path) == entry["sha256"]
@@ -79,7 +79,7 @@ def test_safetensors_round_trip_in_fp16_keeps_the_dtype(tmp_path):
     score = torch.tensor([77.53], dtype=torch.float64)
     state = {"model": {"w": torch.randn(3, 4), "steps": torch.tensor(5), "score": score},
              "history": {"loss": [0.5]}, "config": {"a": 1}}
-    cache.write_safetensors(state, tmp_path / "m.safetensors", half=True)
+    shipped.write_safetensors(state, tmp_path / "m.safetensors", half=True)
     back = cache.read_state(tmp_path / "m.safetensors")
     assert back["history"] == {"loss": [0.5]} and back["config"] == {"a": 1}
     assert back["model"]["w"].dtype == torch.float32 and torch.allclose(back["model"]["w"], state["model"]["w"], atol=1e-2)

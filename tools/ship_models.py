@@ -3,8 +3,7 @@
 :func:`notebook_models` asks for exactly the models the notebooks use on a profile, each
 through the one checkpoint-or-train cache (:func:`cache.checkpoint_or_train`): the MAE (notebooks
 01-04), one teacher per fold (03), on the distillation folds the occlusion-augmented teacher,
-the four student ablations and the student on a random encoder (04), and the data-regime study's result (02: its scores, not its
-six MAEs). :func:`make_models` records them and writes each one to
+the four student ablations and the student on a random encoder (04). :func:`make_models` records them and writes each one to
 ``data/models/<kind>-<hash>.safetensors`` with ``manifest.json``: per file its kind, its full cache
 key (config, data, code version), sha256, size, the command and the training's seconds. The cache
 then loads a shipped file only when the manifest lists it with exactly the key the current code
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from occfau_lib import cache, experiments
 from occfau_lib.files import commit
@@ -39,7 +39,21 @@ def notebook_models(profile, progress: bool = True) -> None:
     experiments.teachers_for_profile(profile, ds, key, progress=progress)
     experiments.method_models(profile, ds, key, encoder, profile.distill_folds, progress=progress)
     experiments.method_probes(profile, ds, key, encoder, profile.distill_folds)
-    experiments.data_regime(profile, ds, progress=progress, data_key=key)
+
+
+def write_safetensors(state: dict, path: Path, half: bool = False) -> None:
+    """A checkpoint dict as safetensors: its tensor dicts as tensors ``<group>/<name>`` (float32 in
+    fp16 with ``half``; float64 results stay exact), everything else as JSON metadata."""
+    tensors, rest = {}, {}
+    for group, value in state.items():
+        if isinstance(value, dict) and value and all(torch.is_tensor(v) for v in value.values()):
+            for name, t in value.items():
+                t = t.detach().cpu().contiguous()
+                tensors[f"{group}/{name}"] = t.half() if half and t.dtype == torch.float32 else t
+        else:
+            rest[group] = value
+    dtypes = {k: str(v.dtype) for k, v in state.get("model", state.get("head", {})).items()} if half else {}
+    save_file(tensors, str(path), metadata={"json": json.dumps(rest), "dtypes": json.dumps(dtypes)})
 
 
 #: Kinds stored in float32 even with ``--half``: a probe is small (0.7 MB) and its F1 then stays exact.
@@ -71,7 +85,7 @@ def make_models(profile, out: str | Path | None = None, half: bool = False, prog
             continue
         state = cache.read_state(path)
         fp16 = half and kind not in FULL_PRECISION
-        cache.atomic_write(target, lambda tmp, state=state, fp16=fp16: cache.write_safetensors(state, tmp, fp16))
+        cache.atomic_write(target, lambda tmp, state=state, fp16=fp16: write_safetensors(state, tmp, fp16))
         history = cache.read_state(target).get("history", {})  # read back: the file as shipped
         manifest[name] = {"kind": kind, "key": cache.config_dict(config), "sha256": cache.file_sha256(target),
                           "bytes": target.stat().st_size, "command": f"make models (profile {profile.name})",
