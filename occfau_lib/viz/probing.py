@@ -155,8 +155,8 @@ def hiding_curves(curves: dict[str, list[float]], hidden_fractions, references: 
 
 
 def regime_curves(regime: dict, chance: float | None = None, ax=None):
-    """Notebook 02's data-regime study (`benchmarks/bench_regime.py`, its record read by the notebook): the pretrained MAE's probe
-    F1 minus the random encoder's against the corpus size, one line per probe and step budget, the
+    """Notebook 02's data-regime study (its record, from ``benchmarks/bench_regime.py``): the pretrained
+    MAE's probe F1 minus the random encoder's against the corpus size, one line per probe and step budget, the
     spread shaded. Above zero, pretraining taught the latent something a random encoder lacks."""
     if ax is None:
         ax = _figure(5.4, 3.2).add_subplot()
