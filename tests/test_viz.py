@@ -487,6 +487,20 @@ def test_regime_curves_draw_gains_over_the_random_encoder():
     assert gains["random encoder (zero)"] == [0, 0] and gains["always present, vs linear on random"] == [-26.0, -26.0]
 
 
+
+def test_budget_curve_draws_each_snapshots_gain_from_zero_steps():
+    def run(steps, gain):
+        return {"steps": steps, **{f"{f}_gain": gain + i for i, f in enumerate(("blocks", "clean", "probe"))},
+                **{f"{f}_gain_std": 0.5 for f in ("blocks", "clean", "probe")}}
+
+    record = {"recipes": {"random": run(0, 0.0), "s6000": run(6000, 9.0), "s3000": run(3000, 4.0)}}
+    ax = viz.budget_curve(record).axes[0]
+    curves = {c.get_label(): c.lines[0].get_ydata().tolist() for c in ax.containers}
+    assert curves["student, large blocks"] == [0.0, 4.0, 9.0] and curves["linear probe, clean"] == [0.0, 6.0, 11.0]
+    assert ax.containers[0].lines[0].get_xdata().tolist() == [0, 3000, 6000]
+    with pytest.raises(ValueError, match="no pretrained snapshot"):
+        viz.budget_curve({"recipes": {"random": run(0, 0.0)}})
+
 # ----- widgets: the notebooks' explorers, driven headless -----
 
 

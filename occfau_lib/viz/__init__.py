@@ -14,5 +14,5 @@ from .faces import LOOKS_LIKE, au_gallery, face_explorer, identity_gallery, regi
 from .labels import cooccurrence_heatmap, label_stats, sequence_plot  # noqa: F401
 from .occlusions import drift_bars, level_curves, occluder_explorer, occlusion_gallery, sensitivity_maps  # noqa: F401
 from .pretraining import condition_bars, loss_curve, loss_spikes, mae_view, mae_views, masked_view, region_error_plot, run_curves  # noqa: F401
-from .probing import (gain_heatmap, hiding_curves, per_au_bars, probe_by_layer, regime_curves,  # noqa: F401
+from .probing import (budget_curve, gain_heatmap, hiding_curves, per_au_bars, probe_by_layer, regime_curves,  # noqa: F401
                       survival_difference, survival_heatmap, umap_scatter, umap_view)  # noqa: F401

@@ -183,3 +183,30 @@ def regime_curves(regime: dict, chance: float | None = None, ax=None):
     ax.set_ylabel("F1 gain over the random encoder (points)")
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax.figure
+
+
+def budget_curve(record: dict, ax=None):
+    """The pretraining-budget curve (``benchmarks/results/mae_budget_<profile>.json``): each snapshot's gain
+    over the random encoder, paired by seed, against the MAE's pretraining steps: the student's clean F1, its
+    mean F1 under the four large blocks, and the clean linear probe on the same block; bars span ± one
+    seed std. Notebook 02."""
+    runs = sorted((r for name, r in record["recipes"].items() if name != "random"), key=lambda r: r["steps"])
+    if not runs:
+        raise ValueError("budget_curve: the record holds no pretrained snapshot")
+    if ax is None:
+        ax = _figure(5.4, 3.2).add_subplot()
+    steps = [0] + [r["steps"] for r in runs]
+    ax.axhline(0, color="black", lw=1)
+    for field, label, colour, marker, dy in (("blocks", "student, large blocks", "#D55E00", "o", 5),
+                                             ("clean", "student, clean", "#0072B2", "s", -5),
+                                             ("probe", "linear probe, clean", "0.45", "^", 0)):
+        gain = [0.0] + [r[f"{field}_gain"] for r in runs]
+        std = [0.0] + [r[f"{field}_gain_std"] for r in runs]
+        ax.errorbar(steps, gain, yerr=std, color=colour, marker=marker, ms=4, capsize=2, label=label)
+        ax.annotate(f"{gain[-1]:+.1f}", (steps[-1], gain[-1]), xytext=(4, dy), textcoords="offset points",
+                    va="center", fontsize=7, color=colour)
+    ax.set_xlabel("MAE pretraining steps (batches of 64 faces; 0 = random encoder)")
+    ax.set_ylabel("F1 gain over the random encoder (points)")
+    ax.set_xlim(-500, steps[-1] * 1.1)
+    ax.legend(fontsize=7, loc="upper left")
+    return ax.figure
