@@ -233,6 +233,7 @@ class Run:
         self.checkpoint = EpochCheckpoint(resume_path, config)
         self.step, self.epoch, restored = self.checkpoint.restore(model, opt, self.gen, self.rng)
         self.history, self.start = restored or history or new_history(), self.step
+        self.seconds_before = self.history.get("seconds", 0.0)  # wall time of the sessions this one resumes
         self.rank, _ = distributed()
         self.mine, self.net = shard(self.batch_size), parallel(model, self.engine.device)
         self.lr, self._loader = 0.0, None
@@ -282,6 +283,7 @@ class Run:
     def end_epoch(self) -> None:
         """Write the epoch checkpoint (rank 0)."""
         self.epoch += 1
+        self.history["seconds"] = self.seconds_before + time.perf_counter() - self.t0
         if self.rank == 0:
             self.checkpoint.save(self.model, self.opt, self.gen, self.rng, self.step, self.epoch, self.history)
 
@@ -290,5 +292,5 @@ class Run:
         self.bar.close()
         elapsed = max(1e-9, time.perf_counter() - self.t0)
         self.history["images_per_s"] = (self.step - self.start) * self.batch_size / elapsed
-        self.history["seconds"] = self.history.get("seconds", 0.0) + elapsed  # wall time, over resumed sessions
+        self.history["seconds"] = self.seconds_before + elapsed  # wall time, over resumed sessions
         return self.history

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -70,11 +71,13 @@ def test_a_run_resumes_from_its_epoch_checkpoint(tmp_path):
     for rows, faces in run.batches(lambda rows: np.zeros((len(rows), 1), np.uint8)):
         run.set_lr(opt, w.sum())
         run.log(w.sum())
+    time.sleep(0.05)
     run.end_epoch()
     following = [r.tolist() for r in train.epoch_batches(12, 3, run.gen)]
     _, _, again = _run(resume_path=path)
     assert (again.step, again.epoch) == (4, 1) and again.history["step"] == run.history["step"]
     assert [r.tolist() for r in train.epoch_batches(12, 3, again.gen)] == following
+    assert again.finish()["seconds"] >= 0.05  # wall time counts the session it resumes
 
 
 def test_epoch_batches_cover_each_epoch_once_sorted_and_reshuffled():
