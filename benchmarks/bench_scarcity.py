@@ -12,7 +12,9 @@ subjects), every method sees only those subjects' labelled faces; the fold's tes
 
 The subjects are the first ``n`` of one random order per fold, so the smaller sets nest in the larger. Every
 count trains for the same number of optimiser steps as the full training set [ours]: fewer subjects get
-proportionally more epochs, so a small set is not also a short training. Scores: F1 on clean faces and the mean
+proportionally more epochs, so a small set is not also a short training. With every training subject (``0``)
+the runs are the profile's own models, from the same dataset and key: after ``make models`` they load from
+``data/models/`` instead of training again. Scores: F1 on clean faces and the mean
 F1 under the four large blocks, every 2nd test face. Every model goes through the cache.
 
 Writes ``--record`` (default ``benchmarks/results/label_scarcity_<profile>.json``): ``subjects``, ``folds`` and
@@ -53,10 +55,13 @@ def labelled_subjects(ds, fold: int, n: int) -> list[str]:
 
 def scarce_run(profile, ds, key: dict, encoders: dict, fold: int, n: int, distill_cfg: DistillConfig) -> dict:
     """Every method of :data:`METHODS` trained on ``n`` labelled subjects of ``fold``: ``{method: scores}``."""
-    chosen = labelled_subjects(ds, fold, n)
-    _, test = ds.fold(fold)
-    part = ds.with_subjects(sorted(set(test.subjects.tolist())) + chosen)
-    part_key = {**key, "labelled_subjects": sorted(chosen)}
+    if n:
+        chosen = labelled_subjects(ds, fold, n)
+        _, test = ds.fold(fold)
+        part = ds.with_subjects(sorted(set(test.subjects.tolist())) + chosen)
+        part_key = {**key, "labelled_subjects": sorted(chosen)}
+    else:  # every training subject: the profile's own dataset and key, so the shipped models are these runs
+        part, part_key = ds, key
     scale = len(ds.fold(fold)[0]) / len(part.fold(fold)[0])  # same optimiser steps as the full training set
     teach_cfg = replace(profile.teacher_train, epochs=max(1, round(profile.teacher_train.epochs * scale)))
     tch, _ = teacher.trained_teacher(part, fold, part_key, profile.teacher, teach_cfg, progress=False)
