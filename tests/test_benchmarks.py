@@ -346,3 +346,35 @@ def test_the_regime_record_holds_what_notebook_02_draws():
     assert [(r["corpus"], r["steps"]) for r in record["runs"]] == [(n, t) for n in demo.regime_corpora
                                                                    for t in demo.regime_steps]
     assert len(viz.regime_curves(record, chance=25.0).axes[0].lines) == 2 * 2 + 2 + 1
+
+
+def test_scarcity_with_every_subject_trains_the_profiles_own_models(monkeypatch):
+    """Subject count 0 hands the profile's dataset and key to every training call (so the shipped models are
+    those runs); a smaller count hands a subset whose key names its labelled subjects."""
+    sys.path.insert(0, str(BENCH))
+    import bench_scarcity
+    import numpy as np
+
+    from occfau_lib import synthfacs
+    from occfau_lib.config import DataConfig, get_profile
+
+    world = synthfacs.build_dataset(cfg=DataConfig(n_subjects=12, n_tasks=1, frames_per_task=2), progress=False)
+    key, seen = {"world": 1}, []
+
+    def trained(ds, fold, data_key, *args, **kwargs):
+        seen.append((len(ds), data_key))
+        return object(), {}
+
+    monkeypatch.setattr(bench_scarcity.teacher, "trained_teacher", trained)
+    monkeypatch.setattr(bench_scarcity.distill, "trained_student", trained)
+    monkeypatch.setattr(bench_scarcity, "_scores", lambda *args: {"clean": 0.0, "blocks": 0.0})
+    encoders = {"mae": type("E", (), {"config": type("C", (), {"patch_size": 8})()})(), "random": None}
+    profile = get_profile("smoke")
+    bench_scarcity.scarce_run(profile, world, key, encoders, 1, 0, profile.distill)
+    assert seen == [(len(world), key)] * 4  # teacher, augmented teacher, two students
+    seen.clear()
+    bench_scarcity.scarce_run(profile, world, key, encoders, 1, 2, profile.distill)
+    chosen = bench_scarcity.labelled_subjects(world, 1, 2)
+    test_faces = int(np.isin(world.subjects, list(set(world.fold(1)[1].subjects.tolist()))).sum())
+    assert all(k == {**key, "labelled_subjects": sorted(chosen)} for _, k in seen)
+    assert all(n == test_faces + int(np.isin(world.subjects, chosen).sum()) for n, _ in seen)
