@@ -62,3 +62,22 @@ def read_record(path: str | Path) -> dict:
     if missing:
         raise ValueError(f"{path}: not a benchmark record, missing {missing}")
     return record
+
+
+def design_table(record: dict) -> str:
+    """Markdown of the student design record (``benchmarks/bench_design.py design``): one row per variant,
+    clean / large-block F1 ``mean ± seed std`` for each encoder and KD setting, and the MAE's gain over the
+    random encoder under large blocks, paired by seed."""
+    settings = [(enc, kd) for enc in ("mae", "random") for kd in ("node + edge KD", "no KD")]
+    lines = ["| Variant | " + " | ".join(f"{enc}, {kd}" for enc, kd in settings)
+             + " | MAE gain under blocks (KD / no KD) |", "|:---|" + "---:|" * (len(settings) + 1)]
+    names = list(dict.fromkeys(row["variant"] for row in record["variants"].values()))
+    for name in names:
+        cells = []
+        for enc, kd in settings:
+            row = record["variants"].get(f"{name}, {kd}, {enc} encoder")
+            cells.append(f"{row['clean_f1']:.1f} / {row['blocks_f1']:.1f} ± {row['blocks_f1_std']:.1f}" if row else "–")
+        gains = [record["mae_gain"].get(f"{name}, {kd}") for kd in ("node + edge KD", "no KD")]
+        cells.append(" / ".join(f"{g['blocks_gain']:+.1f} ± {g['blocks_gain_std']:.1f}" if g else "–" for g in gains))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -378,3 +378,22 @@ def test_scarcity_with_every_subject_trains_the_profiles_own_models(monkeypatch)
     test_faces = int(np.isin(world.subjects, list(set(world.fold(1)[1].subjects.tolist()))).sum())
     assert all(k == {**key, "labelled_subjects": sorted(chosen)} for _, k in seen)
     assert all(n == test_faces + int(np.isin(world.subjects, chosen).sum()) for n, _ in seen)
+
+
+def test_design_table_shows_each_variant_by_encoder_and_kd_with_the_paired_gain():
+    sys.path.insert(0, str(BENCH))
+    from bench_design import design_record
+
+    from occfau_lib import record
+
+    def row(variant, encoder, kd, seed, blocks):
+        return {"variant": variant, "settings": variant, "encoder": encoder, "kd": kd, "seed": seed, "epochs": 8,
+                "clean": blocks + 10, "blocks": blocks, "clean_auc": 90.0, "seconds": 1}
+
+    rows = [row("linear", enc, kd, s, base + s + (5 if kd else 0)) for enc, base in (("mae", 70), ("random", 50))
+            for kd in (True, False) for s in (0, 1)] + [row("attention", "mae", True, 0, 80)]
+    table = record.design_table(design_record(rows)).splitlines()
+    assert table[0].startswith("| Variant | mae, node + edge KD | mae, no KD | random, node + edge KD | random, no KD")
+    assert table[2] == "| linear | 85.5 / 75.5 ± 0.5 | 80.5 / 70.5 ± 0.5 | 65.5 / 55.5 ± 0.5 | 60.5 / 50.5 ± 0.5 | " \
+                       "+20.0 ± 0.0 / +20.0 ± 0.0 |"
+    assert table[3] == "| attention | 90.0 / 80.0 ± 0.0 | – | – | – | – / – |"
